@@ -1,0 +1,48 @@
+"""Project errors. Each subclasses a built-in so callers can catch broadly; messages name the
+file, pair, key or shape at fault. Stages append their own classes at the end of this file."""
+
+from __future__ import annotations
+
+
+class InsarcloudError(Exception):
+    """Base class of every insarcloud error."""
+
+
+class ConfigError(InsarcloudError, ValueError):
+    """A configuration key, type or value is wrong (the message names the key)."""
+
+
+class StorageError(InsarcloudError, OSError):
+    """An object store or URL cannot be reached, listed, read or written."""
+
+
+class ProductError(InsarcloudError, ValueError):
+    """A LiCSAR product (one GeoTIFF or metadata file) is corrupt, truncated or inconsistent."""
+
+
+class MissingProductError(ProductError, FileNotFoundError):
+    """A product that should be there is not (names the file or the frame)."""
+
+
+class GridMismatchError(ProductError):
+    """A product's CRS, transform or shape differs from its frame's grid."""
+
+
+class CubeError(InsarcloudError, ValueError):
+    """A frame cube is missing, malformed, or does not hold what a stage needs."""
+
+
+class StageOutputError(CubeError):
+    """A stage output cannot be written (misaligned region, existing incompatible output, ...)."""
+
+
+class InputArrayError(InsarcloudError, ValueError):
+    """An array given to a kernel has the wrong shape, dtype, or no valid data."""
+
+
+class NetworkError(InsarcloudError, ValueError):
+    """An interferogram network cannot support the requested operation (no triplets, split, ...)."""
+
+
+class ConvergenceError(InsarcloudError, RuntimeError):
+    """An iterative estimator did not converge."""

@@ -1,0 +1,406 @@
+"""The frame cube: schema, opening, and atomic stage outputs (see notes/CONTRACT.md and DESIGN.md §2).
+
+A frame cube is a Zarr v3 store ``.../cubes/{frame}.zarr``. Its root group holds what ingest wrote
+(``phase``, ``unw``, ``coh`` on (pair, y, x); statics on (y, x)); every derived product lives in a group
+of its own (``quality``, ``unw_<method>``, ``qc``, ``ts_<weights>``, ``noise``, ``forecast``) with its own
+copies of the coordinates it uses, so a later ingest that appends pairs never breaks what a stage wrote.
+
+A stage output becomes visible all at once: the group is written with a marker
+``attrs["insarcloud"]["complete"] = False``, then the marker is flipped with the parameters and their
+hash. "Done" is read from the marker, never guessed from keys or sizes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from affine import Affine
+
+from insarcloud.errors import CubeError, StageOutputError
+from insarcloud.io.storage import storage_options_for
+
+log = logging.getLogger(__name__)
+
+WAVELENGTH_M = 0.05546576  # Sentinel-1 C-band (LiCSAR, LiCSBAS, MintPy all use this value)
+CHUNK = 512
+PIXEL_DEG = 0.001
+LOS_SIGN_CONVENTION = (
+    "LOS displacement is positive toward the satellite (uplift); "
+    "d_mm = -unw_rad * wavelength_m / (4 pi) * 1000 (LiCSAR unw is positive for range increase)"
+)
+MARKER = "insarcloud"
+CUBE_FORMAT_VERSION = 1
+
+
+def phase_to_mm(phase_rad: Any, wavelength_m: float = WAVELENGTH_M) -> Any:
+    """Unwrapped phase (rad, LiCSAR sign) -> LOS displacement (mm, positive toward the satellite)."""
+    return -phase_rad * (wavelength_m / (4 * math.pi) * 1000.0)
+
+
+def mm_to_phase(d_mm: Any, wavelength_m: float = WAVELENGTH_M) -> Any:
+    """LOS displacement (mm, positive toward the satellite) -> unwrapped phase (rad, LiCSAR sign)."""
+    return -d_mm / (wavelength_m / (4 * math.pi) * 1000.0)
+
+
+def pair_name(primary: Any, secondary: Any) -> str:
+    return f"{pd.Timestamp(primary):%Y%m%d}_{pd.Timestamp(secondary):%Y%m%d}"
+
+
+def parse_pair(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    try:
+        a, b = name.split("_")
+        return pd.Timestamp(a), pd.Timestamp(b)
+    except ValueError as exc:
+        raise CubeError(f"pair name {name!r} is not YYYYMMDD_YYYYMMDD") from exc
+
+
+def grid_coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre latitudes (descending) and longitudes of a north-up EPSG:4326 grid."""
+    ny, nx = shape
+    lon = transform.c + transform.a * (np.arange(nx) + 0.5)
+    lat = transform.f + transform.e * (np.arange(ny) + 0.5)
+    return lat, lon
+
+
+def transform_from_coords(lat: np.ndarray, lon: np.ndarray) -> Affine:
+    dx = float(lon[1] - lon[0]) if lon.size > 1 else PIXEL_DEG
+    dy = float(lat[1] - lat[0]) if lat.size > 1 else -PIXEL_DEG
+    return Affine(dx, 0.0, float(lon[0]) - dx / 2, 0.0, dy, float(lat[0]) - dy / 2)
+
+
+def add_spatial_ref(ds: xr.Dataset) -> xr.Dataset:
+    """Attach a CF ``spatial_ref`` (EPSG:4326) and CF attributes to the y/x coordinates."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    transform = transform_from_coords(ds["y"].values, ds["x"].values)
+    ds = ds.rio.write_crs("EPSG:4326").rio.write_transform(transform)
+    ds["y"].attrs.update(standard_name="latitude", long_name="latitude of pixel centre", units="degrees_north")
+    ds["x"].attrs.update(standard_name="longitude", long_name="longitude of pixel centre", units="degrees_east")
+    for name, var in ds.data_vars.items():
+        if "y" in var.dims and "x" in var.dims:
+            ds[name].attrs.pop("grid_mapping", None)
+            ds[name].encoding["grid_mapping"] = "spatial_ref"
+            # Listing spatial_ref here makes a plain xr.open_zarr() see it as a coordinate, so
+            # rioxarray finds the CRS without decode_coords="all".
+            ds[name].encoding["coordinates"] = "spatial_ref"
+    return ds
+
+
+def make_frame_dataset(
+    *,
+    frame: str,
+    pairs: Sequence[str],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    phase: np.ndarray,
+    coh: np.ndarray,
+    unw: np.ndarray | None = None,
+    statics: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build a root frame-cube dataset that follows the contract, from numpy arrays.
+
+    Parameters
+    ----------
+    pairs : names ``YYYYMMDD_YYYYMMDD`` (primary earlier).
+    lat, lon : (y,), (x,) pixel-centre degrees; lat descending.
+    phase, coh, unw : (pair, y, x) float32; rad, 0..1, rad; NaN = no data.
+    statics : optional (y, x) arrays among ``hgt``, ``los_e``, ``los_n``, ``los_u``, ``landmask``.
+    """
+    pairs = [str(p) for p in pairs]
+    prim, sec = zip(*(parse_pair(p) for p in pairs), strict=True) if pairs else ((), ())
+    dates = sorted(set(prim) | set(sec))
+    data_vars: dict[str, Any] = {
+        "phase": (("pair", "y", "x"), np.asarray(phase, dtype="float32")),
+        "coh": (("pair", "y", "x"), np.asarray(coh, dtype="float32")),
+        "ingested": (("pair",), np.ones(len(pairs), dtype=bool)),
+    }
+    if unw is not None:
+        data_vars["unw"] = (("pair", "y", "x"), np.asarray(unw, dtype="float32"))
+    for name, arr in (statics or {}).items():
+        data_vars[name] = (("y", "x"), np.asarray(arr, dtype="float32"))
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            "pair": np.array(pairs, dtype=object),
+            "primary": ("pair", pd.DatetimeIndex(prim).values.astype("datetime64[ns]")),
+            "secondary": ("pair", pd.DatetimeIndex(sec).values.astype("datetime64[ns]")),
+            "date": pd.DatetimeIndex(dates).values.astype("datetime64[ns]"),
+            "y": np.asarray(lat, dtype="float64"),
+            "x": np.asarray(lon, dtype="float64"),
+        },
+    )
+    ds = ds.assign_coords(lat=("y", ds["y"].values), lon=("x", ds["x"].values))
+    ds.attrs.update(
+        {
+            "frame": frame,
+            "track": int(frame[:3]) if frame[:3].isdigit() else -1,
+            "pass_direction": frame[3:4],
+            "wavelength_m": WAVELENGTH_M,
+            "los_sign_convention": LOS_SIGN_CONVENTION,
+            "cube_format_version": CUBE_FORMAT_VERSION,
+            "Conventions": "CF-1.10",
+        }
+    )
+    ds.attrs.update(dict(attrs or {}))
+    return annotate(ds)
+
+
+_VAR_ATTRS: dict[str, dict[str, str]] = {
+    "phase": {"long_name": "wrapped interferometric phase (LiCSAR diff_pha)", "units": "rad"},
+    "unw": {"long_name": "unwrapped interferometric phase (LiCSAR unw)", "units": "rad"},
+    "coh": {"long_name": "interferometric coherence", "units": "1"},
+    "hgt": {"long_name": "DEM height", "units": "m", "standard_name": "height_above_reference_ellipsoid"},
+    "los_e": {"long_name": "east component of the unit vector ground to satellite", "units": "1"},
+    "los_n": {"long_name": "north component of the unit vector ground to satellite", "units": "1"},
+    "los_u": {"long_name": "up component of the unit vector ground to satellite", "units": "1"},
+    "landmask": {"long_name": "land mask (1 land, 0 water)", "units": "1"},
+    "ingested": {"long_name": "pair fully written by ingest"},
+    "bperp": {"long_name": "perpendicular baseline to the frame's reference epoch", "units": "m"},
+}
+
+
+def annotate(ds: xr.Dataset) -> xr.Dataset:
+    """CF attributes for known variables, and the spatial reference."""
+    for name, attrs in _VAR_ATTRS.items():
+        if name in ds:
+            ds[name].attrs.update(attrs)
+    for name in ("primary", "secondary", "date"):
+        if name in ds.coords:
+            ds[name].attrs.setdefault("long_name", f"{name} acquisition date")
+    return add_spatial_ref(ds)
+
+
+def cube_encoding(ds: xr.Dataset, chunk: int = CHUNK) -> dict[str, dict[str, Any]]:
+    """Zarr chunking: one pair per chunk along ``pair`` (append-friendly), ``chunk`` x ``chunk`` in space."""
+    enc: dict[str, dict[str, Any]] = {}
+    for name, var in ds.data_vars.items():
+        chunks = []
+        for dim, size in zip(var.dims, var.shape, strict=True):
+            if dim in ("pair", "date") and var.ndim == 3:
+                chunks.append(1)
+            elif dim in ("y", "x"):
+                chunks.append(max(1, min(chunk, size)))
+            else:
+                chunks.append(max(1, size))
+        enc[name] = {"chunks": tuple(chunks)}
+    return enc
+
+
+def open_zarr_group(url: str, group: str | None = None, storage_options: dict[str, Any] | None = None,
+                    mode: str = "r") -> zarr.Group:
+    """Open a Zarr group without consolidated metadata (always the current truth)."""
+    try:
+        return zarr.open_group(
+            url,
+            path=group or "",
+            mode=mode,
+            storage_options=storage_options_for(url, storage_options) if "://" in url else None,
+            use_consolidated=False,
+        )
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise CubeError(f"no Zarr group {group or '/'} at {url}") from exc
+
+
+def consolidate(url: str, storage_options: dict[str, Any] | None = None, group: str | None = None) -> None:
+    """Refresh consolidated metadata so a plain ``xr.open_zarr(url)`` opens fast and warning-free."""
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    store = zarr.storage.FsspecStore.from_url(url, storage_options=so) if "://" in url else url
+    with warnings.catch_warnings():
+        # zarr warns that consolidated metadata is not (yet) in the v3 spec; xarray and zarr-python read
+        # it, and without it every plain xr.open_zarr() warns instead.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        if group:
+            zarr.consolidate_metadata(store, path=group)
+        zarr.consolidate_metadata(store)
+
+
+def write_new_cube(ds: xr.Dataset, url: str, storage_options: dict[str, Any] | None = None,
+                   chunk: int = CHUNK) -> None:
+    """Write a whole root dataset (tests and small cubes; ingest appends through ``ingest``)."""
+    ds.to_zarr(
+        url, mode="w", zarr_format=3, consolidated=False, encoding=cube_encoding(ds, chunk),
+        storage_options=storage_options_for(url, storage_options) if "://" in url else None,
+    )
+    consolidate(url, storage_options)
+
+
+def open_cube(url: str, storage_options: dict[str, Any] | None = None, *, group: str | None = None,
+              complete_only: bool = True, chunks: Any = None) -> xr.Dataset:
+    """Open a frame cube (root) or one of its derived groups, lazily with Dask.
+
+    The root is returned with only the pairs that ingest finished (``ingested == True``) unless
+    ``complete_only`` is False. A derived group is returned only when its marker says complete.
+    """
+    try:
+        ds = xr.open_zarr(
+            url, group=group, consolidated=False, decode_coords="all", chunks=chunks if chunks is not None else {},
+            storage_options=storage_options_for(url, storage_options) if "://" in url else None,
+        )
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
+        where = f"group {group!r} of " if group else ""
+        raise CubeError(f"cannot open {where}cube {url}: {exc}") from exc
+    if group is None and complete_only and "ingested" in ds:
+        ingested = ds["ingested"].values.astype(bool)
+        if not ingested.all():
+            ds = ds.isel(pair=np.flatnonzero(ingested))
+    if group is not None and complete_only:
+        marker = ds.attrs.get(MARKER, {})
+        if not marker.get("complete", False):
+            raise CubeError(f"group {group!r} of {url} is incomplete (its stage did not finish)")
+    return ds
+
+
+def list_groups(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    root = open_zarr_group(url, None, storage_options)
+    return sorted(name for name, _ in root.groups())
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage outputs
+# ---------------------------------------------------------------------------------------------
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_marker(url: str, group: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The stage marker of ``group`` or None when the group does not exist."""
+    try:
+        g = open_zarr_group(url, group, storage_options)
+    except CubeError:
+        return None
+    return dict(g.attrs.get(MARKER, {})) or None
+
+
+class OutputPlan(NamedTuple):
+    """Where a stage writes and whether it has nothing to do."""
+
+    group: str
+    done: bool
+
+
+def resolve_output(url: str, group: str, params: Mapping[str, Any],
+                   storage_options: dict[str, Any] | None = None) -> OutputPlan:
+    """Decide where a stage with ``params`` writes: skip, (re)write, or a new name.
+
+    Same parameters and complete -> ``done``; absent or incomplete -> the same name; complete with other
+    parameters -> ``f"{group}_{hash[:8]}"`` (a re-run with new parameters never silently overwrites).
+    """
+    h = params_hash(params)
+    marker = read_marker(url, group, storage_options)
+    if marker is None or not marker.get("complete"):
+        return OutputPlan(group, False)
+    if marker.get("params_hash") == h:
+        return OutputPlan(group, True)
+    alt = f"{group}_{h[:8]}"
+    alt_marker = read_marker(url, alt, storage_options)
+    return OutputPlan(alt, bool(alt_marker and alt_marker.get("complete") and alt_marker.get("params_hash") == h))
+
+
+def _marker(stage: str, params: Mapping[str, Any], complete: bool) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "params": json.loads(json.dumps(dict(params), default=str)),
+        "params_hash": params_hash(params),
+        "complete": complete,
+        "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _prepare(ds: xr.Dataset) -> xr.Dataset:
+    if "y" in ds.dims and "x" in ds.dims and "spatial_ref" not in ds.coords:
+        ds = add_spatial_ref(ds)
+    elif "y" in ds.dims and "x" in ds.dims:
+        for name, var in ds.data_vars.items():
+            if "y" in var.dims and "x" in var.dims:
+                ds[name].attrs.pop("grid_mapping", None)
+                ds[name].encoding["grid_mapping"] = "spatial_ref"
+                ds[name].encoding["coordinates"] = "spatial_ref"
+    for name in ds.variables:
+        ds[name].encoding.pop("chunks", None)
+        ds[name].encoding.pop("preferred_chunks", None)
+    return ds
+
+
+def write_stage_output(ds: xr.Dataset, url: str, group: str, *, stage: str, params: Mapping[str, Any],
+                       storage_options: dict[str, Any] | None = None,
+                       encoding: dict[str, dict[str, Any]] | None = None) -> None:
+    """Write a derived group, then flip its completion marker.
+
+    ``ds`` may be Dask-backed: under an active ``distributed.Client`` the workers compute the chunks and
+    write them to the store themselves; nothing large passes through the caller.
+    """
+    ds = _prepare(ds.copy())
+    ds.attrs[MARKER] = _marker(stage, params, complete=False)
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    ds.to_zarr(url, group=group, mode="w", zarr_format=3, consolidated=False, storage_options=so,
+               encoding=encoding or {})
+    mark_stage_complete(url, group, storage_options, stage=stage, params=params)
+
+
+def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: str,
+                          params: Mapping[str, Any], storage_options: dict[str, Any] | None = None,
+                          encoding: dict[str, dict[str, Any]] | None = None) -> None:
+    """Create a derived group's arrays and coordinates (no data chunks) for region writers (Ray actors).
+
+    ``template`` is usually Dask-backed; its chunks become the Zarr chunks.
+    """
+    template = _prepare(template.copy())
+    template.attrs[MARKER] = _marker(stage, params, complete=False)
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    template.to_zarr(url, group=group, mode="w", zarr_format=3, consolidated=False, storage_options=so,
+                     compute=False, encoding=encoding or {})
+
+
+def write_stage_region(part: xr.Dataset, url: str, group: str, region: Mapping[str, slice],
+                       storage_options: dict[str, Any] | None = None) -> None:
+    """Write ``part`` into ``region`` of an existing group; the region must be chunk-aligned."""
+    g = open_zarr_group(url, group, storage_options)
+    for name, var in part.data_vars.items():
+        if name not in g:
+            raise StageOutputError(f"variable {name!r} is not in group {group!r} of {url}")
+        arr = g[name]
+        dims = var.dims
+        for axis, dim in enumerate(dims):
+            if dim not in region:
+                continue
+            sl = region[dim]
+            csize, size = arr.chunks[axis], arr.shape[axis]
+            start, stop = sl.start or 0, size if sl.stop is None else sl.stop
+            if start % csize or (stop % csize and stop != size):
+                raise StageOutputError(
+                    f"region {dim}={start}:{stop} of {group}/{name} is not aligned to its chunks of {csize}"
+                )
+    part = part.drop_vars(list(part.coords))
+    region = {**{d: slice(None) for d in part.dims}, **dict(region)}
+    for name in part.variables:
+        part[name].encoding = {}
+        part[name].attrs = {}
+    part.attrs = {}
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    part.to_zarr(url, group=group, region=dict(region), mode="r+", storage_options=so, consolidated=False)
+
+
+def mark_stage_complete(url: str, group: str, storage_options: dict[str, Any] | None = None, *,
+                        stage: str | None = None, params: Mapping[str, Any] | None = None) -> None:
+    """Flip the completion marker of ``group`` (last step of a stage) and refresh consolidated metadata."""
+    g = open_zarr_group(url, group, storage_options, mode="r+")
+    marker = dict(g.attrs.get(MARKER, {}))
+    if stage is not None:
+        marker.update(_marker(stage, params or {}, complete=True))
+    marker["complete"] = True
+    g.attrs[MARKER] = marker
+    consolidate(url, storage_options, group)

@@ -1,0 +1,269 @@
+"""COMET-LiCSAR frame products: layout, discovery on any fsspec URL, metadata parsing, GeoTIFF reading.
+
+Layout (LiCSAR's public tree)::
+
+    <root>/<track>/<frame>/interferograms/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.{unw,cc,diff_pha}.tif
+    <root>/<track>/<frame>/epochs/YYYYMMDD/YYYYMMDD.geo.mli.tif
+    <root>/<track>/<frame>/metadata/{<frame>.geo.{E,N,U,hgt}.tif, baselines, metadata.txt,
+                                     <frame>.geo.landmask.tif, <frame>-poly.txt}
+
+Conventions: unw float32 rad, 0 = no data; cc uint8 0..255 (/255, 0 = no data; float32 0..1 accepted);
+diff_pha float32 rad, 0 = no data; E/N/U/hgt 0 = no data; EPSG:4326 at 0.001 degree.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from insarcloud.errors import GridMismatchError, MissingProductError, ProductError
+from insarcloud.io.storage import get_fs, join, protocol_of, read_bytes, with_retries
+
+log = logging.getLogger(__name__)
+
+FRAME_RE = re.compile(r"^\d{3}[AD]_\d{5}_\d{6}$")
+PAIR_RE = re.compile(r"^(\d{8})_(\d{8})$")
+PairKind = Literal["unw", "cc", "diff_pha"]
+PAIR_KINDS: tuple[PairKind, ...] = ("diff_pha", "cc", "unw")
+STATIC_KINDS = ("hgt", "E", "N", "U", "landmask")
+STATIC_VAR = {"hgt": "hgt", "E": "los_e", "N": "los_n", "U": "los_u", "landmask": "landmask"}
+GRID_TOL_DEG = 1e-6  # LiCSAR's own landmask differs from its rasters by ~1e-15 deg
+
+
+@dataclass(frozen=True)
+class ProductRef:
+    """One object in the source tree, with what identifies its version (provenance)."""
+
+    url: str
+    size: int
+    etag: str
+
+
+@dataclass
+class FrameProducts:
+    """Everything discovered for one frame; ``missing`` names what the layout has and this frame lacks."""
+
+    frame: str
+    url: str
+    pairs: dict[str, dict[str, ProductRef]] = field(default_factory=dict)
+    statics: dict[str, ProductRef] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
+    polygon: list[tuple[float, float]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def validate_frame_id(frame: str) -> str:
+    if not FRAME_RE.match(frame):
+        raise ProductError(f"frame id {frame!r} does not match LiCSAR's NNN[AD]_NNNNN_NNNNNN")
+    return frame
+
+
+def frame_url(source_url: str, frame: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The frame directory under ``source_url``: ``<root>/<track>/<frame>``, ``<root>/<frame>`` or the
+    frame directory itself."""
+    validate_frame_id(frame)
+    base = source_url.rstrip("/")
+    if base.endswith(frame):
+        return base
+    fs, _ = get_fs(base, storage_options)
+    for cand in (join(base, str(int(frame[:3])), frame), join(base, frame[:3], frame), join(base, frame)):
+        _, path = get_fs(cand, storage_options)
+        if with_retries(fs.exists, path) or with_retries(fs.exists, path + "/"):
+            return cand
+    raise MissingProductError(f"frame {frame} not found under {source_url} (tried <track>/<frame> and <frame>)")
+
+
+def _etag(info: dict[str, Any]) -> str:
+    for key in ("ETag", "etag", "e_tag"):
+        if info.get(key):
+            return str(info[key]).strip('"')
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""
+    return f"{info.get('size', '')}-{mtime}"
+
+
+def _url_of(fs: Any, base_url: str, path: str) -> str:
+    proto = protocol_of(base_url)
+    if proto in ("http", "https") or path.startswith(("http://", "https://")):
+        return path
+    if proto == "file":
+        return path
+    return f"{proto}://{path}"
+
+
+def _list(fs: Any, path: str) -> list[dict[str, Any]]:
+    try:
+        return list(with_retries(fs.ls, path, detail=True))
+    except FileNotFoundError:
+        return []
+
+
+def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] | None = None) -> FrameProducts:
+    """List a frame's products on any fsspec URL (s3://, file://, https:// directory listings)."""
+    furl = frame_url(source_url, frame, storage_options)
+    fs, fpath = get_fs(furl, storage_options)
+    out = FrameProducts(frame=frame, url=furl)
+    ifg_root = f"{fpath.rstrip('/')}/interferograms"
+    for entry in sorted(_list(fs, ifg_root), key=lambda e: e["name"]):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        m = PAIR_RE.match(name)
+        if not m:
+            continue
+        if m.group(1) >= m.group(2):
+            log.warning("skipping %s: primary date is not before secondary", name)
+            out.missing.append(f"interferograms/{name} (primary not before secondary)")
+            continue
+        files = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e for e in _list(fs, entry["name"].rstrip("/"))}
+        refs: dict[str, ProductRef] = {}
+        for kind in PAIR_KINDS:
+            fname = f"{name}.geo.{kind}.tif"
+            if fname in files:
+                info = files[fname]
+                refs[kind] = ProductRef(_url_of(fs, furl, info["name"]), int(info.get("size") or 0), _etag(info))
+            else:
+                out.missing.append(f"interferograms/{name}/{fname}")
+        out.pairs[name] = refs
+    meta_root = f"{fpath.rstrip('/')}/metadata"
+    meta_files = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e for e in _list(fs, meta_root)}
+    for kind in STATIC_KINDS:
+        fname = f"{frame}.geo.{kind}.tif"
+        if fname in meta_files:
+            info = meta_files[fname]
+            out.statics[kind] = ProductRef(_url_of(fs, furl, info["name"]), int(info.get("size") or 0), _etag(info))
+        else:
+            out.missing.append(f"metadata/{fname}")
+    if "metadata.txt" in meta_files:
+        out.metadata = parse_metadata_txt(read_bytes(join(furl, "metadata", "metadata.txt"), storage_options).decode())
+    else:
+        out.missing.append("metadata/metadata.txt")
+    if "baselines" in meta_files:
+        out.baselines = parse_baselines(read_bytes(join(furl, "metadata", "baselines"), storage_options).decode())
+    else:
+        out.missing.append("metadata/baselines")
+    poly = f"{frame}-poly.txt"
+    if poly in meta_files:
+        out.polygon = parse_polygon(read_bytes(join(furl, "metadata", poly), storage_options).decode())
+    if not out.pairs:
+        raise MissingProductError(f"no interferograms under {join(furl, 'interferograms')}")
+    return out
+
+
+def parse_metadata_txt(text: str) -> dict[str, str]:
+    """LiCSAR ``metadata.txt``: ``key=value`` lines (master, heading, avg_incidence_angle, ...)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def parse_baselines(text: str) -> dict[str, float]:
+    """LiCSAR ``baselines``: rows ``refdate date bperp btemp``; returns {YYYYMMDD: bperp_m}."""
+    out: dict[str, float] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 4:
+            raise ProductError(f"metadata/baselines line {n} has {len(parts)} columns, expected 4: {line!r}")
+        out[parts[1]] = float(parts[2])
+    return out
+
+
+def parse_polygon(text: str) -> list[tuple[float, float]]:
+    """LiCSAR ``<frame>-poly.txt``: one ``lon lat`` vertex per line."""
+    pts = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            pts.append((float(parts[0]), float(parts[1])))
+    return pts
+
+
+# ---------------------------------------------------------------------------------------------
+# GeoTIFF access (rasterio over fsspec: GDAL reads ranges through the same filesystem object)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a product's header says about its grid."""
+
+    url: str
+    shape: tuple[int, int]
+    transform: tuple[float, ...]
+    dtype: str
+    crs_epsg: int | None
+
+
+def _open(url: str, storage_options: dict[str, Any] | None):
+    import rasterio
+
+    if protocol_of(url) == "file" and "://" not in url:
+        return rasterio.open(url)
+    fs, path = get_fs(url, storage_options)
+    return rasterio.open(path, opener=fs)
+
+
+def read_header(url: str, storage_options: dict[str, Any] | None = None) -> Header:
+    """Read only the GeoTIFF header; a corrupt or non-TIFF file is a ProductError naming it."""
+    import rasterio
+
+    try:
+        with _open(url, storage_options) as ds:
+            epsg = ds.crs.to_epsg() if ds.crs else None
+            return Header(url, (ds.height, ds.width), tuple(ds.transform)[:6], ds.dtypes[0], epsg)
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise ProductError(f"{url}: cannot read GeoTIFF header ({exc})") from exc
+
+
+def check_grid(header: Header, shape: tuple[int, int], transform: tuple[float, ...]) -> None:
+    """Raise GridMismatchError unless ``header`` is on the frame grid (EPSG:4326, same shape/transform)."""
+    if header.crs_epsg != 4326:
+        raise GridMismatchError(f"{header.url}: CRS is EPSG:{header.crs_epsg}, expected EPSG:4326")
+    if tuple(header.shape) != tuple(shape):
+        raise GridMismatchError(f"{header.url}: shape {header.shape} differs from the frame grid {tuple(shape)}")
+    if not np.allclose(header.transform, transform[:6], atol=GRID_TOL_DEG, rtol=0):
+        raise GridMismatchError(f"{header.url}: geotransform {header.transform} differs from the frame's {transform}")
+
+
+def read_rows(url: str, row0: int, row1: int, kind: str, storage_options: dict[str, Any] | None = None) -> np.ndarray:
+    """Read rows ``row0:row1`` of a product as float32 with LiCSAR's no-data turned into NaN.
+
+    Returns (rows, x) float32: phase/unw in rad, coherence 0..1, E/N/U unit components, hgt in m.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    try:
+        with _open(url, storage_options) as ds:
+            raw = ds.read(1, window=Window(0, row0, ds.width, row1 - row0))
+            nodata = ds.nodata
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise ProductError(f"{url}: cannot read rows {row0}:{row1} ({exc})") from exc
+    out = raw.astype("float32")
+    if kind == "cc":
+        if raw.dtype == np.uint8:
+            out = np.where(raw == 0, np.nan, out / 255.0).astype("float32")
+        else:
+            out = np.where((out <= 0) | ~np.isfinite(out), np.nan, np.clip(out, 0.0, 1.0)).astype("float32")
+    elif kind == "landmask":
+        out = np.where(np.isfinite(out), out, np.nan).astype("float32")
+    else:
+        bad = (raw == 0) | ~np.isfinite(out)
+        if nodata is not None and not np.isnan(nodata):
+            bad |= raw == nodata
+        out[bad] = np.nan
+    return out
+
+
+def pair_dates(pairs: list[str]) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
+    prim = pd.to_datetime([p.split("_")[0] for p in pairs], format="%Y%m%d")
+    sec = pd.to_datetime([p.split("_")[1] for p in pairs], format="%Y%m%d")
+    return prim, sec

@@ -1,0 +1,128 @@
+"""Shared fixtures: a real S3 HTTP server (moto) on loopback, real Dask worker processes, local Ray.
+
+Every fixture starts real processes and stops them; servers are awaited by polling, never by sleeping
+a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310 (loopback only)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 HTTP endpoint: moto's server in its own process on 127.0.0.1.
+
+    Sets the standard AWS variables so that s3fs, GDAL-less code, Dask workers and Ray workers started
+    afterwards all talk to it exactly as they would to AWS.
+    """
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    saved = {k: os.environ.get(k) for k in
+             ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    try:
+        _wait_http(f"{endpoint}/moto-api/", proc)
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint,
+        )
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture()
+def storage_options(s3_endpoint: str) -> dict:
+    return {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing", "use_listings_cache": False}
+
+
+@pytest.fixture()
+def bucket(s3_endpoint: str, storage_options: dict) -> str:
+    """A fresh, empty bucket on the local S3 endpoint; returns ``s3://<name>``."""
+    import s3fs
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(**storage_options)
+    fs.mkdir(name)
+    return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def dask_client(s3_endpoint: str) -> Iterator[object]:
+    """A distributed Client on a LocalCluster of two worker processes (not threads)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           memory_limit="3GiB")
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_endpoint: str) -> Iterator[object]:
+    """A real local Ray (its own raylet and worker processes), started after the S3 variables are set."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def licsar_frame_dir() -> Path:
+    """A small crop of a real COMET-LiCSAR frame (106A_09048_000909) in LiCSAR's own layout."""
+    path = DATA / "licsar" / "106" / "106A_09048_000909"
+    if not path.exists():
+        raise FileNotFoundError(f"test data missing: {path}")
+    return path
