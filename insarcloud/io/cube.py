@@ -346,7 +346,7 @@ def write_stage_output(ds: xr.Dataset, url: str, group: str, *, stage: str, para
     ds = _prepare(ds.copy())
     ds.attrs[MARKER] = _marker(stage, params, complete=False)
     so = storage_options_for(url, storage_options) if "://" in url else None
-    ds.to_zarr(url, group=group, mode="w", zarr_format=3, consolidated=False, storage_options=so,
+    ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False, storage_options=so,
                encoding=encoding or {})
     mark_stage_complete(url, group, storage_options, stage=stage, params=params)
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from insarcloud.errors import GridMismatchError, MissingProductError, ProductError
-from insarcloud.io.storage import get_fs, join, protocol_of, read_bytes, with_retries
+from insarcloud.io.storage import get_fs, join, protocol_of, read_bytes, storage_options_for, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +202,65 @@ class Header:
     crs_epsg: int | None
 
 
+class _Opened:
+    """A rasterio dataset opened inside its own GDAL environment (closed together)."""
+
+    def __init__(self, env: Any, ds: Any) -> None:
+        self.env, self.ds = env, ds
+
+    def __enter__(self) -> Any:
+        return self.ds
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.ds.close()
+        finally:
+            self.env.__exit__(*exc)
+
+
+def gdal_s3_env(storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """GDAL configuration equivalent to s3fs ``storage_options`` (endpoint, addressing, credentials)."""
+    from urllib.parse import urlparse
+
+    so = storage_options_for("s3://x", storage_options)
+    env: dict[str, Any] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif"}
+    endpoint = so.get("endpoint_url") or (so.get("client_kwargs") or {}).get("endpoint_url")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        env.update(AWS_S3_ENDPOINT=parsed.netloc, AWS_HTTPS="YES" if parsed.scheme == "https" else "NO",
+                   AWS_VIRTUAL_HOSTING="FALSE")
+    if so.get("key"):
+        env.update(AWS_ACCESS_KEY_ID=so["key"], AWS_SECRET_ACCESS_KEY=so.get("secret", ""))
+    if so.get("anon"):
+        env["AWS_NO_SIGN_REQUEST"] = "YES"
+    return env
+
+
 def _open(url: str, storage_options: dict[str, Any] | None):
+    """Open a GeoTIFF for reading. S3 and HTTP go through GDAL's own /vsis3/ and /vsicurl/ readers, which
+    read a strip-organised LiCSAR GeoTIFF ~3x faster than GDAL reading through a Python fsspec file;
+    other protocols (memory://, gcs://, ...) use the fsspec opener."""
     import rasterio
 
-    if protocol_of(url) == "file" and "://" not in url:
-        return rasterio.open(url)
+    proto = protocol_of(url)
+    if proto == "file":
+        return rasterio.open(url.removeprefix("file://"))
+    if proto in ("s3", "s3a"):
+        env = rasterio.Env(**gdal_s3_env(storage_options))
+        env.__enter__()
+        try:
+            return _Opened(env, rasterio.open("/vsis3/" + url.split("://", 1)[1]))
+        except Exception:
+            env.__exit__(None, None, None)
+            raise
+    if proto in ("http", "https"):
+        env = rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+        env.__enter__()
+        try:
+            return _Opened(env, rasterio.open("/vsicurl/" + url))
+        except Exception:
+            env.__exit__(None, None, None)
+            raise
     fs, path = get_fs(url, storage_options)
     return rasterio.open(path, opener=fs)
 
