@@ -1,0 +1,334 @@
+"""The area job: every stage for every frame of a bounding box, then the mosaic and the report.
+
+    python pipelines/area_job.py CONFIG.yaml        # same as: insarcloud run CONFIG.yaml
+
+Stages run per frame in the fixed order ingest -> qc -> quality -> unwrap -> invert -> noise -> forecast,
+frames in parallel on one Dask cluster and one Ray cluster (threads of this driver submit the frames'
+graphs; no array passes through the driver). Every stage is idempotent: it skips when its output with the
+same parameters is complete, so a killed job re-run continues where it stopped. A failing frame is
+reported and the others finish. This module and ``insarcloud/cli.py`` are the only places that know the
+order of stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from insarcloud.config import AreaJobConfig, frames_intersecting, load_config, parse_poly_txt
+from insarcloud.errors import ConfigError, InsarcloudError
+from insarcloud.io.storage import get_fs, join, write_bytes_atomic
+
+log = logging.getLogger("insarcloud.area_job")
+
+
+@dataclass
+class FrameResult:
+    frame: str
+    ok: bool = True
+    error: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AreaResult:
+    area: str
+    area_url: str
+    report_url: str | None
+    frames: dict[str, FrameResult]
+    mosaic: dict[str, Any] | None
+    seconds: dict[str, float]
+    log_url: str | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        return [f for f, r in self.frames.items() if not r.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"area": self.area, "area_url": self.area_url, "report_url": self.report_url,
+                "log_url": self.log_url, "failed_frames": self.failed, "seconds": self.seconds,
+                "mosaic": self.mosaic,
+                "frames": {f: r.__dict__ for f, r in self.frames.items()}}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stage adapters: unpack the config into each stage's typed arguments (kernels never see config objects)
+
+
+def _ts_group(cfg: AreaJobConfig) -> str:
+    return f"ts_{cfg.params.invert.weights}"
+
+
+def _ingest(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.io.ingest import ingest_frame
+
+    p = cfg.params.ingest
+    report = ingest_frame(cfg.source_url, frame, cfg.cube_url(frame), storage_options=ctx["so"],
+                          chunk=p.chunk_yx, client=ctx["client"])
+    if not report.completed and not report.skipped:
+        raise InsarcloudError(f"{frame}: no pair could be ingested: {report.failed}")
+    return {"completed": len(report.completed), "skipped": len(report.skipped), "failed": report.failed,
+            "missing": len(report.missing)}
+
+
+def _qc(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.qc.config import QCParams
+    from insarcloud.qc.dask_ops import run_qc
+
+    p = cfg.params.qc
+    params = QCParams(**{k: v for k, v in p.model_dump().items() if k in QCParams.model_fields})
+    return run_qc(cfg.cube_url(frame), params, ctx["so"])
+
+
+def _quality(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.qc.serve import run_quality
+
+    p = cfg.params.quality
+    return run_quality(cfg.cube_url(frame), checkpoint=p.checkpoint, n_actors=p.num_actors,
+                       storage_options=ctx["so"])
+
+
+def _unwrap(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.unwrap.dask_ops import unwrap_cube
+
+    p = cfg.params.unwrap
+    return unwrap_cube(cfg.cube_url(frame), p.method, storage_options=ctx["so"])
+
+
+def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.invert.dask_ops import invert_cube
+    from insarcloud.io import open_cube
+
+    p = cfg.params.invert
+    root = open_cube(cfg.cube_url(frame), ctx["so"])
+    source = "unw" if "unw" in root else f"unw_{cfg.params.unwrap.method}"
+    ref = (p.reference[1], p.reference[0]) if p.reference else None
+    group, _ = invert_cube(cfg.cube_url(frame), weights=p.weights, source=source, gamma=p.nsbas_gamma,
+                           ref_latlon=ref, storage_options=ctx["so"])
+    return group
+
+
+def _noise(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.noise.dask_ops import run_noise
+
+    return run_noise(cfg.cube_url(frame), ts_group=_ts_group(cfg), storage_options=ctx["so"])
+
+
+def _forecast(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.forecast.serve import run_forecast
+
+    p = cfg.params.forecast
+    factors = p.factors_url.format(frame=frame, output_url=cfg.output_url.rstrip("/"))
+    summary = run_forecast(cfg.cube_url(frame), factors, model=p.model, ts_group=_ts_group(cfg),
+                           storage_options=ctx["so"], n_actors=p.num_actors, train_pixels=p.train_pixels,
+                           n_steps=p.horizon, seed=p.seed)
+    return summary._asdict() if hasattr(summary, "_asdict") else summary
+
+
+STAGES: dict[str, Callable[[AreaJobConfig, str, dict[str, Any]], Any]] = {
+    "ingest": _ingest, "qc": _qc, "quality": _quality, "unwrap": _unwrap, "invert": _invert,
+    "noise": _noise, "forecast": _forecast,
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pre-flight, frames, engines
+
+
+def find_frames(cfg: AreaJobConfig) -> list[str]:
+    """Frames listed in the config, or those whose LiCSAR ``-poly.txt`` polygon intersects the bbox."""
+    if cfg.frames:
+        return list(cfg.frames)
+    so = cfg.source_storage_options()
+    fs, root = get_fs(cfg.frame_index_url or cfg.source_url, so)
+    polys = {}
+    for path in fs.glob(f"{root.rstrip('/')}/**/metadata/*-poly.txt"):
+        frame = path.rsplit("/", 1)[-1].removesuffix("-poly.txt")
+        with fs.open(path, "rt") as f:
+            polys[frame] = parse_poly_txt(f.read(), source=path)
+    frames = sorted(frames_intersecting(polys, cfg.area.bbox))
+    if not frames:
+        raise ConfigError(f"no frame polygon under {cfg.frame_index_url} intersects bbox {cfg.area.bbox}")
+    return frames
+
+
+def preflight(cfg: AreaJobConfig) -> None:
+    """Checks that touch storage, before any work starts: the source is listable, the output writable."""
+    so_src, so_out = cfg.source_storage_options(), cfg.output_storage_options()
+    fs, path = get_fs(cfg.source_url, so_src)
+    if not fs.exists(path):
+        raise ConfigError(f"source_url {cfg.source_url} does not exist or is not readable")
+    probe = join(cfg.output_url, f".insarcloud-write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        write_bytes_atomic(probe, b"ok", so_out)
+        fs_out, p = get_fs(probe, so_out)
+        fs_out.rm(p)
+    except OSError as exc:
+        raise ConfigError(f"output_url {cfg.output_url} is not writable: {exc}") from exc
+
+
+@contextlib.contextmanager
+def engines(cfg: AreaJobConfig, need_ray: bool) -> Iterator[Any]:
+    from insarcloud.engines import dask_client, init_ray
+
+    with dask_client(cfg.engines.resolved_dask_scheduler()) as client:
+        ray = init_ray(cfg.engines.resolved_ray_address()) if need_ray else None
+        try:
+            yield client
+        finally:
+            if ray is not None:
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def _run_log(cfg: AreaJobConfig, run_id: str) -> Iterator[tuple[Path, str]]:
+    """A log file for this run, uploaded to ``{output_url}/logs/{area}/{run_id}.log`` at the end."""
+    tmp = Path(tempfile.mkdtemp()) / "run.log"
+    handler = logging.FileHandler(tmp)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger("insarcloud")
+    old_level = root.level
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    url = join(cfg.output_url, "logs", cfg.area.name, f"{run_id}.log")
+    try:
+        yield tmp, url
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+        try:
+            write_bytes_atomic(url, tmp.read_bytes(), cfg.output_storage_options())
+        except OSError as exc:
+            log.warning("could not upload the run log to %s: %s", url, exc)
+
+
+def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Callable[[str, str], None]
+              ) -> FrameResult:
+    res = FrameResult(frame)
+    for stage in cfg.ordered_stages():
+        if stage == "mosaic":
+            continue
+        t0 = time.perf_counter()
+        progress(frame, stage)
+        try:
+            res.outputs[stage] = STAGES[stage](cfg, frame, ctx)
+        except Exception as exc:  # a failing frame must not stop the area: report it and go on
+            res.ok = False
+            res.error = f"{stage}: {type(exc).__name__}: {exc}"
+            log.error("frame %s failed in %s: %s\n%s", frame, stage, exc, traceback.format_exc())
+            break
+        finally:
+            res.stage_seconds[stage] = round(time.perf_counter() - t0, 2)
+        log.info("frame %s: %s done in %.1fs", frame, stage, res.stage_seconds[stage])
+    return res
+
+
+def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> AreaResult:
+    """Run the whole area job described by ``cfg``."""
+    from rich.progress import Progress
+
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    seconds: dict[str, float] = {}
+    with _run_log(cfg, run_id) as (_, log_url):
+        t0 = time.perf_counter()
+        preflight(cfg)
+        frames = find_frames(cfg)
+        log.info("area %s: %d frames: %s", cfg.area.name, len(frames), ", ".join(frames))
+        need_ray = any(s in cfg.stages for s in ("quality", "forecast"))
+        results: dict[str, FrameResult] = {}
+        with engines(cfg, need_ray) as client, Progress(transient=True) as bar:
+            ctx = {"client": client, "so": cfg.output_storage_options()}
+            tasks = {f: bar.add_task(f"{f}", total=len(cfg.ordered_stages())) for f in frames}
+
+            def progress(frame: str, stage: str) -> None:
+                bar.update(tasks[frame], advance=0 if stage == cfg.ordered_stages()[0] else 1,
+                           description=f"{frame}: {stage}")
+
+            with ThreadPoolExecutor(max_workers=max_parallel_frames or len(frames)) as pool:
+                futs = {pool.submit(run_frame, cfg, f, ctx, progress): f for f in frames}
+                for fut in as_completed(futs):
+                    results[futs[fut]] = fut.result()
+            seconds["frames"] = round(time.perf_counter() - t0, 2)
+            mosaic = None
+            good = [f for f in frames if results[f].ok]
+            if "mosaic" in cfg.stages and good:
+                t1 = time.perf_counter()
+                from insarcloud.mosaic.area import run_mosaic
+
+                mp = cfg.params.mosaic
+                try:
+                    mosaic = run_mosaic([cfg.cube_url(f) for f in good], cfg.area_url(), ts_group=_ts_group(cfg),
+                                        bbox=cfg.area.bbox, ramp=mp.ramp != "none",
+                                        min_overlap=mp.min_overlap_pixels, gnss_csv=mp.gnss_csv,
+                                        storage_options=ctx["so"])
+                except InsarcloudError as exc:
+                    log.error("mosaic failed: %s", exc)
+                    mosaic = {"error": str(exc)}
+                seconds["mosaic"] = round(time.perf_counter() - t1, 2)
+        report_url = None
+        if cfg.report.enabled:
+            t2 = time.perf_counter()
+            from insarcloud.report import write_report
+
+            report_url = write_report(
+                cfg.area_url(), join(cfg.output_url, "reports", cfg.area.name), area_name=cfg.area.name,
+                cubes={f: cfg.cube_url(f) for f in good}, ts_group=_ts_group(cfg),
+                points=[p.model_dump() for p in cfg.report.points],
+                forecast_group="forecast" if "forecast" in cfg.stages else None,
+                run_summary={"run_id": run_id, "frames": {f: r.__dict__ for f, r in results.items()},
+                             "mosaic": mosaic}, storage_options=ctx["so"], dpi=cfg.report.dpi)
+            seconds["report"] = round(time.perf_counter() - t2, 2)
+        seconds["total"] = round(time.perf_counter() - t0, 2)
+        result = AreaResult(cfg.area.name, cfg.area_url(), report_url, results, mosaic, seconds, log_url)
+        for f in result.failed:
+            log.error("frame %s FAILED: %s", f, results[f].error)
+        log.info("area %s done in %.1fs; %d/%d frames ok", cfg.area.name, seconds["total"],
+                 len(frames) - len(result.failed), len(frames))
+    if cfg.max_failed_frames is not None and len(result.failed) > cfg.max_failed_frames:
+        raise InsarcloudError(f"{len(result.failed)} frames failed (max_failed_frames={cfg.max_failed_frames}): "
+                              f"{result.failed}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="run an insarcloud area job")
+    ap.add_argument("config", help="CONFIG.yaml (local path or URL)")
+    ap.add_argument("--json", default=None, help="write the run summary here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run_from_path(args.config, args.json)
+
+
+def run_from_path(config: str, json_out: str | None = None) -> int:
+    cfg = load_config(config)
+    result = run_area(cfg)
+    summary = result.to_dict()
+    if json_out:
+        Path(json_out).write_text(json.dumps(summary, indent=1, default=str))
+    print(f"area cube: {result.area_url}")
+    print(f"report:    {result.report_url}")
+    print(f"log:       {result.log_url}")
+    if result.failed:
+        print(f"FAILED frames: {', '.join(result.failed)}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""CLI sub-command ``insarcloud run CONFIG.yaml`` (the same as ``python pipelines/area_job.py CONFIG.yaml``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an area job: every stage for every frame, the mosaic and the report")
+    p.add_argument("config", help="CONFIG.yaml (local path or URL)")
+    p.add_argument("--json", default=None, help="write the run summary (JSON) here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.area_job import run_from_path
+
+    return run_from_path(args.config, args.json)
