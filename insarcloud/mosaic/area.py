@@ -85,6 +85,13 @@ def read_gnss_csv(url: str, storage_options: dict[str, Any] | None = None) -> li
     return rows
 
 
+def _nanmean0(a: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN (without a warning) where every value is NaN."""
+    n = np.isfinite(a).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(a, 0) / np.maximum(n, 1), np.nan)
+
+
 def mosaic_arrays(frames: Sequence[tuple[FrameMaps, np.ndarray, np.ndarray]], *, bbox: Sequence[float] | None = None,
                   ramp: bool = False, min_overlap: int = 100, gnss: list[dict] | None = None,
                   reference_box: Sequence[float] | None = None) -> tuple[xr.Dataset, dict[str, Any]]:
@@ -104,9 +111,8 @@ def mosaic_arrays(frames: Sequence[tuple[FrameMaps, np.ndarray, np.ndarray]], *,
         sol = frame_offsets(maps, grid, ramp=ramp, min_overlap=min_overlap)
         corrected = [m - correction_map(sol, k, grid) for k, m in enumerate(maps)]
         vel, std, count = combine(corrected, [a[1] for _, a in items])
-        los = {c: np.nanmean(np.stack([a[i] for _, a in items]), axis=0) for i, c in
-               ((2, "los_e"), (3, "los_n"), (4, "los_u"))} if len(items) > 1 else {
-            c: items[0][1][i] for i, c in ((2, "los_e"), (3, "los_n"), (4, "los_u"))}
+        los = {c: _nanmean0(np.stack([a[i] for _, a in items])) for i, c in
+               ((2, "los_e"), (3, "los_n"), (4, "los_u"))}
         dir_maps[d] = {"velocity": vel, "velocity_std": std, "count": count, **los}
         for k, (f, _) in enumerate(items):
             summary["frames"][f.frame] = {"direction": d, "offset_mm_yr": float(sol.offsets[k]),
@@ -166,7 +172,8 @@ def _reference_region(grid: Grid, dir_maps: dict[str, dict[str, np.ndarray]],
     if not seen.any():
         raise NetworkError("no pixel is seen by every pass direction: give a reference_box or GNSS")
     # The most precise 51 x 51 window seen by every direction: a small area, as LiCSBAS' reference.
-    std = np.nanmax(np.stack([np.where(seen, m["velocity_std"], np.nan) for m in dir_maps.values()]), axis=0)
+    std = np.max(np.stack([np.where(seen, m["velocity_std"], np.inf) for m in dir_maps.values()]), axis=0)
+    std = np.where(np.isfinite(std), std, np.nan)
     ys, xs = np.nonzero(seen)
     cy, cx = int(np.median(ys)), int(np.median(xs))
     best, score = (cy, cx), np.inf
@@ -175,7 +182,7 @@ def _reference_region(grid: Grid, dir_maps: dict[str, dict[str, np.ndarray]],
             win = std[max(0, y - 25):y + 26, max(0, x - 25):x + 26]
             if np.isfinite(win).mean() < 0.8:
                 continue
-            s = float(np.nanmedian(win))
+            s = float(np.median(win[np.isfinite(win)]))
             if s < score:
                 best, score = (y, x), s
     region = np.zeros(seen.shape, bool)
