@@ -92,7 +92,7 @@ def main() -> None:
         nbytes = sum(r.size for refs in products.pairs.values() for r in refs.values())
 
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
             client.run(lambda: None)
             groups = [urls[i::args.workers * 2] for i in range(args.workers * 2)]
             t0 = time.perf_counter()

@@ -49,7 +49,7 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
     n = n_workers or max(1, min(4, os.cpu_count() or 1))
     log.info("starting a Dask LocalCluster of %d worker processes", n)
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None, memory_limit=memory_limit or "auto")
+                           dashboard_address=":0", memory_limit=memory_limit or "auto")
     client = Client(cluster)
     try:
         yield client

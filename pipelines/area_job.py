@@ -93,18 +93,18 @@ def _qc(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
 
 
 def _quality(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.qc.serve import run_quality
+    from insarcloud.qc.serve import ServeParams, run_quality
 
     p = cfg.params.quality
-    return run_quality(cfg.cube_url(frame), checkpoint=p.checkpoint, n_actors=p.num_actors,
-                       storage_options=ctx["so"])
+    sp = {k: v for k, v in p.model_dump().items() if k in ServeParams.model_fields and v is not None}
+    return run_quality(cfg.cube_url(frame), ServeParams(**sp), n_actors=p.num_actors, storage_options=ctx["so"])
 
 
 def _unwrap(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
     from insarcloud.unwrap.dask_ops import unwrap_cube
 
     p = cfg.params.unwrap
-    return unwrap_cube(cfg.cube_url(frame), p.method, storage_options=ctx["so"])
+    return unwrap_cube(cfg.cube_url(frame), p.method, tile=p.tile, overlap=p.overlap, storage_options=ctx["so"])
 
 
 def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
@@ -121,9 +121,15 @@ def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
 
 
 def _noise(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.noise.dask_ops import run_noise
+    from insarcloud.noise.dask_ops import noise_cube
 
-    return run_noise(cfg.cube_url(frame), ts_group=_ts_group(cfg), storage_options=ctx["so"])
+    p = cfg.params.noise
+    group, skipped = noise_cube(cfg.cube_url(frame), ts_group=_ts_group(cfg), classes=p.classes,
+                                class_size=p.class_size,
+                                opts={"sigma_model": p.sigma_model, "flicker": p.flicker,
+                                      "alpha_method": p.alpha_method, "functional": p.functional},
+                                storage_options=ctx["so"])
+    return {"group": group, "skipped": skipped}
 
 
 def _forecast(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
@@ -275,7 +281,7 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                     mosaic = run_mosaic([cfg.cube_url(f) for f in good], cfg.area_url(), ts_group=_ts_group(cfg),
                                         bbox=cfg.area.bbox, ramp=mp.ramp != "none",
                                         min_overlap=mp.min_overlap_pixels, gnss_csv=mp.gnss_csv,
-                                        storage_options=ctx["so"])
+                                        reference_box=mp.reference_box, storage_options=ctx["so"])
                 except InsarcloudError as exc:
                     log.error("mosaic failed: %s", exc)
                     mosaic = {"error": str(exc)}

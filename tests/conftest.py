@@ -96,7 +96,7 @@ def dask_client(s3_endpoint: str) -> Iterator[object]:
     """A distributed Client on a LocalCluster of two worker processes (not threads)."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                            memory_limit="3GiB")
     client = Client(cluster)
     try:
