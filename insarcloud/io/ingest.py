@@ -39,7 +39,6 @@ from insarcloud.io.licsar import (
     STATIC_VAR,
     FrameProducts,
     Header,
-    check_grid,
     discover_frame,
     read_header,
     read_rows,
@@ -75,33 +74,31 @@ class IngestReport:
 # ------------------------------------------------------------------------------------------------
 
 
-def _header_task(url: str, so: dict[str, Any] | None) -> Header | str:
-    try:
-        return read_header(url, so)
-    except ProductError as exc:
-        return str(exc)
+def _write_pair_band(cube_url: str, so: dict[str, Any] | None, src_so: dict[str, Any] | None, index: int,
+                     pair: str, refs: dict[str, str], row0: int, row1: int,
+                     grid: tuple[tuple[int, int], tuple[float, ...]]) -> dict[str, Any]:
+    """Check one pair's products against the frame grid, read rows row0:row1, write the cube's chunks.
 
-
-def _write_pair_band(cube_url: str, so: dict[str, Any] | None, index: int, pair: str,
-                     refs: dict[str, str], row0: int, row1: int) -> dict[str, Any]:
-    """Read rows row0:row1 of one pair's products and write them into the cube's chunks."""
+    Every product of the band is read before anything is written, so a bad product leaves the band
+    untouched; the pair stays ``ingested = False`` and the error names the file.
+    """
     try:
         root = cubemod.open_zarr_group(cube_url, None, so, mode="r+")
-        for kind, url in refs.items():
-            var = PAIR_VARS[kind]
-            if var not in root:
-                continue
-            root[var][index, row0:row1, :] = read_rows(url, row0, row1, kind, so)
+        rows = {PAIR_VARS[k]: read_rows(u, row0, row1, k, src_so, grid) for k, u in refs.items()
+                if PAIR_VARS[k] in root}
+        for var, data in rows.items():
+            root[var][index, row0:row1, :] = data
         return {"pair": pair, "ok": True}
     except (ProductError, OSError, ValueError) as exc:
         return {"pair": pair, "ok": False, "error": str(exc)}
 
 
-def _write_static_band(cube_url: str, so: dict[str, Any] | None, kind: str, url: str,
-                       row0: int, row1: int) -> dict[str, Any]:
+def _write_static_band(cube_url: str, so: dict[str, Any] | None, src_so: dict[str, Any] | None, kind: str,
+                       url: str, row0: int, row1: int, grid: tuple[tuple[int, int], tuple[float, ...]]
+                       ) -> dict[str, Any]:
     try:
         root = cubemod.open_zarr_group(cube_url, None, so, mode="r+")
-        root[STATIC_VAR[kind]][row0:row1, :] = read_rows(url, row0, row1, kind, so)
+        root[STATIC_VAR[kind]][row0:row1, :] = read_rows(url, row0, row1, kind, src_so, grid)
         return {"static": kind, "ok": True}
     except (ProductError, OSError, ValueError) as exc:
         return {"static": kind, "ok": False, "error": str(exc)}
@@ -295,32 +292,25 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
             continue
         todo.append(pair)
 
-    # Validate headers of every product still to ingest (and the statics on first creation).
-    urls = {(p, k): r.url for p in todo for k, r in products.pairs[p].items()}
+    # The frame grid: the cube's, or (new cube) the one most of a sample of product headers agree on. Each
+    # task then checks its own products against it on the same open that reads the data.
     if state is None:
-        urls.update({("static", k): r.url for k, r in products.statics.items()})
-    headers_raw = run([dask.delayed(_header_task)(u, src_so) for u in urls.values()])
-    headers: dict[tuple[str, str], Header] = {}
-    for key, res in zip(urls, headers_raw, strict=True):
-        if isinstance(res, str):
-            _fail(report, key, res)
-        else:
-            headers[key] = res
-    if state is None:
+        sample = [r.url for p in todo[:4] for r in products.pairs[p].values()]
+        headers = {}
+        for u in sample:
+            try:
+                headers[u] = read_header(u, src_so)
+            except ProductError as exc:
+                log.warning("%s", exc)
         if not headers:
-            raise ProductError(f"frame {frame}: no readable product under {products.url}; {report.failed}")
+            raise ProductError(f"frame {frame}: no readable product among {sample}")
         shape, transform = _frame_grid(headers)
     else:
         ref = xr.open_zarr(cube_url, consolidated=False, storage_options=so)
         shape = (ref.sizes["y"], ref.sizes["x"])
         transform = tuple(cubemod.transform_from_coords(ref["y"].values, ref["x"].values))[:6]
-    for key, h in list(headers.items()):
-        try:
-            check_grid(h, shape, transform)
-        except ProductError as exc:
-            _fail(report, key, str(exc))
-            headers.pop(key)
-    good = [p for p in todo if p not in report.failed]
+    grid = (shape, transform)
+    good = list(todo)
     has_unw = any("unw" in products.pairs[p] for p in good)
 
     new = [p for p in good if p not in position]
@@ -333,8 +323,8 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
         # A new cube is consolidated at once so that it opens even if this run is killed; its pairs read as
         # ingested=False (and open_cube hides them) until their data has landed.
         cubemod.consolidate(cube_url, storage_options)
-        statics = {k: r.url for k, r in products.statics.items() if ("static", k) in headers}
-        static_tasks = [dask.delayed(_write_static_band)(cube_url, so, k, u, r0, r1)
+        statics = {k: r.url for k, r in products.statics.items()}
+        static_tasks = [dask.delayed(_write_static_band)(cube_url, so, src_so, k, u, r0, r1, grid)
                         for k, u in statics.items() for r0, r1 in _bands(shape[0], chunk)]
         for res in run(static_tasks):
             if not res["ok"]:
@@ -349,15 +339,17 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
 
     tasks = []
     for pair in good:
-        refs = {k: products.pairs[pair][k].url for k in PAIR_KINDS if (pair, k) in headers}
+        refs = {k: products.pairs[pair][k].url for k in PAIR_KINDS if k in products.pairs[pair]}
         for r0, r1 in _bands(shape[0], chunk):
-            tasks.append(dask.delayed(_write_pair_band)(cube_url, so, position[pair], pair, refs, r0, r1))
+            tasks.append(dask.delayed(_write_pair_band)(cube_url, so, src_so, position[pair], pair, refs, r0, r1,
+                                                        grid))
     results = run(tasks)
     ok: dict[str, bool] = {}
     for res in results:
         ok[res["pair"]] = ok.get(res["pair"], True) and res["ok"]
         if not res["ok"]:
             report.failed[res["pair"]] = res["error"]
+            log.error("%s", res["error"])
     done = [p for p in good if ok.get(p)]
     if done:
         root = cubemod.open_zarr_group(cube_url, None, so, mode="r+")

@@ -229,11 +229,26 @@ def gdal_s3_env(storage_options: dict[str, Any] | None) -> dict[str, Any]:
         parsed = urlparse(endpoint)
         env.update(AWS_S3_ENDPOINT=parsed.netloc, AWS_HTTPS="YES" if parsed.scheme == "https" else "NO",
                    AWS_VIRTUAL_HOSTING="FALSE")
-    if so.get("key"):
-        env.update(AWS_ACCESS_KEY_ID=so["key"], AWS_SECRET_ACCESS_KEY=so.get("secret", ""))
     if so.get("anon"):
         env["AWS_NO_SIGN_REQUEST"] = "YES"
     return env
+
+
+def _gdal_session(storage_options: dict[str, Any] | None) -> Any:
+    """Credentials for GDAL. When the process environment already holds them (the usual case, and IRSA), a
+    DummySession lets GDAL read them itself instead of rasterio building a boto3 session per open (~0.1 s);
+    explicit keys in ``storage_options`` go through rasterio's AWSSession."""
+    import os
+
+    from rasterio.session import AWSSession, DummySession
+
+    so = storage_options or {}
+    key = so.get("key")
+    if not key or (key == os.environ.get("AWS_ACCESS_KEY_ID") and so.get("secret") == os.environ.get(
+            "AWS_SECRET_ACCESS_KEY")):
+        return DummySession()
+    return AWSSession(aws_access_key_id=key, aws_secret_access_key=so.get("secret"),
+                      aws_session_token=so.get("token"), region_name=os.environ.get("AWS_DEFAULT_REGION"))
 
 
 def _open(url: str, storage_options: dict[str, Any] | None):
@@ -241,15 +256,12 @@ def _open(url: str, storage_options: dict[str, Any] | None):
     read a strip-organised LiCSAR GeoTIFF ~3x faster than GDAL reading through a Python fsspec file;
     other protocols (memory://, gcs://, ...) use the fsspec opener."""
     import rasterio
-    from rasterio.session import DummySession
 
     proto = protocol_of(url)
     if proto == "file":
         return rasterio.open(url.removeprefix("file://"))
     if proto in ("s3", "s3a"):
-        # GDAL reads the AWS_* variables itself; a DummySession stops rasterio from building a boto3 session
-        # for every open (~0.1 s each).
-        env = rasterio.Env(session=DummySession(), **gdal_s3_env(storage_options))
+        env = rasterio.Env(session=_gdal_session(storage_options), **gdal_s3_env(storage_options))
         env.__enter__()
         try:
             return _Opened(env, rasterio.open("/vsis3/" + url.split("://", 1)[1]))
@@ -290,19 +302,27 @@ def check_grid(header: Header, shape: tuple[int, int], transform: tuple[float, .
         raise GridMismatchError(f"{header.url}: geotransform {header.transform} differs from the frame's {transform}")
 
 
-def read_rows(url: str, row0: int, row1: int, kind: str, storage_options: dict[str, Any] | None = None) -> np.ndarray:
+def read_rows(url: str, row0: int, row1: int, kind: str, storage_options: dict[str, Any] | None = None,
+              grid: tuple[tuple[int, int], tuple[float, ...]] | None = None) -> np.ndarray:
     """Read rows ``row0:row1`` of a product as float32 with LiCSAR's no-data turned into NaN.
 
-    Returns (rows, x) float32: phase/unw in rad, coherence 0..1, E/N/U unit components, hgt in m.
+    With ``grid`` = (shape, geotransform) the product's header is checked against the frame grid on the
+    same open (GridMismatchError naming the file). Returns (rows, x) float32: phase/unw in rad, coherence
+    0..1, E/N/U unit components, hgt in m.
     """
     import rasterio
     from rasterio.windows import Window
 
     try:
         with _open(url, storage_options) as ds:
+            if grid is not None:
+                epsg = ds.crs.to_epsg() if ds.crs else None
+                check_grid(Header(url, (ds.height, ds.width), tuple(ds.transform)[:6], ds.dtypes[0], epsg), *grid)
             raw = ds.read(1, window=Window(0, row0, ds.width, row1 - row0))
             nodata = ds.nodata
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        if isinstance(exc, ProductError):
+            raise
         raise ProductError(f"{url}: cannot read rows {row0}:{row1} ({exc})") from exc
     out = raw.astype("float32")
     if kind == "cc":
