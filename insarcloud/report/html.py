@@ -113,10 +113,11 @@ def _series_png(points: Sequence[dict], cubes: dict[str, str], ts_group: str, fo
                 except CubeError:
                     notes.append(f"{frame}: no forecast group")
                     continue
-                var = "forecast" if "forecast" in fc else next(iter(fc.data_vars))
+                var = next((v for v in ("displacement", "forecast") if v in fc), next(iter(fc.data_vars)))
                 tdim = [d for d in fc[var].dims if d not in ("y", "x")][0]
                 ax.plot(fc[tdim].values, fc[var].isel(y=ij[0], x=ij[1]).values, "--", label=f"{frame} forecast")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.autofmt_xdate()
     return (_fig_png(fig, dpi) if drawn else None), notes
 

@@ -1,0 +1,77 @@
+"""Per-pixel harmonic regression: the baseline a geodesist tries first (pure numpy).
+
+d(t) = a + b t + c1 cos(2 pi t) + s1 sin(2 pi t) + c2 cos(4 pi t) + s2 sin(4 pi t) [+ g LST(t - lag)],
+t in years, least squares over the pixels at once (one design matrix). For forecasting, the lagged-LST
+term needs future LST: we extrapolate a per-pixel annual + semi-annual LST climatology fitted the same way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from insarcloud.errors import InputArrayError
+
+
+class HarmonicFit(NamedTuple):
+    """coef : ndarray (k, pixel); lst_coef : ndarray (5, pixel) or None (LST climatology);
+    lag_years : float; t0 : datetime64 reference date; with_lst : bool."""
+
+    coef: np.ndarray
+    lst_coef: np.ndarray | None
+    lag_years: float
+    t0: np.datetime64
+    with_lst: bool
+
+
+def _years(dates: np.ndarray, t0: np.datetime64) -> np.ndarray:
+    return (np.asarray(dates).astype("datetime64[ns]") - t0) / np.timedelta64(1, "D") / 365.25
+
+
+def design(t: np.ndarray, trend: bool = True) -> np.ndarray:
+    """Design matrix (date, 6) or (date, 5) without the trend column: 1, t, cos, sin, cos2, sin2."""
+    w = 2 * np.pi * t
+    cols = [np.ones_like(t)] + ([t] if trend else []) + [np.cos(w), np.sin(w), np.cos(2 * w), np.sin(2 * w)]
+    return np.stack(cols, axis=1)
+
+
+def _lagged(values: np.ndarray, t: np.ndarray, lag: float) -> np.ndarray:
+    """values (date, pixel) evaluated at t - lag by linear interpolation (edges clamped)."""
+    out = np.empty_like(values, dtype=np.float64)
+    for j in range(values.shape[1]):
+        out[:, j] = np.interp(t - lag, t, values[:, j])
+    return out
+
+
+def fit_harmonic(dates: np.ndarray, deformation: np.ndarray, lst: np.ndarray | None = None,
+                 lag_days: float = 25.0) -> HarmonicFit:
+    """Fit the model to ``deformation`` (date, pixel) mm; ``lst`` (date, pixel) adds the lagged-LST term."""
+    d = np.asarray(deformation, np.float64)
+    if d.ndim != 2 or d.shape[0] != len(dates):
+        raise InputArrayError(f"deformation {d.shape} does not match {len(dates)} dates")
+    t0 = np.asarray(dates).astype("datetime64[ns]")[0]
+    t = _years(dates, t0)
+    a = design(t)
+    lag = lag_days / 365.25
+    if lst is None:
+        coef, *_ = np.linalg.lstsq(a, d, rcond=None)
+        return HarmonicFit(coef, None, lag, t0, False)
+    lst = np.asarray(lst, np.float64)
+    lst_coef, *_ = np.linalg.lstsq(design(t, trend=False), lst, rcond=None)
+    lagged = _lagged(lst, t, lag)
+    coef = np.empty((a.shape[1] + 1, d.shape[1]))
+    for j in range(d.shape[1]):  # the LST column differs per pixel
+        aj = np.column_stack([a, lagged[:, j]])
+        coef[:, j] = np.linalg.lstsq(aj, d[:, j], rcond=None)[0]
+    return HarmonicFit(coef, lst_coef, lag, t0, True)
+
+
+def predict_harmonic(fit: HarmonicFit, dates: np.ndarray) -> np.ndarray:
+    """Displacement (date, pixel) mm on ``dates`` (future dates use the LST climatology)."""
+    t = _years(dates, fit.t0)
+    pred = design(t) @ fit.coef[:6]
+    if fit.with_lst:
+        lst_clim = design(t - fit.lag_years, trend=False) @ fit.lst_coef
+        pred = pred + fit.coef[6][None] * lst_clim
+    return pred.astype(np.float32)

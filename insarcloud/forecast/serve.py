@@ -1,0 +1,255 @@
+"""Train a forecaster on a cube's ``ts_*`` group and serve it over the whole cube with a Ray actor pool.
+
+The thin engine layer of the stage. The driver samples training pixels, a Ray task trains the model (on a
+GPU when the cluster has one), then a pool of Ray actors, each holding the trained weights, reads
+displacement chunks of the ``ts`` group and the factors for the same pixels itself, runs the cyclic
+forecast, and writes chunk-aligned regions of the ``forecast`` group (forecast_date, y, x). Only chunk
+coordinates and a few numbers travel through Ray; arrays go through the bucket.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from insarcloud.errors import CubeError, InputArrayError
+
+log = logging.getLogger(__name__)
+
+STAGE = "forecast"
+
+
+class ForecastSummary(NamedTuple):
+    """What ``run_forecast`` did: group written, model, window, n_steps, training metrics (dict), test
+    metrics over the cube (dict: rmse, mae over the held-out steps, one-step), pixels forecast, seconds."""
+
+    group: str
+    model: str
+    window: int
+    n_steps: int
+    train: dict
+    test: dict
+    n_pixels: int
+    seconds: float
+    skipped: bool
+
+
+def _state_bytes(model) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def train_from_arrays(deformation: np.ndarray, factors: np.ndarray, model_name: str, train_cfg: dict,
+                      model_cfg: dict, window: int | None, n_test: int, seed: int) -> dict[str, Any]:
+    """Prepare, train and score on sampled pixels (runs inside a Ray task). Returns weights and metrics."""
+    import torch
+
+    from insarcloud.forecast.dataset import prepare
+    from insarcloud.forecast.metrics import scores
+    from insarcloud.forecast.models import ModelConfig, build_model
+    from insarcloud.forecast.predict import cyclic_forecast, one_step_test
+    from insarcloud.forecast.train import TrainConfig, train_model
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # many small ops: one thread beats contended threads by far
+    cfg = TrainConfig(**train_cfg)
+    prep = prepare(deformation, factors, window=window, n_test=n_test, rng=np.random.default_rng(seed))
+    model = build_model(model_name, prep.window, ModelConfig(**model_cfg))
+    res = train_model(model, prep.x_train, prep.y_train, prep.x_val, prep.y_val, cfg)
+    truth = deformation[-n_test:]
+    one = scores(truth, one_step_test(res.model, prep, deformation))
+    cyc = scores(truth, cyclic_forecast(res.model, prep, deformation, -n_test, n_test).displacement)
+    return {
+        "state": _state_bytes(res.model), "window": prep.window, "scaler_mean": prep.scaler.mean.tolist(),
+        "scaler_std": prep.scaler.std.tolist(), "differenced": prep.differenced, "epochs": res.epochs,
+        "seconds": res.seconds, "device": res.device, "final_val_loss": float(min(res.history["val_loss"])),
+        "one_step": one._asdict(), "cyclic": cyc._asdict(), "n_train": len(prep.x_train),
+        "n_val": len(prep.x_val),
+    }
+
+
+class BlockForecaster:
+    """Holds a trained model; forecasts one chunk-aligned block of the cube per call (a Ray actor body)."""
+
+    def __init__(self, url: str, ts_group: str, out_group: str, factors_url: str, model_name: str,
+                 model_cfg: dict, trained: dict, n_steps: int, n_test: int,
+                 storage_options: dict | None) -> None:
+        import torch
+
+        from insarcloud.forecast.dataset import Scaler
+        from insarcloud.forecast.models import ModelConfig, build_model
+        from insarcloud.forecast.sources import open_factors
+
+        self.dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.dev.type == "cpu":
+            torch.set_num_threads(1)
+        self.model = build_model(model_name, trained["window"], ModelConfig(**model_cfg))
+        self.model.load_state_dict(torch.load(io.BytesIO(trained["state"]), map_location="cpu"))
+        self.model.to(self.dev).eval()
+        self.scaler = Scaler(np.asarray(trained["scaler_mean"]), np.asarray(trained["scaler_std"]))
+        self.window, self.differenced = trained["window"], trained["differenced"]
+        self.url, self.ts_group, self.out_group = url, ts_group, out_group
+        self.so, self.n_steps, self.n_test = storage_options, n_steps, n_test
+        self.factors = open_factors(factors_url, storage_options)
+
+    def run(self, ys: tuple[int, int], xs: tuple[int, int]) -> tuple[int, float, float]:
+        """Forecast pixels [ys[0]:ys[1], xs[0]:xs[1]]; returns (n_valid, sum sq test error, sum abs error)."""
+        import xarray as xr
+
+        from insarcloud.forecast.dataset import transform_for_inference
+        from insarcloud.forecast.predict import cyclic_forecast, one_step_test
+        from insarcloud.forecast.sources import factors_on_grid
+        from insarcloud.io import open_cube, write_stage_region
+
+        t0 = time.perf_counter()
+        ds = open_cube(self.url, self.so, group=self.ts_group)
+        blk = ds["displacement"].isel(y=slice(*ys), x=slice(*xs))
+        d = np.asarray(blk.values, np.float32)
+        nt, ny, nx = d.shape
+        flat = d.reshape(nt, -1)
+        ok = np.isfinite(flat).all(0)
+        fc = np.full((self.n_steps, ny * nx), np.nan, np.float32)
+        rmse = np.full(ny * nx, np.nan, np.float32)
+        mae = np.full(ny * nx, np.nan, np.float32)
+        sse = sae = 0.0
+        if ok.any():
+            fac = factors_on_grid(self.factors, ds["date"].values, blk["y"].values, blk["x"].values)
+            fac = fac.reshape(3, nt, -1)[:, :, ok]
+            prep = transform_for_inference(flat[:, ok], fac, self.scaler, self.window, self.differenced,
+                                           self.n_test)
+            out = cyclic_forecast(self.model, prep, flat[:, ok], prep.series.shape[1], self.n_steps)
+            fc[:, ok] = out.displacement
+            err = one_step_test(self.model, prep, flat[:, ok]) - flat[-self.n_test :, ok]
+            rmse[ok] = np.sqrt((err**2).mean(0))
+            mae[ok] = np.abs(err).mean(0)
+            sse, sae = float((err**2).sum()), float(np.abs(err).sum())
+        part = xr.Dataset({
+            "displacement": (("forecast_date", "y", "x"), fc.reshape(self.n_steps, ny, nx)),
+            "test_rmse": (("y", "x"), rmse.reshape(ny, nx)),
+            "test_mae": (("y", "x"), mae.reshape(ny, nx)),
+        })
+        write_stage_region(part, self.url, self.out_group, {"y": slice(*ys), "x": slice(*xs)}, self.so)
+        log.debug("block y%s x%s: %d pixels in %.2f s", ys, xs, int(ok.sum()), time.perf_counter() - t0)
+        return int(ok.sum()), sse, sae
+
+
+def _sample_training(ds, factors, n_pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random pixels with a complete series, from a strided subset (bounded driver memory)."""
+    from insarcloud.forecast.sources import factors_on_grid
+
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    stride = max(1, int(np.sqrt(ny * nx / max(4 * n_pixels, 1))))
+    sub = ds["displacement"].isel(y=slice(None, None, stride), x=slice(None, None, stride))
+    d = np.asarray(sub.values, np.float32)
+    nt = d.shape[0]
+    flat = d.reshape(nt, -1)
+    ok = np.flatnonzero(np.isfinite(flat).all(0))
+    if ok.size < 10:
+        raise CubeError(f"only {ok.size} pixels with a complete displacement series to train on")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(ok, size=min(n_pixels, ok.size), replace=False))
+    fac = factors_on_grid(factors, ds["date"].values, sub["y"].values, sub["x"].values).reshape(3, nt, -1)
+    return flat[:, pick], fac[:, :, pick]
+
+
+def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: str = "ts_quality",
+                 out_group: str = "forecast", storage_options: dict | None = None, train_pixels: int = 2000,
+                 n_steps: int = 72, step_days: int = 12, n_test: int = 10, window: int | None = None,
+                 train_cfg: dict | None = None, model_cfg: dict | None = None, n_actors: int = 2,
+                 seed: int = 0) -> ForecastSummary:
+    """Train ``model`` on a cube's ``ts_group`` and write the ``forecast`` group with a Ray actor pool.
+
+    Ray must be initialised (``insarcloud.engines.init_ray``). Output group (``out_group``, or a new name
+    when a complete one with other parameters exists): ``displacement`` (forecast_date, y, x) float32 mm LOS
+    (+ toward the satellite), ``test_rmse``/``test_mae`` (y, x) mm of one-step predictions on the last
+    ``n_test`` observed dates; attrs hold the training metrics.
+    """
+    import dask.array as da
+    import ray
+    import xarray as xr
+    from ray.util import ActorPool
+
+    from insarcloud.forecast.models import MODEL_NAMES
+    from insarcloud.forecast.sources import open_factors
+    from insarcloud.io import create_stage_template, mark_stage_complete, open_cube, resolve_output
+    from insarcloud.io.cube import open_zarr_group
+
+    if model not in MODEL_NAMES:
+        raise InputArrayError(f"unknown model {model!r}; choose from {MODEL_NAMES}")
+    t0 = time.perf_counter()
+    train_cfg = dict(train_cfg or {})
+    model_cfg = dict(model_cfg or {})
+    params = {"model": model, "ts_group": ts_group, "factors": factors_url, "train_pixels": train_pixels,
+              "n_steps": n_steps, "step_days": step_days, "n_test": n_test, "window": window,
+              "train": train_cfg, "model_cfg": model_cfg, "seed": seed}
+    plan = resolve_output(url, out_group, params, storage_options)
+    if plan.done:
+        log.info("forecast group %s is complete with these parameters; nothing to do", plan.group)
+        return ForecastSummary(plan.group, model, window or 0, n_steps, {}, {}, 0, 0.0, True)
+    ds = open_cube(url, storage_options, group=ts_group)
+    if "displacement" not in ds:
+        raise CubeError(f"group {ts_group!r} of {url} has no 'displacement' variable")
+    factors = open_factors(factors_url, storage_options)
+    d_train, f_train = _sample_training(ds, factors, train_pixels, seed)
+    log.info("training %s on %d pixels x %d dates", model, d_train.shape[1], d_train.shape[0])
+    gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    train_task = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(train_from_arrays)
+    trained = ray.get(train_task.remote(d_train, f_train, model, train_cfg, model_cfg, window, n_test, seed))
+    log.info("trained in %.1f s on %s: one-step test RMSE %.3f mm", trained["seconds"], trained["device"],
+             trained["one_step"]["rmse"])
+
+    last = ds["date"].values[-1].astype("datetime64[D]")
+    fdates = (last + np.arange(1, n_steps + 1) * np.timedelta64(step_days, "D")).astype("datetime64[ns]")
+    cy = ds["displacement"].chunks[1] if ds["displacement"].chunks else (ds.sizes["y"],)
+    cx = ds["displacement"].chunks[2] if ds["displacement"].chunks else (ds.sizes["x"],)
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    zeros3 = da.full((n_steps, ny, nx), np.nan, dtype=np.float32, chunks=(n_steps, cy, cx))
+    zeros2 = da.full((ny, nx), np.nan, dtype=np.float32, chunks=(cy, cx))
+    meta = {k: v for k, v in trained.items() if k != "state"}
+    tmpl = xr.Dataset(
+        {
+            "displacement": (("forecast_date", "y", "x"), zeros3, {
+                "units": "mm", "long_name": f"forecast LOS displacement ({model})",
+                "description": "cyclic one-step forecast continuing the ts displacement; + toward satellite"}),
+            "test_rmse": (("y", "x"), zeros2, {"units": "mm", "long_name": "one-step RMSE on the last "
+                                               f"{n_test} observed dates"}),
+            "test_mae": (("y", "x"), zeros2, {"units": "mm", "long_name": "one-step MAE on the last "
+                                              f"{n_test} observed dates"}),
+        },
+        coords={"forecast_date": fdates, "y": ds["y"].values, "x": ds["x"].values},
+        attrs={"model": model, "ts_group": ts_group, "factors": factors_url, "window": trained["window"],
+               "los_sign_convention": "positive toward the satellite", "training": meta},
+    )
+    for c in ("lat", "lon"):
+        if c in ds.coords:
+            tmpl = tmpl.assign_coords({c: (ds[c].dims, ds[c].values, ds[c].attrs)})
+    create_stage_template(tmpl, url, plan.group, stage=STAGE, params=params, storage_options=storage_options)
+
+    actor_cls = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(BlockForecaster)
+    actors = [actor_cls.remote(url, ts_group, plan.group, factors_url, model, model_cfg, trained, n_steps,
+                               n_test, storage_options) for _ in range(max(1, n_actors if not gpu else 1))]
+    ybounds = np.cumsum((0,) + tuple(cy))
+    xbounds = np.cumsum((0,) + tuple(cx))
+    blocks = [((int(ybounds[i]), int(ybounds[i + 1])), (int(xbounds[j]), int(xbounds[j + 1])))
+              for i in range(len(cy)) for j in range(len(cx))]
+    pool = ActorPool(actors)
+    n_pix, sse, sae = 0, 0.0, 0.0
+    for k, (n, s, a) in enumerate(pool.map_unordered(lambda act, b: act.run.remote(*b), blocks), start=1):
+        n_pix, sse, sae = n_pix + n, sse + s, sae + a
+        log.info("forecast blocks %d/%d", k, len(blocks))
+    for act in actors:
+        ray.kill(act)
+    n_err = max(n_pix * n_test, 1)
+    test = {"rmse": float(np.sqrt(sse / n_err)), "mae": float(sae / n_err), "n_pixels": n_pix}
+    g = open_zarr_group(url, plan.group, storage_options, mode="r+")
+    g.attrs["test_metrics"] = test
+    mark_stage_complete(url, plan.group, storage_options, stage=STAGE, params=params)
+    return ForecastSummary(plan.group, model, trained["window"], n_steps, meta, test, n_pix,
+                           time.perf_counter() - t0, False)

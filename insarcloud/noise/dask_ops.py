@@ -1,0 +1,203 @@
+"""Thin Dask layer: every class is one task, the whole plateau one ``map_blocks`` over the ts cube.
+
+The displacement (date, y, x) of a ``ts_<weights>`` group is rechunked so that one block holds all dates
+of one tile (tiles mode: one class) or of one processing block (segments mode: the segments inside it);
+each block returns a stack of per-pixel fields, and class-level numbers are broadcast over the class's
+pixels. In tiles mode the class table (class_y, class_x) is a strided view of the same blocks, so one
+compute writes both.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from insarcloud.errors import CubeError
+from insarcloud.io import open_cube, resolve_output, write_stage_output
+
+from .classes import ClassKind, segment_velocity, tile_side
+from .cofactors import epochs_to_days
+from .estimate import MODEL_NAMES, SLOTS, estimate_class
+from .spatial import lonlat_to_local_m
+
+log = logging.getLogger(__name__)
+
+PIXEL_FIELDS = ("velocity", "velocity_std", "velocity_std_white", "series_std", "series_std_std", "class_id")
+CLASS_FIELDS = (("model", "sigma_white", "sigma_ar1", "sigma_flicker", "sigma_white_std", "sigma_ar1_std",
+                 "sigma_flicker_std", "negative_white", "negative_ar1", "negative_flicker", "alpha", "c0",
+                 "c0_mm2", "d", "n_iter", "converged", "n_valid", "n_epochs")
+                + tuple(f"loglik_{k}" for k in range(len(MODEL_NAMES)))
+                + tuple(f"reml_{k}" for k in range(len(MODEL_NAMES))))
+FIELDS = PIXEL_FIELDS + CLASS_FIELDS
+MODEL_CODES = {name: i for i, name in enumerate(MODEL_NAMES)}  # -1 = "none"
+
+
+def _class_values(c: Any) -> list[float]:
+    return ([float(MODEL_CODES.get(c.model, -1))] + list(c.sigma) + list(c.sigma_std)
+            + [float(x) for x in c.negative] + [c.alpha, c.c0, c.c0_mm2, c.d, float(c.n_iter),
+                                                 float(c.converged), float(c.n_valid), float(c.n_epochs)]
+            + list(c.loglik) + list(c.reml))
+
+
+def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                classes: ClassKind, class_size: int, opts: dict, block_info: dict | None = None) -> np.ndarray:
+    """One Dask block: estimate every class inside it.
+
+    Parameters
+    ----------
+    block : (date, y, x) float32 mm ;  vel : (1, y, x) float32 mm/yr (for segments)
+    days : (date,) float64 ; lat : (Y,) ; lon : (X,)  the full coordinate vectors (degrees)
+
+    Returns
+    -------
+    (field, y, x) float64 in the order of :data:`FIELDS`.
+    """
+    m, ny, nx = block.shape
+    out = np.full((len(FIELDS), ny, nx), np.nan)
+    if block_info is not None:
+        (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
+        by, bx = block_info[0]["chunk-location"][1:]
+        nbx = block_info[0]["num-chunks"][2]
+    else:
+        y0, y1, x0, x1, by, bx, nbx = 0, ny, 0, nx, 0, 0, 1
+    la, lo = np.meshgrid(lat[y0:y1], lon[x0:x1], indexing="ij")
+    xy = lonlat_to_local_m(lo.ravel(), la.ravel())
+    Y = block.reshape(m, -1).astype(np.float64)
+    if classes == "tiles":
+        labels = np.zeros(ny * nx, np.int64)
+    else:
+        labels = segment_velocity(vel[0], class_size).ravel()
+    base = (by * nbx + bx) * 65536
+    for k in np.unique(labels[labels >= 0]):
+        idx = np.flatnonzero(labels == k)
+        c = estimate_class(Y[:, idx], days, xy[idx], **opts)
+        iy, ix = np.divmod(idx, nx)
+        for j, arr in enumerate((c.velocity, c.velocity_std, c.velocity_std_white, c.series_std,
+                                 c.series_std_std)):
+            out[j, iy, ix] = arr
+        out[5, iy, ix] = base + k
+        out[len(PIXEL_FIELDS):, iy, ix] = np.asarray(_class_values(c))[:, None]
+        log.debug("class %d: %s, %d/%d pixels", base + k, c.model, c.n_valid, idx.size)
+    return out
+
+
+def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: int = 1000,
+                  opts: dict | None = None) -> xr.Dataset:
+    """Lazy ``noise`` dataset of a ts group (Dask-backed; nothing is computed here).
+
+    Parameters
+    ----------
+    ts : xarray.Dataset  a ``ts_<weights>`` group: ``displacement`` (date, y, x) mm, ``velocity`` (y, x)
+    classes : "tiles" or "segments" ; class_size : int  pixels per class
+    opts : dict  keyword arguments of :func:`insarcloud.noise.estimate.estimate_class`
+    """
+    if "displacement" not in ts:
+        raise CubeError(f"ts group has no 'displacement' variable (has {sorted(ts.data_vars)})")
+    disp = ts["displacement"].transpose("date", "y", "x")
+    days = epochs_to_days(ts["date"].values)
+    side = tile_side(class_size) if classes == "tiles" else tile_side(4 * class_size)
+    d = disp.data if isinstance(disp.data, da.Array) else da.from_array(disp.data)
+    d = d.rechunk({0: -1, 1: side, 2: side})
+    if "velocity" in ts:
+        v = ts["velocity"].data
+        v = (v if isinstance(v, da.Array) else da.from_array(v))[None].rechunk({0: 1, 1: d.chunks[1], 2: d.chunks[2]})
+    else:
+        v = da.full((1,) + d.shape[1:], np.nan, chunks=((1,),) + d.chunks[1:])
+    lat = np.asarray(ts["y"].values, dtype=np.float64)
+    lon = np.asarray(ts["x"].values, dtype=np.float64)
+    out = da.map_blocks(noise_block, d, v, days=days, lat=lat, lon=lon, classes=classes, class_size=class_size,
+                        opts=dict(opts or {}), chunks=((len(FIELDS),),) + d.chunks[1:], dtype=np.float64,
+                        meta=np.empty((0, 0, 0), np.float64))
+    coords = {"y": ts["y"], "x": ts["x"]}
+    if "spatial_ref" in ts.coords:
+        coords["spatial_ref"] = ts["spatial_ref"]
+    wchunk = side * max(1, 512 // side)
+
+    def field(name: str, dtype: Any = np.float32) -> xr.DataArray:
+        a = out[FIELDS.index(name)].astype(dtype).rechunk((wchunk, wchunk))
+        return xr.DataArray(a, dims=("y", "x"), coords=coords)
+
+    units = {"velocity": "mm/yr", "velocity_std": "mm/yr", "velocity_std_white": "mm/yr", "series_std": "mm",
+             "series_std_std": "mm", "sigma_white": "mm2", "sigma_ar1": "mm2", "sigma_flicker": "mm2",
+             "sigma_white_std": "mm2", "sigma_ar1_std": "mm2", "sigma_flicker_std": "mm2", "alpha": "1/day",
+             "c0": "1", "c0_mm2": "mm2", "d": "m"}
+    desc = {
+        "velocity": "GLS LOS velocity with the chosen noise model (positive toward the satellite)",
+        "velocity_std": "velocity std from Sigma_ii (A^T Q^-1 A)^-1 (eq. 12) with the estimated noise model",
+        "velocity_std_white": "velocity std of ordinary LS assuming white noise only (no noise model)",
+        "series_std": "per-series noise std sqrt(Sigma_ii mean(diag Q)) (eq. 11)",
+        "series_std_std": "precision of series_std (eq. 11)",
+        "class_id": "class of the pixel (block index * 65536 + class within block); -1 none",
+        "model": "chosen noise model: index into attrs model_names; -1 = not estimated",
+        "alpha": "AR(1) time-scale, exp(-alpha tau) with tau in days",
+        "c0": "Gaussian spatial covariance C0 in Sigma units (Sigma has unit mean diagonal per class)",
+        "c0_mm2": "C0 times the class-mean epoch variance mean(diag Q)",
+        "d": "Gaussian correlation distance of C0 exp(-r^2/d^2)",
+    }
+    data: dict[str, xr.DataArray] = {}
+    for name in PIXEL_FIELDS + CLASS_FIELDS[:18]:
+        dt = np.int32 if name in ("class_id", "n_iter", "n_valid", "n_epochs") else (
+            np.int8 if name in ("model", "converged", "negative_white", "negative_ar1", "negative_flicker")
+            else np.float32)
+        arr = field(name, np.float64)
+        if dt is not np.float32:
+            arr = arr.fillna(-1).astype(dt)
+        else:
+            arr = arr.astype(dt)
+        arr.attrs = {k: v for k, v in (("units", units.get(name)), ("long_name", desc.get(name))) if v}
+        data[name] = arr
+    ds = xr.Dataset(data)
+    if classes == "tiles":
+        # one row per tile: the values at each tile's first pixel (all class fields are constant in a tile)
+        sl = out[len(PIXEL_FIELDS):, ::side, ::side]
+        cy = np.asarray(ts["y"].values[::side], dtype=np.float64)
+        cx = np.asarray(ts["x"].values[::side], dtype=np.float64)
+        # model names live in attrs["model_names"]: zarr v3 has no stable string dtype yet
+        ccoords = {"class_y": cy, "class_x": cx, "model_index": np.arange(len(MODEL_NAMES), dtype=np.int8)}
+        k0 = CLASS_FIELDS.index("loglik_0")
+        nm = len(MODEL_NAMES)
+        for j, name in enumerate(CLASS_FIELDS[:18]):
+            ds[f"class_{name}"] = xr.DataArray(sl[j], dims=("class_y", "class_x"),
+                                               coords={"class_y": cy, "class_x": cx},
+                                               attrs={"units": units[name]} if name in units else {})
+        ds["class_loglik"] = xr.DataArray(sl[k0:k0 + nm].transpose(1, 2, 0), dims=("class_y", "class_x", "model_index"),
+                                          coords=ccoords, attrs={"long_name": "log-likelihood eq. 7 (Table 2)"})
+        ds["class_reml"] = xr.DataArray(sl[k0 + nm:k0 + 2 * nm].transpose(1, 2, 0),
+                                        dims=("class_y", "class_x", "model_index"), coords=ccoords,
+                                        attrs={"long_name": "restricted log-likelihood used to choose the model"})
+        ds["class_y"].attrs = {"long_name": "latitude of the first pixel row of the tile", "units": "degrees_north"}
+        ds["class_x"].attrs = {"long_name": "longitude of the first pixel column of the tile", "units": "degrees_east"}
+    ds.attrs.update({
+        "model_names": list(MODEL_NAMES), "component_slots": list(SLOTS),
+        "sigma_normalisation": "Sigma (r x r) has unit mean diagonal per class; sigma_k carry mm^2",
+        "classes": classes, "class_size": int(class_size), "tile_side_px": int(side),
+        "los_sign_convention": ts.attrs.get("los_sign_convention", "LOS positive toward the satellite"),
+        "cofactor_lag_unit": "day", "functional_model": "y0 + v t + annual + semi-annual (eq. 13), t in years",
+    })
+    return ds
+
+
+def noise_cube(url: str, *, ts_group: str = "ts_quality", group: str = "noise", classes: ClassKind = "tiles",
+               class_size: int = 1000, opts: dict | None = None,
+               storage_options: dict | None = None) -> tuple[str, bool]:
+    """Run the noise stage on a cube (needs an active distributed Client for a cluster run).
+
+    Returns
+    -------
+    (group written or found, skipped) : skipped is True when the same parameters were already complete.
+    """
+    params = {"ts_group": ts_group, "classes": classes, "class_size": int(class_size),
+              **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (opts or {}).items()}}
+    plan = resolve_output(url, group, params, storage_options)
+    if plan.done:
+        log.info("noise: %s already complete with these parameters", plan.group)
+        return plan.group, True
+    ts = open_cube(url, storage_options, group=ts_group)
+    ds = noise_dataset(ts, classes=classes, class_size=class_size, opts=opts)
+    ds.attrs["source_group"] = ts_group
+    write_stage_output(ds, url, plan.group, stage="noise", params=params, storage_options=storage_options)
+    return plan.group, False

@@ -1,0 +1,262 @@
+"""Spatial part of the multivariate noise model: Sigma (r x r), its Gaussian covariance function (eq. 16),
+correlations and their precision (eqs. 9-10), per-series standard deviations (eq. 11).
+
+Scale convention used throughout insarcloud.noise: ``D(vec Y) = Sigma (x) sum_k sigma_k Q_k`` is fixed only up
+to a common factor; we NORMALISE SIGMA to unit mean diagonal over the class (``mean(diag Sigma) = 1``), so
+Sigma is dimensionless and the variance components sigma_k carry mm^2 (they describe the class-average
+pixel). ``Sigma_ii`` is the relative noise level of pixel i and ``Sigma_ij / sqrt(Sigma_ii Sigma_jj)`` the
+spatial correlation.
+
+Why a parametric Sigma: the unstructured estimator of eq. 8 has rank <= m - n, so for the paper's classes
+(r ~ 1000 series of m < 100 epochs) it is singular and the multivariate LS-VCE/likelihood degenerate
+(the temporal components are no longer identifiable). The ``gaussian`` Sigma model keeps eq. 8 for the
+per-pixel variances and the empirical covariances, fits eq. 16 to the latter and uses
+``Sigma = D^1/2 (rho0 exp(-r^2/d^2) + (1 - rho0) I) D^1/2`` (SPD for 0 <= rho0 < 1) in the iteration.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from insarcloud.errors import InputArrayError
+
+EARTH_RADIUS_M = 6_371_000.0
+
+#: How Sigma is modelled in the multivariate iteration: ``full`` = unstructured eq. 8 (needs r < m - n),
+#: ``gaussian`` = per-pixel variances + fitted eq. 16 correlation, ``diagonal`` = no spatial correlation,
+#: ``identity`` = Sigma fixed to I (pooled univariate; absolute sigma_k, no normalisation).
+SigmaModel = Literal["full", "gaussian", "diagonal", "identity"]
+
+
+def lonlat_to_local_m(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Local equirectangular coordinates (metres) about the mean latitude; fine for class-sized areas.
+
+    Parameters
+    ----------
+    lon, lat : (r,) float64 degrees
+
+    Returns
+    -------
+    (r, 2) float64 metres (east, north).
+    """
+    lat0 = np.deg2rad(np.mean(lat))
+    e = np.deg2rad(np.asarray(lon, dtype=np.float64)) * np.cos(lat0) * EARTH_RADIUS_M
+    n = np.deg2rad(np.asarray(lat, dtype=np.float64)) * EARTH_RADIUS_M
+    return np.column_stack([e, n])
+
+
+def gaussian_covariance(dist: np.ndarray, c0: float, d: float) -> np.ndarray:
+    """Eq. 16: ``C0 exp(-r^2 / d^2)``; dist and d in the same unit (m)."""
+    return c0 * np.exp(-(np.asarray(dist, dtype=np.float64) / d) ** 2)
+
+
+class PairBins(NamedTuple):
+    """Distance binning of all pixel pairs i < j of a class, computed once per class.
+
+    Attributes
+    ----------
+    iu, ju : (r(r-1)/2,) int64 pair indices
+    bin_index : (r(r-1)/2,) int64 distance bin of each pair
+    centers : (nbins,) float64 mean distance of the pairs in each bin (m)
+    counts : (nbins,) int64 pairs per bin
+    """
+
+    iu: np.ndarray
+    ju: np.ndarray
+    bin_index: np.ndarray
+    centers: np.ndarray
+    counts: np.ndarray
+
+
+def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30) -> PairBins:
+    """Bin the pairwise distances of a class (equal-count bins, so short lags are well resolved)."""
+    r = coords_m.shape[0]
+    iu, ju = np.triu_indices(r, k=1)
+    dist = np.hypot(*(coords_m[iu] - coords_m[ju]).T)
+    nb = max(1, min(n_bins, dist.size // 20))
+    edges = np.unique(np.quantile(dist, np.linspace(0, 1, nb + 1)))
+    b = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, edges.size - 2)
+    counts = np.bincount(b, minlength=edges.size - 1)
+    centers = np.bincount(b, weights=dist, minlength=edges.size - 1) / np.maximum(counts, 1)
+    keep = counts > 0
+    remap = np.cumsum(keep) - 1
+    return PairBins(iu, ju, remap[b], centers[keep], counts[keep])
+
+
+class GaussianFit(NamedTuple):
+    """Fit of eq. 16 to the empirical covariances of a class.
+
+    Attributes
+    ----------
+    c0 : float  covariance at zero distance, in Sigma units (fraction of the class-mean variance)
+    d : float   correlation distance (m)
+    centers, means : (nbins,) binned distance (m) and mean covariance (Sigma units)
+    """
+
+    c0: float
+    d: float
+    centers: np.ndarray
+    means: np.ndarray
+
+
+def fit_gaussian(S: np.ndarray, bins: PairBins, c0_max: float = 0.99, n_grid: int = 64) -> GaussianFit:
+    """Weighted least-squares fit of ``C0 exp(-r^2/d^2)`` to the binned off-diagonal entries of S.
+
+    For a given d the best C0 is linear (closed form), so d is profiled over a log grid spanning
+    0.1 x the shortest to 10 x the longest binned distance, then refined by a parabola in log d. Weights are
+    the pair counts of the bins. Deterministic and ~100x cheaper than a generic non-linear solver.
+
+    Parameters
+    ----------
+    S : (r, r) float64
+        Empirical Sigma (eq. 8), normalised to unit mean diagonal.
+    bins : PairBins
+    c0_max : float
+        Upper bound of C0 (keeps the correlation model positive definite).
+    """
+    vals = S[bins.iu, bins.ju]
+    means = np.bincount(bins.bin_index, weights=vals, minlength=bins.counts.size) / bins.counts
+    x, w = bins.centers, bins.counts.astype(np.float64)
+    if x.size < 2 or not np.any(means > 0):
+        return GaussianFit(0.0, float(max(x.max(), 1.0)) if x.size else 1.0, x, means)
+    lo, hi = np.log(max(float(x[x > 0].min()) if np.any(x > 0) else 1.0, 1e-6) * 0.1), np.log(float(x.max()) * 10)
+    logd = np.linspace(lo, hi, n_grid)
+
+    def sse(ld: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = np.exp(-(x[None, :] / np.exp(ld)[:, None]) ** 2)  # (grid, bins)
+        c = np.clip((g * w * means).sum(1) / np.maximum((g * g * w).sum(1), 1e-300), 0.0, c0_max)
+        return ((means - c[:, None] * g) ** 2 * w).sum(1), c
+
+    e, c = sse(logd)
+    k = int(np.argmin(e))
+    ld = logd[k]
+    if 0 < k < n_grid - 1:
+        # parabolic refinement through the three grid points around the minimum
+        y0, y1, y2 = e[k - 1], e[k], e[k + 1]
+        den = y0 - 2 * y1 + y2
+        if den > 0:
+            ld = logd[k] + 0.5 * (logd[1] - logd[0]) * (y0 - y2) / den
+    e1, c1 = sse(np.array([ld]))
+    if e1[0] > e[k]:
+        ld, c1 = logd[k], c[k:k + 1]
+    return GaussianFit(float(c1[0]), float(np.exp(ld)), x, means)
+
+
+class SigmaFactor(NamedTuple):
+    """Sigma as used by the iteration, with what is needed to apply its inverse.
+
+    Attributes
+    ----------
+    diag : (r,) float64 diagonal of Sigma
+    chol : tuple or None  scipy cho_factor of Sigma (None when Sigma is diagonal)
+    logdet : float  ln det Sigma
+    fit : GaussianFit or None
+    """
+
+    diag: np.ndarray
+    chol: tuple | None
+    logdet: float
+    fit: GaussianFit | None
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        """``Sigma^-1 B`` for B of shape (r, k)."""
+        if self.chol is None:
+            return B / self.diag[:, None]
+        return cho_solve(self.chol, B)
+
+
+def gaussian_sigma(diag: np.ndarray, coords_m: np.ndarray, c0: float, d: float) -> np.ndarray:
+    """``D^1/2 (rho0 exp(-r^2/d^2) + (1 - rho0) I) D^1/2`` with rho0 = c0 / mean(diag)."""
+    rho0 = c0 / float(np.mean(diag))
+    diff = coords_m[:, None, :] - coords_m[None, :, :]
+    R = rho0 * np.exp(-np.einsum("ijk,ijk->ij", diff, diff) / d**2)
+    R[np.diag_indices_from(R)] = 1.0
+    s = np.sqrt(diag)
+    return R * s[:, None] * s[None, :]
+
+
+def factor_sigma(S: np.ndarray, mode: SigmaModel, coords_m: np.ndarray | None = None,
+                 bins: PairBins | None = None) -> SigmaFactor:
+    """Turn the empirical Sigma (eq. 8, normalised) into the Sigma used by the iteration.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError when ``mode="full"`` and S is singular (r >= m - n).
+    """
+    r = S.shape[0]
+    if mode == "identity":
+        return SigmaFactor(np.ones(r), None, 0.0, None)
+    diag = np.clip(np.diag(S).copy(), 1e-12, None)
+    if mode == "diagonal" or r == 1:
+        return SigmaFactor(diag, None, float(np.sum(np.log(diag))), None)
+    if mode == "full":
+        c = cho_factor(S, lower=True)
+        return SigmaFactor(diag, c, 2.0 * float(np.sum(np.log(np.diag(c[0])))), None)
+    if mode == "gaussian":
+        if coords_m is None or bins is None:
+            raise InputArrayError("sigma model 'gaussian' needs pixel coordinates")
+        fit = fit_gaussian(S, bins)
+        M = gaussian_sigma(diag, coords_m, fit.c0, fit.d)
+        c = cho_factor(M, lower=True)
+        return SigmaFactor(diag, c, 2.0 * float(np.sum(np.log(np.diag(c[0])))), fit)
+    raise InputArrayError(f"unknown sigma model {mode!r}")
+
+
+class Correlations(NamedTuple):
+    """Eqs. 9-11 for a class.
+
+    Attributes
+    ----------
+    rho : (r, r) float64 correlation coefficients (eq. 9)
+    rho_std : (r, r) float64 their standard deviation, ``(1 - rho^2) / sqrt(m - n)`` (eq. 10)
+    std : (r,) float64 per-series noise std (eq. 11), in the unit of sqrt(scale) (mm when scale is mm^2)
+    std_std : (r,) float64 its precision, ``std / sqrt(2 (m - n))`` (from var(Sigma_ii) = 2 Sigma_ii^2/(m-n))
+    """
+
+    rho: np.ndarray
+    rho_std: np.ndarray
+    std: np.ndarray
+    std_std: np.ndarray
+
+
+def correlations(S: np.ndarray, dof: int, scale: float = 1.0) -> Correlations:
+    """Correlations and per-series std from Sigma-hat (eqs. 9-11).
+
+    Parameters
+    ----------
+    S : (r, r) float64 Sigma-hat
+    dof : int  m - n
+    scale : float  multiplies Sigma_ii to give a physical variance (e.g. mean diag of Q in mm^2)
+    """
+    s = np.sqrt(np.clip(np.diag(S), 0, None))
+    rho = S / np.outer(s, s)
+    std = s * np.sqrt(scale)
+    return Correlations(rho, (1.0 - rho**2) / np.sqrt(dof), std, std / np.sqrt(2.0 * dof))
+
+
+def predict_covariance(coords_a: np.ndarray, coords_b: np.ndarray, c0_a: float, d_a: float,
+                       c0_b: float | None = None, d_b: float | None = None) -> np.ndarray:
+    """Covariance predicted by eq. 16 between pixels a_i and b_j, also across classes.
+
+    Within one class pass only (c0_a, d_a). Across two classes we use the geometric mean of the two C0 and
+    the root-mean-square of the two d: for Gaussian kernels ``sqrt(C0a C0b) exp(-r^2 / ((da^2 + db^2)/2))``
+    is the (Paciorek-Schervish) non-stationary kernel's leading term, symmetric and equal to eq. 16 when
+    both classes agree.
+
+    Parameters
+    ----------
+    coords_a : (na, 2) float64 m;  coords_b : (nb, 2) float64 m (same local frame)
+
+    Returns
+    -------
+    (na, nb) float64 in the unit of C0.
+    """
+    c0_b = c0_a if c0_b is None else c0_b
+    d_b = d_a if d_b is None else d_b
+    dist = np.hypot(*(coords_a[:, None, :] - coords_b[None, :, :]).transpose(2, 0, 1))
+    d2 = 0.5 * (d_a**2 + d_b**2)
+    pref = (2.0 * d_a * d_b / (d_a**2 + d_b**2))  # Paciorek-Schervish normalisation in 2-D
+    return np.sqrt(c0_a * c0_b) * pref * np.exp(-(dist**2) / d2)
