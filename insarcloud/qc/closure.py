@@ -1,0 +1,307 @@
+"""Loop (triplet) phase closure of unwrapped and wrapped interferograms, per pixel and per loop.
+
+Unwrapped closure, LiCSBAS step 12 (Morishita et al. 2020, §2.4.2):
+``c = unw[ij] + unw[jk] - unw[ik]``; an integer ``2*pi*k`` common to the loop (the three unwrapped
+products are referenced independently) is removed, with ``k`` the median over the loop's valid pixels of
+``round(c / 2pi)``; the loop's RMS is ``sqrt(mean(c**2))`` over its valid pixels; a pixel of a loop with
+``|c| > pi`` is a loop error (an unwrapping error in one of its three pairs).
+
+Wrapped closure: ``arg(exp(1j*(phi_ij + phi_jk - phi_ik)))``, the argument of the triple product
+``z_ij * z_jk * conj(z_ik)``. It exists without unwrapped products; it is non-zero where filtering,
+decorrelation or phase bias make the three wrapped phases inconsistent.
+
+Every kernel here works on a block of pixels; the per-loop statistics come as chunk-summable partials
+(:class:`ClosurePartials`) so a Dask layer can reduce them over spatial chunks and get exactly the
+whole-frame numbers (:func:`finalize_partials`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from insarcloud.errors import InputArrayError
+from insarcloud.qc.network import Triplets
+
+TWO_PI = 2.0 * np.pi
+#: Integer ambiguities are histogrammed over [-K_MAX, K_MAX]; beyond that they are clipped (a loop
+#: off by more than 32 cycles over half its pixels is garbage whatever k we take).
+K_MAX = 32
+
+
+class ClosurePartials(NamedTuple):
+    """Chunk-summable per-loop statistics of the raw (offset-free) unwrapped closure.
+
+    Attributes
+    ----------
+    k_hist : np.ndarray
+        (triplet, 2*K_MAX+1) int64 histogram of ``round(c/2pi)`` (bin 0 is k = -K_MAX).
+    s1, s2 : np.ndarray
+        (triplet,) float64 sums of c and c**2 over valid pixels (rad, rad**2).
+    n : np.ndarray
+        (triplet,) int64 number of valid pixels (all three pairs finite).
+    """
+
+    k_hist: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    n: np.ndarray
+
+    def __add__(self, other: ClosurePartials) -> ClosurePartials:  # type: ignore[override]
+        return ClosurePartials(*(a + b for a, b in zip(self, other, strict=True)))
+
+
+class LoopStats(NamedTuple):
+    """Per-loop statistics of the unwrapped closure.
+
+    Attributes
+    ----------
+    offset_k : np.ndarray
+        (triplet,) int64 integer cycles removed from the loop (the median of round(c/2pi)).
+    rms : np.ndarray
+        (triplet,) float64 RMS of the offset-corrected closure over valid pixels, rad (NaN: no pixel).
+    n_valid : np.ndarray
+        (triplet,) int64 valid pixels.
+    """
+
+    offset_k: np.ndarray
+    rms: np.ndarray
+    n_valid: np.ndarray
+
+
+class PixelLoopCounts(NamedTuple):
+    """Per-pixel loop evidence.
+
+    Attributes
+    ----------
+    n_loop_err : np.ndarray
+        (y, x) int16 loops with ``|c| > thre`` at the pixel (LiCSBAS ``n_loop_err``).
+    n_loops : np.ndarray
+        (y, x) int16 loops with a finite closure at the pixel.
+    pair_n_bad : np.ndarray
+        (pair, y, x) int16 loops containing the pair with ``|c| > thre`` at the pixel.
+    pair_n_good : np.ndarray
+        (pair, y, x) int16 loops containing the pair with finite ``|c| <= thre`` at the pixel.
+    pair_mean_abs : np.ndarray
+        (pair, y, x) float32 mean ``|c|`` over the loops containing the pair (rad; NaN: none finite).
+    """
+
+    n_loop_err: np.ndarray
+    n_loops: np.ndarray
+    pair_n_bad: np.ndarray
+    pair_n_good: np.ndarray
+    pair_mean_abs: np.ndarray
+
+
+class IfgLoopVerdict(NamedTuple):
+    """Per-interferogram loop verdict, LiCSBAS step 12 style.
+
+    Attributes
+    ----------
+    bad : np.ndarray
+        (pair,) bool: in at least one bad loop (RMS >= threshold) and in no good loop.
+    no_loop : np.ndarray
+        (pair,) bool: in no closed loop at all (cannot be checked; LiCSBAS advises a manual look).
+    n_good_loops, n_bad_loops : np.ndarray
+        (pair,) int64 loops (with a finite RMS) below / at or above the threshold containing the pair.
+    """
+
+    bad: np.ndarray
+    no_loop: np.ndarray
+    n_good_loops: np.ndarray
+    n_bad_loops: np.ndarray
+
+
+def _check_stack(a: np.ndarray, trip: Triplets, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 3 or a.shape[0] != trip.n_pairs:
+        raise InputArrayError(
+            f"{name} must be (pair, y, x) with {trip.n_pairs} pairs for this network, got shape {a.shape}"
+        )
+    return a
+
+
+def raw_closure(unw: np.ndarray, trip: Triplets) -> np.ndarray:
+    """Raw loop closure ``unw[ij] + unw[jk] - unw[ik]``.
+
+    Parameters
+    ----------
+    unw : np.ndarray
+        (pair, y, x) float32 unwrapped phase, rad, NaN = no data.
+    trip : Triplets
+
+    Returns
+    -------
+    np.ndarray
+        (triplet, y, x) float32 rad; NaN where any of the three pairs is NaN.
+    """
+    unw = _check_stack(unw, trip, "unw")
+    return (unw[trip.ij] + unw[trip.jk] - unw[trip.ik]).astype(np.float32, copy=False)
+
+
+def wrapped_closure(phase: np.ndarray, trip: Triplets) -> np.ndarray:
+    """Closure of the wrapped phase, ``arg(z_ij z_jk conj(z_ik))``, in [-pi, pi).
+
+    Parameters
+    ----------
+    phase : np.ndarray
+        (pair, y, x) float32 wrapped phase, rad, NaN = no data.
+
+    Returns
+    -------
+    np.ndarray
+        (triplet, y, x) float32 rad, NaN where any pair is NaN.
+    """
+    phase = _check_stack(phase, trip, "phase")
+    s = phase[trip.ij].astype(np.float32) + phase[trip.jk] - phase[trip.ik]
+    # wrap into [-pi, pi): same value as np.angle(np.exp(1j*s)) without complex temporaries
+    return (np.mod(s + np.float32(np.pi), np.float32(TWO_PI)) - np.float32(np.pi)).astype(np.float32)
+
+
+def closure_partials(raw: np.ndarray) -> ClosurePartials:
+    """Chunk-summable per-loop partials of a raw closure block (see :class:`ClosurePartials`).
+
+    Parameters
+    ----------
+    raw : np.ndarray
+        (triplet, y, x) float32 raw closure (rad), NaN = no data.
+    """
+    t = raw.shape[0]
+    flat = raw.reshape(t, -1)
+    ok = np.isfinite(flat)
+    k = np.clip(np.rint(np.where(ok, flat, 0.0) / TWO_PI), -K_MAX, K_MAX).astype(np.int64) + K_MAX
+    nb = 2 * K_MAX + 1
+    # one bincount over (loop, k) pairs: O(pixels), no Python loop over loops
+    codes = (np.arange(t, dtype=np.int64)[:, None] * nb + k)[ok]
+    hist = np.bincount(codes, minlength=t * nb).reshape(t, nb)
+    c = np.where(ok, flat, 0.0).astype(np.float64)
+    return ClosurePartials(hist, c.sum(axis=1), (c * c).sum(axis=1), ok.sum(axis=1).astype(np.int64))
+
+
+def empty_partials(n_triplets: int) -> ClosurePartials:
+    """Zero partials (the identity of ``+``)."""
+    return ClosurePartials(
+        np.zeros((n_triplets, 2 * K_MAX + 1), np.int64),
+        np.zeros(n_triplets),
+        np.zeros(n_triplets),
+        np.zeros(n_triplets, np.int64),
+    )
+
+
+def median_k(k_hist: np.ndarray) -> np.ndarray:
+    """Lower median of the integer ambiguities from their histogram.
+
+    The lower median is the value at sorted position ``ceil(n/2) - 1`` (0-based), i.e. the smallest k
+    whose cumulative count reaches ``ceil(n/2)``; 0 for a loop without valid pixels.
+
+    Parameters
+    ----------
+    k_hist : np.ndarray
+        (triplet, 2*K_MAX+1) int64 (bin 0 is k = -K_MAX).
+
+    Returns
+    -------
+    np.ndarray
+        (triplet,) int64.
+    """
+    n = k_hist.sum(axis=1)
+    cum = np.cumsum(k_hist, axis=1)
+    target = (n + 1) // 2
+    idx = (cum < target[:, None]).sum(axis=1)
+    out = idx.astype(np.int64) - K_MAX
+    out[n == 0] = 0
+    return out
+
+
+def finalize_partials(p: ClosurePartials) -> LoopStats:
+    """Per-loop offsets and RMS from (summed) partials.
+
+    The RMS of the corrected closure ``c - o`` (``o = 2 pi k``) follows from the raw sums exactly:
+    ``sum((c-o)^2) = s2 - 2 o s1 + n o^2``.
+    """
+    k = median_k(p.k_hist)
+    o = TWO_PI * k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ms = (p.s2 - 2.0 * o * p.s1 + p.n * o * o) / p.n
+    rms = np.sqrt(np.maximum(ms, 0.0))
+    rms[p.n == 0] = np.nan
+    return LoopStats(k, rms, p.n.copy())
+
+
+def correct_closure(raw: np.ndarray, offset_k: np.ndarray) -> np.ndarray:
+    """Remove each loop's ``2 pi k``: (triplet, y, x) float32 rad."""
+    return (raw - (TWO_PI * offset_k).astype(np.float32)[:, None, None]).astype(np.float32)
+
+
+def loop_stats(unw: np.ndarray, trip: Triplets) -> tuple[np.ndarray, LoopStats]:
+    """Whole-array convenience: offset-corrected closure (triplet, y, x) float32 and :class:`LoopStats`."""
+    raw = raw_closure(unw, trip)
+    st = finalize_partials(closure_partials(raw))
+    return correct_closure(raw, st.offset_k), st
+
+
+def _scatter_pairs(per_loop: np.ndarray, trip: Triplets, dtype: type) -> np.ndarray:
+    """Sum a (triplet, y, x) quantity onto the pairs of each loop: (pair, y, x)."""
+    out = np.zeros((trip.n_pairs,) + per_loop.shape[1:], dtype=dtype)
+    # a Python loop over loops of whole-plane adds: ~40x faster than np.add.at on (pair, y, x)
+    for t in range(trip.n_triplets):
+        v = per_loop[t]
+        out[trip.ij[t]] += v
+        out[trip.jk[t]] += v
+        out[trip.ik[t]] += v
+    return out
+
+
+def pixel_loop_counts(closure: np.ndarray, trip: Triplets, thre: float = np.pi) -> PixelLoopCounts:
+    """Per-pixel and per-pair-per-pixel loop evidence (see :class:`PixelLoopCounts`).
+
+    Parameters
+    ----------
+    closure : np.ndarray
+        (triplet, y, x) float32 closure (offset-corrected unwrapped, or wrapped), rad, NaN = no data.
+    thre : float
+        A loop is in error at a pixel when ``|c| > thre`` (rad); LiCSBAS uses pi.
+    """
+    if closure.ndim != 3 or closure.shape[0] != trip.n_triplets:
+        raise InputArrayError(f"closure must be ({trip.n_triplets}, y, x), got {closure.shape}")
+    fin = np.isfinite(closure)
+    a = np.abs(closure)
+    bad = fin & (a > thre)
+    good = fin & ~bad
+    n_bad_pair = _scatter_pairs(bad, trip, np.int16)
+    n_good_pair = _scatter_pairs(good, trip, np.int16)
+    s_abs = _scatter_pairs(np.where(fin, a, 0.0), trip, np.float32)
+    n_fin = (n_bad_pair + n_good_pair).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_abs = np.where(n_fin > 0, s_abs / n_fin, np.nan).astype(np.float32)
+    return PixelLoopCounts(
+        bad.sum(axis=0).astype(np.int16),
+        fin.sum(axis=0).astype(np.int16),
+        n_bad_pair,
+        n_good_pair,
+        mean_abs,
+    )
+
+
+def ifg_loop_verdicts(rms: np.ndarray, trip: Triplets, thre: float = 1.5) -> IfgLoopVerdict:
+    """Per-interferogram verdict from per-loop RMS (LiCSBAS step 12 ``identify_bad_ifg``).
+
+    Parameters
+    ----------
+    rms : np.ndarray
+        (triplet,) loop RMS, rad (NaN: loop without valid pixels, counted neither good nor bad).
+    thre : float
+        Loop threshold, rad (LiCSBAS default 1.5): a loop with ``rms >= thre`` is bad.
+    """
+    rms = np.asarray(rms, dtype=np.float64)
+    if rms.shape != (trip.n_triplets,):
+        raise InputArrayError(f"rms must be ({trip.n_triplets},), got {rms.shape}")
+    a = np.abs(trip.loop_matrix()).astype(np.int64)
+    fin = np.isfinite(rms)
+    bad_loop = fin & (rms >= thre)
+    good_loop = fin & (rms < thre)
+    n_bad = bad_loop.astype(np.int64) @ a
+    n_good = good_loop.astype(np.int64) @ a
+    no_loop = a.sum(axis=0) == 0
+    return IfgLoopVerdict((n_bad > 0) & (n_good == 0), no_loop, n_good, n_bad)

@@ -1,0 +1,127 @@
+"""The Dask layer against the whole-array reference, and the qc group on real S3 with real workers."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import yaml
+
+from insarcloud import io
+from insarcloud.errors import CubeError
+from insarcloud.qc import dask_ops, labels, products
+from insarcloud.qc.config import QCParams
+
+from .conftest import synthetic_cube
+
+PIXEL_VARS = ["closure", "closure_wrapped", "pair_closure", "pair_closure_wrapped", "phase_std", "label", "reason",
+              "n_loop_err", "n_loops"]
+
+
+@pytest.mark.parametrize("block", [16, 48, 512])
+def test_chunked_equals_whole_array(block: int) -> None:
+    s, ds = synthetic_cube(0)
+    ref = products.frame_qc(s.pairs, s.phase, s.coh, s.unw)
+    q = dask_ops.qc_dataset(ds, QCParams(block=block)).compute(scheduler="synchronous")
+    for name in PIXEL_VARS:
+        np.testing.assert_array_equal(q[name].values, getattr(ref.pixels, name), err_msg=name)
+    np.testing.assert_allclose(q["coh_mean"].values, ref.pixels.coh_mean, atol=1e-6)
+    np.testing.assert_allclose(q["triplet_rms"].values, ref.loops.rms, rtol=1e-6)
+    np.testing.assert_array_equal(q["triplet_offset_k"].values, ref.loops.offset_k)
+    np.testing.assert_array_equal(q["ifg_label"].values, ref.ifg.label)
+    np.testing.assert_array_equal(q["step12_bad"].values, ref.step12.bad)
+    np.testing.assert_allclose(q["coverage"].values, ref.step11.coverage)
+    assert q["pair_ij"].values.tolist() == [s.pairs[i] for i in ref.triplets.ij]
+
+
+def test_no_unw_no_triplets_and_dead_pair(caplog: pytest.LogCaptureFixture) -> None:
+    s, ds = synthetic_cube(1, unw=False)
+    q = dask_ops.qc_dataset(ds, QCParams(block=64)).compute(scheduler="synchronous")
+    assert "closure" not in q and "closure_wrapped" in q and q.attrs["has_unw"] == 0
+    assert q["step12_bad"].attrs["source"] == "wrapped"
+    # a network without any closed loop: statistics and labels, a warning, no crash
+    _, ds2 = synthetic_cube(1, pairs=["20240106_20240118", "20240118_20240130"])
+    with caplog.at_level(logging.WARNING, logger="insarcloud.qc.dask_ops"):
+        q2 = dask_ops.qc_dataset(ds2).compute(scheduler="synchronous")
+    assert "no closed triplet" in caplog.text
+    assert "triplet" not in q2.dims and q2["no_loop"].values.all()
+    assert set(np.unique(q2["label"].values)) <= {0, 1, 2, 255}
+    # a pair with no overlap (all NaN)
+    ds3 = ds.copy(deep=True)
+    ds3["phase"][2] = np.nan
+    ds3["coh"][2] = np.nan
+    q3 = dask_ops.qc_dataset(ds3).compute(scheduler="synchronous")
+    assert bool(q3["step11_bad"][2]) and float(q3["coverage"][2]) == 0.0
+    assert q3["ifg_label"].values[2] == labels.NODATA
+    with pytest.raises(CubeError, match="no 'phase'"):
+        dask_ops.qc_dataset(ds.drop_vars("phase"))
+
+
+def test_params_yaml_round_trip() -> None:
+    p = QCParams(window=7, loop_thre=1.2, rules={"coh_bad": 0.1})
+    assert QCParams.from_yaml(p.to_yaml()) == p
+    assert yaml.safe_load(p.to_yaml())["rules"]["coh_bad"] == 0.1
+    with pytest.raises(ValueError, match="odd"):
+        QCParams(window=4)
+    with pytest.raises(ValueError, match="extra"):
+        QCParams(windw=5)
+
+
+def test_choose_block_respects_budget() -> None:
+    assert dask_ops.choose_block(6, 4, 2000, 2000, 256) == 512
+    b = dask_ops.choose_block(1000, 3000, 2000, 2000, 256)
+    assert b < 512 and (4 * (13 * 1000 + 3 * 3000) + 48 * 1000) * b * b <= 256 * 2**20
+
+
+@pytest.mark.slow
+def test_qc_group_on_s3_with_workers(bucket: str, storage_options: dict, dask_client: object) -> None:
+    s, ds = synthetic_cube(2, shape=(90, 80))
+    url = f"{bucket}/cubes/012A_05850_131313.zarr"
+    io.write_new_cube(ds, url, storage_options, chunk=48)
+    p = QCParams(block=48)
+    group = dask_ops.run_qc(url, p, storage_options)
+    assert group == "qc"
+    q = io.open_cube(url, storage_options, group="qc")
+    assert q.attrs["insarcloud"]["complete"] and q.attrs["insarcloud"]["stage"] == "qc"
+    ref = products.frame_qc(s.pairs, s.phase, s.coh, s.unw)
+    np.testing.assert_array_equal(q["label"].values, ref.pixels.label)
+    np.testing.assert_array_equal(q["closure"].values, ref.pixels.closure)
+    assert q["label"].encoding["chunks"] == (1, 48, 48)
+    # same parameters: nothing to do (the block size is not a parameter of the result)
+    written = q.attrs["insarcloud"]["written_at"]
+    assert dask_ops.run_qc(url, QCParams(block=32), storage_options) == "qc"
+    assert io.open_cube(url, storage_options, group="qc").attrs["insarcloud"]["written_at"] == written
+    sc = labels.score_labels(q["label"].values, s.truth)
+    assert sc.precision > 0.8 and sc.recall > 0.7
+
+
+@pytest.mark.slow
+def test_real_frame_qc_group(real_cube_url: str, storage_options: dict, dask_client: object) -> None:
+    """The real LiCSAR crop: six pairs over four epochs, four closed triplets, no unw."""
+    group = dask_ops.run_qc(real_cube_url, QCParams(), storage_options)
+    q = io.open_cube(real_cube_url, storage_options, group=group)
+    assert q.sizes["triplet"] == 4 and q.sizes["pair"] == 6
+    assert "closure" not in q  # the frame has no unw.tif: wrapped closure only
+    assert q["no_loop"].values.sum() == 0 and (q["n_good_loops"] + q["n_bad_loops"]).values.tolist() == [2] * 6
+    wc = q["closure_wrapped"].values
+    land = np.isfinite(wc)
+    assert land.mean() > 0.2
+    # LiCSAR's filtered phases nearly close on coherent land: the wrapped misclosure is small there
+    coh = q["coh_mean"].values
+    good_px = (coh[q["pair_ij"].to_index().map(list(q["pair"].values).index)] > 0.6) & land
+    assert np.median(np.abs(wc[good_px])) < 0.2
+    assert not q["step11_bad"].values.any()  # January-February 2024 pairs all pass LiCSBAS step 11
+    lab = q["label"].values
+    assert set(np.unique(lab)) <= {0, 1, 2, 255}
+    assert (lab == labels.GOOD).mean() > 0.2 and (lab == labels.NODATA).mean() > 0.2  # land / ocean
+    assert np.isfinite(q["triplet_rms_wrapped"].values).all()
+    # the labelled tiles of the real frame (its qc group is reused): ocean tiles that are all NaN are skipped
+    from insarcloud.qc import dataset
+
+    out = real_cube_url.replace("/cubes/", "/datasets/").replace(".zarr", "_tiles.zarr")
+    summary = dataset.build_dataset([real_cube_url], out, tile=128, storage_options=storage_options)
+    d = dataset.open_dataset(out, storage_options)
+    assert [str(c) for c in d["channel"].values] == ["cos_phase", "sin_phase", "coh"]  # no unw: no unw channels
+    assert 0 < summary["tiles"] < 6 * 3 * 3 and (d["truth"].values == 255).all()
+    assert set(summary["tile_label"]) <= {"good", "bad", "uncertain"}
