@@ -1,0 +1,445 @@
+"""Benchmark of the SBAS/NSBAS inversion (issue 6): accuracy, agreement with MintPy, throughput, memory.
+
+    python benchmarks/invert.py --json OUT.json [--quick]
+
+Parts (all in one run, each against its anchor):
+1. accuracy on a simulated frame with unwrapping errors (``insarcloud.simulate.simulate_frame``):
+   velocity RMSE against the truth for weights none / coherence / quality maps, and for dropping the bad
+   interferograms as LiCSBAS steps 11-12 do. Quality maps: (a) derived from loop closures of the data
+   (no truth), (b) an ORACLE built from the simulator's unwrapping-error truth (an upper bound, not a
+   result), (c) the real ConvNeXt model when its checkpoint exists.
+2. agreement with MintPy's inversion core (``mintpy.ifgram_inversion.estimate_timeseries``, driven per
+   pixel exactly as its ``run_ifgram_inversion_patch`` does) on the same stack: max |difference| of the
+   time series, unweighted and coherence-weighted (the same weights given to both).
+3. throughput in pixel-pairs per second per core (single-threaded BLAS, CPU time of this process, so
+   other users of a shared machine do not count): insarcloud weighted / unweighted / with missing data,
+   MintPy, and a bare batched pseudo-inverse (the floor).
+4. peak memory of one task against its chunk size (fresh subprocess per size).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"  # per-core figures: one BLAS thread everywhere (set before numpy loads)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from insarcloud.invert.network import Network, build_network  # noqa: E402
+from insarcloud.invert.reference import choose_reference  # noqa: E402
+from insarcloud.invert.sbas import invert_pixels  # noqa: E402
+from insarcloud.invert.weights import coherence_weights  # noqa: E402
+from insarcloud.io import parse_pair, phase_to_mm  # noqa: E402
+
+log = logging.getLogger("benchmarks.invert")
+
+
+def cpu_time(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """Best CPU time (s) of ``repeat`` calls and the last result."""
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.process_time()
+        out = fn()
+        best = min(best, time.process_time() - t0)
+    return best, out
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. accuracy on a simulated frame
+# ------------------------------------------------------------------------------------------------
+
+
+def triplets(net: Network) -> np.ndarray:
+    """(loop, 3) pair indices (ij, jk, ik) of every closed triplet in the network."""
+    key = {(int(p), int(s)): i for i, (p, s) in enumerate(zip(net.primary_idx, net.secondary_idx, strict=True))}
+    out = []
+    for (i, j), a in key.items():
+        for (j2, k), b in key.items():
+            if j2 == j and (i, k) in key:
+                out.append((a, b, key[(i, k)]))
+    return np.array(out, dtype=np.int64).reshape(-1, 3)
+
+
+def closure_quality(unw: np.ndarray, trip: np.ndarray, shape: tuple[int, int], thre: float = np.pi,
+                    window: int = 5) -> np.ndarray:
+    """Data-only quality (pair, pix) from loop closures, the way a QC rule would build it.
+
+    A loop is flagged at a pixel when most pixels of the ``window`` x ``window`` box around it have
+    |closure| > ``thre`` (unwrapping errors come in patches; noise-driven closures are scattered); the
+    quality of a pair is 1 - the share of its loops flagged there. Pixels in no loop keep quality 1.
+    Fixed parameters (pi, 5, majority), not tuned per frame.
+    """
+    from scipy.ndimage import uniform_filter
+
+    clo = unw[trip[:, 0]] + unw[trip[:, 1]] - unw[trip[:, 2]]
+    bad = ((np.abs(clo) > thre) & np.isfinite(clo)).astype(np.float32).reshape(len(trip), *shape)
+    bad = uniform_filter(bad, size=(1, window, window)).reshape(len(trip), -1) > 0.5
+    n_bad = np.zeros(unw.shape)
+    n_all = np.zeros(unw.shape)
+    for c in range(3):
+        np.add.at(n_bad, trip[:, c], bad)
+        np.add.at(n_all, trip[:, c], 1.0)
+    frac = np.where(n_all > 0, n_bad / np.maximum(n_all, 1), 0.0)
+    return np.clip(1.0 - frac, 0.0, 1.0).astype(np.float32)
+
+
+def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
+                 coh_thre: float = 0.05, unw_thre: float = 0.3, loop_thre: float = 1.5) -> np.ndarray:
+    """(pair,) bool of interferograms LiCSBAS steps 11-12 keep (defaults of LiCSBAS 1.x).
+
+    Step 11: drop pairs whose mean coherence < coh_thre or unwrapped coverage < unw_thre (relative to the
+    best pair). Step 12: loop closure referenced to the reference pixel, RMS over the frame per loop; a
+    loop is bad when RMS > loop_thre rad; a pair in a bad loop and in no good loop is dropped.
+    Deviation: the RMS is taken of the 2 pi-rounded closure (its unwrapping-error part). The simulator
+    draws phase noise independently per pair, so the raw closure RMS exceeds 1.5 rad in every loop of a
+    decorrelated frame and the literal rule would drop every pair.
+    """
+    cov = np.isfinite(unw).mean(axis=1)
+    keep = (np.nanmean(coh, axis=1) >= coh_thre) & (cov >= unw_thre * cov.max())
+    clo = unw[trip[:, 0]] + unw[trip[:, 1]] - unw[trip[:, 2]]
+    clo = clo - clo[:, [ref]]
+    clo = 2 * np.pi * np.round(clo / (2 * np.pi))
+    rms = np.sqrt(np.nanmean(clo**2, axis=1))
+    good_loop = rms <= loop_thre
+    in_bad = np.zeros(unw.shape[0], bool)
+    in_good = np.zeros(unw.shape[0], bool)
+    for c in range(3):
+        in_bad[trip[~good_loop, c]] = True
+        in_good[trip[good_loop, c]] = True
+    return keep & ~(in_bad & ~in_good)
+
+
+def pair_closure(unw: np.ndarray, trip: np.ndarray) -> np.ndarray:
+    """(pair, pix) mean |unwrapped loop misclosure| over the triplets containing each pair (rad): the
+    ``closure`` channel of the qc stage's model (its ``pair_closure``), NaN where a pair is in no loop."""
+    clo = np.abs(unw[trip[:, 0]] + unw[trip[:, 1]] - unw[trip[:, 2]])
+    tot = np.zeros(unw.shape)
+    cnt = np.zeros(unw.shape)
+    for c in range(3):
+        np.add.at(tot, trip[:, c], np.nan_to_num(clo))
+        np.add.at(cnt, trip[:, c], np.isfinite(clo))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, tot / cnt, np.nan).astype(np.float32)
+
+
+def model_quality(frame: Any, closure: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The real ConvNeXt quality map (pair, y, x) when its checkpoint exists; else (None, reason).
+
+    ``closure`` (pair, y, x) feeds the model's ``closure`` channel when it has one."""
+    try:
+        from insarcloud.qc.model import cube_channels, infer_region, plan_window
+        from insarcloud.qc.serve import DEFAULT_CHECKPOINT
+        from insarcloud.qc.train import load_model
+    except Exception as exc:  # the qc stage is optional here
+        return None, f"qc model unavailable: {exc}"
+    if not DEFAULT_CHECKPOINT.exists():
+        return None, f"no checkpoint at {DEFAULT_CHECKPOINT}"
+    try:
+        model = load_model(str(DEFAULT_CHECKPOINT)).eval()
+        chans = tuple(model.config.channels)
+        ny, nx = frame.shape
+        tile = min(256, max(ny, nx))
+        overlap = min(64, tile // 4)
+        plan = plan_window((ny, nx), (0, ny), (0, nx), tile, overlap)
+        out = np.empty(frame.unw.shape, np.float32)
+        for i in range(frame.unw.shape[0]):
+            img = cube_channels(chans, frame.phase[i], frame.coherence_est[i], frame.unw[i], closure=closure[i])
+            win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
+            out[i] = infer_region(model, win, plan, (0, ny), (0, nx), tile, overlap)
+        return out, f"ConvNeXt checkpoint {DEFAULT_CHECKPOINT.name}"
+    except Exception as exc:
+        return None, f"model inference failed: {type(exc).__name__}: {exc}"
+
+
+def accuracy(shape: int, n_epochs: int, seed: int, gamma: float) -> dict[str, Any]:
+    from insarcloud.simulate.frame import simulate_frame
+
+    t0 = time.time()
+    fr = simulate_frame(shape=(shape, shape), n_epochs=n_epochs, seed=seed, unw_error_pair_fraction=0.3)
+    sim_s = time.time() - t0
+    prim, sec = zip(*(parse_pair(p) for p in fr.pairs), strict=True)
+    net = build_network(np.array(prim, "datetime64[ns]"), np.array(sec, "datetime64[ns]"))
+    if net.n_pair != fr.unw.shape[0]:
+        raise RuntimeError("simulator pair list does not match its unw stack")
+    npair = net.n_pair
+    unw = fr.unw.reshape(npair, -1).astype(np.float64)
+    coh = fr.coherence_est.reshape(npair, -1)
+    err_mask = fr.unw_error.reshape(npair, -1)
+    n_valid = np.isfinite(unw).sum(axis=0).reshape(fr.shape)
+    ref = choose_reference(n_valid, np.nanmean(fr.coherence_est, axis=0))
+    r = ref.y * fr.shape[1] + ref.x
+    unw_ref = unw - unw[:, [r]]
+    trip = triplets(net)
+    v_true = (fr.velocity - fr.velocity[ref.y, ref.x]).ravel()
+
+    weights: dict[str, np.ndarray | None] = {
+        "none": None,
+        "coherence": coherence_weights(coh),
+        "quality_closure (data-derived, no truth)": closure_quality(unw_ref, trip, fr.shape),
+        "quality_oracle (TRUTH unw_error mask; upper bound)": np.where(err_mask, 0.0, 1.0).astype(np.float32),
+    }
+    q_model, model_note = model_quality(fr, pair_closure(unw, trip).reshape(fr.unw.shape))
+    if q_model is not None:
+        weights["quality_convnext"] = q_model.reshape(npair, -1)
+    keep = licsbas_drop(unw_ref, coh, trip, r)
+
+    results: dict[str, Any] = {}
+    valid = np.isfinite(v_true)
+    ests, series = {}, {}
+    for name, w in weights.items():
+        res = invert_pixels(unw_ref, w, net, gamma=gamma)
+        ests[name], series[name] = res.velocity, res.displacement
+    dropped = np.where(keep[:, None], unw_ref, np.nan)
+    res = invert_pixels(dropped, None, net, gamma=gamma)
+    ests["drop_bad_ifgs (LiCSBAS 11-12)"], series["drop_bad_ifgs (LiCSBAS 11-12)"] = res.velocity, res.displacement
+    keep_oracle = err_mask.mean(axis=1) <= 0.01
+    dropped = np.where(keep_oracle[:, None], unw_ref, np.nan)
+    name_o = "drop_bad_ifgs_oracle (TRUTH: pairs with errors at >1% of pixels)"
+    res = invert_pixels(dropped, None, net, gamma=gamma)
+    ests[name_o], series[name_o] = res.velocity, res.displacement
+    for v in ests.values():
+        if np.isfinite(v).any():  # a method that yields nothing (e.g. every pair dropped) scores NaN alone
+            valid &= np.isfinite(v)
+    # the time series too: truth = simulated LOS displacement (secular + seasonal; the atmosphere is in the
+    # data for every method alike), relative to the reference pixel and the first date
+    d_true = fr.displacement.reshape(net.n_date, -1).astype(np.float64)
+    d_true = d_true - d_true[:, [r]] - (d_true[[0]] - d_true[0, r])
+    ts_rmse = {}
+    for name, v in ests.items():
+        vel_mm = phase_to_mm(v)
+        results[name] = float(np.sqrt(np.mean((vel_mm[valid] - v_true[valid]) ** 2)))
+        d_mm = phase_to_mm(series[name][:, valid])
+        ts_rmse[name] = float(np.sqrt(np.nanmean((d_mm - d_true[:, valid]) ** 2)))
+    base = results["none"]
+    return {
+        "frame": {"shape": [shape, shape], "n_epochs": int(net.n_date), "n_pairs": npair, "seed": seed,
+                  "pairs_with_unw_errors": int(err_mask.any(axis=1).sum()),
+                  "pixel_pairs_with_unw_errors_pct": float(100 * err_mask.mean()),
+                  "simulate_s": sim_s, "gamma": gamma, "reference": ref._asdict(),
+                  "licsbas_dropped_pairs": int((~keep).sum()), "oracle_dropped_pairs": int((~keep_oracle).sum()),
+                  "pixels_scored": int(valid.sum())},
+        "velocity_rmse_mm_per_yr": results,
+        "displacement_rmse_mm": ts_rmse,
+        "rmse_reduction_vs_none_pct": {k: float(100 * (1 - v / base)) for k, v in results.items()},
+        "model_quality": model_note,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# 2-3. MintPy agreement and throughput
+# ------------------------------------------------------------------------------------------------
+
+
+def stack(n_pix: int, n_date: int, neighbours: int, seed: int) -> tuple[Network, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dates = np.datetime64("2019-01-05", "ns") + np.arange(n_date) * np.timedelta64(12, "D")
+    pairs = [(i, i + j) for i in range(n_date) for j in range(1, neighbours + 1) if i + j < n_date]
+    p, s = np.array(pairs).T
+    net = build_network(dates[p], dates[s])
+    v = rng.normal(0, 5, n_pix)
+    phi = v[None] * net.t_years[:, None] + rng.normal(0, 0.5, (n_date, n_pix))
+    unw = (phi[s] - phi[p] + rng.normal(0, 0.3, (len(p), n_pix))).astype(np.float32)
+    coh = rng.uniform(0.1, 0.95, unw.shape).astype(np.float32)
+    return net, unw, coh
+
+
+def mintpy_invert(net: Network, unw: np.ndarray, weight_sqrt: np.ndarray | None) -> np.ndarray:
+    """MintPy's inversion of a patch, as ``run_ifgram_inversion_patch`` drives ``estimate_timeseries``:
+    one call for all full-data pixels when unweighted, one call per pixel otherwise."""
+    from mintpy.ifgram_inversion import estimate_timeseries
+    from mintpy.objects import ifgramStack
+
+    d = [np.datetime_as_string(x, unit="D").replace("-", "") for x in net.dates]
+    date12 = [f"{d[p]}_{d[s]}" for p, s in zip(net.primary_idx, net.secondary_idx, strict=True)]
+    a, b = ifgramStack.get_design_matrix4timeseries(date12)[:2]
+    tbase = np.diff(net.t_years).reshape(-1, 1).astype(np.float32)
+    ts = np.zeros((net.n_date, unw.shape[1]), np.float32)
+    full = np.isfinite(unw).all(axis=0)
+    if weight_sqrt is None and full.any():
+        ts[:, full] = estimate_timeseries(a, b, unw[:, full], tbase, print_msg=False)[0]
+    todo = np.flatnonzero(~full) if weight_sqrt is None else np.arange(unw.shape[1])
+    for j in todo:
+        ws = None if weight_sqrt is None else weight_sqrt[:, j:j + 1]
+        ts[:, j] = estimate_timeseries(a, b, unw[:, j:j + 1], tbase, weight_sqrt=ws, print_msg=False)[0].ravel()
+    return ts
+
+
+def agreement_and_speed(n_pix: int, n_date: int, neighbours: int, n_mintpy_w: int, seed: int,
+                        repeat: int) -> dict[str, Any]:
+    net, unw, coh = stack(n_pix, n_date, neighbours, seed)
+    npair = net.n_pair
+    w = coherence_weights(coh)
+    rng = np.random.default_rng(seed + 1)
+    unw_miss = unw.copy()
+    hit = rng.choice(n_pix, n_pix // 20, replace=False)  # 5% of pixels miss one pair
+    unw_miss[rng.integers(0, npair, hit.size), hit] = np.nan
+    out: dict[str, Any] = {"stack": {"pixels": n_pix, "pairs": npair, "dates": net.n_date,
+                                     "half_bandwidth": net.bandwidth, "missing_case": "5% of pixels miss one pair"}}
+    pp = n_pix * npair
+    rate: dict[str, float] = {}
+
+    # the floor: one pseudo-inverse applied to every pixel (float32 data, as stored)
+    a = np.zeros((npair, net.n_date), np.float32)
+    a[np.arange(npair), net.primary_idx] = -1
+    a[np.arange(npair), net.secondary_idx] = 1
+    pinv = np.linalg.pinv(a[:, 1:].astype(np.float64)).astype(np.float32)
+    t, _ = cpu_time(lambda: pinv @ unw, repeat)
+    rate["bare_pinv"] = pp / t
+    for name, data, wts in (("insarcloud_unweighted_full", unw, None),
+                            ("insarcloud_unweighted_5pct_missing", unw_miss, None),
+                            ("insarcloud_coherence_weighted", unw, w),
+                            ("insarcloud_coherence_weighted_5pct_missing", unw_miss, w)):
+        for gamma in (0.0, 1e-4):
+            t, _ = cpu_time(lambda d=data, ww=wts, g=gamma: invert_pixels(d, ww, net, gamma=g), repeat)
+            rate[f"{name}_gamma{gamma:g}"] = pp / t
+
+    try:
+        import mintpy
+
+        mp_version = mintpy.__version__
+        t, ts_mp_full = cpu_time(lambda: mintpy_invert(net, unw, None), 1)
+        rate["mintpy_unweighted_full"] = pp / t
+        # the per-pixel paths of MintPy are timed on a subset (they scale linearly with pixels)
+        sub = np.arange(min(n_mintpy_w, n_pix))
+        miss_cols = np.concatenate([sub[np.isfinite(unw_miss[:, sub]).all(axis=0)][: int(0.95 * len(sub))],
+                                    hit[: max(1, len(sub) // 20)]])
+        t, ts_mp_miss = cpu_time(lambda: mintpy_invert(net, unw_miss[:, miss_cols], None), 1)
+        rate["mintpy_unweighted_5pct_missing"] = len(miss_cols) * npair / t
+        t, ts_mp_w = cpu_time(lambda: mintpy_invert(net, unw[:, sub], np.sqrt(w[:, sub])), 1)
+        rate["mintpy_coherence_weighted"] = len(sub) * npair / t
+        ours_full = invert_pixels(unw, None, net, gamma=0.0).displacement
+        ours_miss = invert_pixels(unw_miss[:, miss_cols], None, net, gamma=0.0).displacement
+        ours_w = invert_pixels(unw[:, sub], w[:, sub], net, gamma=0.0).displacement
+        out["agreement_max_abs_diff_rad"] = {
+            "unweighted_full": float(np.nanmax(np.abs(ours_full - ts_mp_full))),
+            "unweighted_5pct_missing": float(np.nanmax(np.abs(ours_miss - ts_mp_miss))),
+            "coherence_weighted": float(np.nanmax(np.abs(ours_w - ts_mp_w))),
+            "series_max_abs_rad": float(np.abs(ts_mp_full).max()),
+            "pixels_compared_weighted": int(len(sub)), "pixels_compared_missing": int(len(miss_cols)),
+            "note": "insarcloud gamma=0 (plain SBAS) against MintPy estimate_timeseries (min-norm velocity, "
+                    "its default); same weights (sqrt passed as weight_sqrt); MintPy returns float32",
+        }
+        out["mintpy"] = {"version": mp_version, "available": True}
+    except ImportError as exc:
+        out["mintpy"] = {"available": False, "reason": str(exc)}
+    out["pixel_pairs_per_s_per_core"] = rate
+    ratios = {"unweighted_full_vs_bare_pinv (goal >= 0.5)":
+              rate["insarcloud_unweighted_full_gamma0.0001"] / rate["bare_pinv"],
+              "missing_vs_full_unweighted (goal >= 0.5)":
+              rate["insarcloud_unweighted_5pct_missing_gamma0.0001"] / rate["insarcloud_unweighted_full_gamma0.0001"],
+              "missing_vs_full_weighted (goal >= 0.5)":
+              rate["insarcloud_coherence_weighted_5pct_missing_gamma0.0001"]
+              / rate["insarcloud_coherence_weighted_gamma0.0001"]}
+    if "mintpy_coherence_weighted" in rate:
+        ratios["weighted_vs_mintpy_weighted (goal >= 50)"] = (
+            rate["insarcloud_coherence_weighted_gamma0.0001"] / rate["mintpy_coherence_weighted"])
+        ratios["unweighted_vs_mintpy_unweighted_full"] = (
+            rate["insarcloud_unweighted_full_gamma0.0001"] / rate["mintpy_unweighted_full"])
+        ratios["missing_vs_mintpy_missing"] = (
+            rate["insarcloud_unweighted_5pct_missing_gamma0.0001"] / rate["mintpy_unweighted_5pct_missing"])
+    out["ratios"] = ratios
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. memory per task against chunk size
+# ------------------------------------------------------------------------------------------------
+
+_MEM_CHILD = r"""
+import os, resource, sys
+os.environ["OMP_NUM_THREADS"] = "1"
+import numpy as np
+from insarcloud.invert.dask_ops import _block_kernel
+from insarcloud.invert.network import build_network
+side, n_date, nb = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+dates = np.datetime64("2019-01-05", "ns") + np.arange(n_date) * np.timedelta64(12, "D")
+pairs = [(i, i + j) for i in range(n_date) for j in range(1, nb + 1) if i + j < n_date]
+p, s = np.array(pairs).T
+net = build_network(dates[p], dates[s])
+rng = np.random.default_rng(0)
+unw = rng.normal(0, 1, (len(p), side, side)).astype(np.float32)
+coh = rng.uniform(0.1, 0.9, unw.shape).astype(np.float32)
+import tracemalloc
+tracemalloc.start()
+_block_kernel(unw, coh, net=net, gamma=1e-4, mode="coherence", weight_name="coh", wavelength_m=0.05546576)
+_, peak = tracemalloc.get_traced_memory()
+print(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, unw.nbytes + coh.nbytes)
+"""
+
+
+def memory(sides: list[int], n_date: int, neighbours: int) -> dict[str, Any]:
+    out = {}
+    for side in sides:
+        res = subprocess.run([sys.executable, "-c", _MEM_CHILD, str(side), str(n_date), str(neighbours)],
+                             capture_output=True, text=True, check=True)
+        peak, rss, inputs = (int(x) for x in res.stdout.split())
+        out[str(side)] = {"task_inputs_mb": inputs / 2**20, "kernel_peak_alloc_mb": peak / 2**20,
+                          "process_peak_rss_mb": rss / 1024,
+                          "note": "numpy allocations traced by tracemalloc during one task; RSS includes imports"}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--sim-shape", type=int, default=128)
+    ap.add_argument("--sim-epochs", type=int, default=40)
+    ap.add_argument("--sim-seeds", type=int, default=3, help="simulated frames (seeds seed..seed+n-1)")
+    ap.add_argument("--pixels", type=int, default=250_000, help="pixels of the speed stack (500 x 500)")
+    ap.add_argument("--dates", type=int, default=60)
+    ap.add_argument("--neighbours", type=int, default=4, help="pairs per epoch (60 dates x 4 -> 230 pairs)")
+    ap.add_argument("--mintpy-pixels", type=int, default=2000, help="pixels for MintPy's per-pixel paths")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.quick:
+        args.sim_shape, args.sim_epochs, args.pixels, args.mintpy_pixels, args.repeat = 64, 24, 20_000, 200, 1
+        args.sim_seeds = 1
+    report: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                    "cores_visible": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0],
+                    "timing": "CPU time of this process, BLAS single-threaded"},
+    }
+    t0 = time.time()
+    log.info("accuracy on a simulated frame ...")
+    runs = [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4) for k in range(args.sim_seeds)]
+    names = list(runs[0]["velocity_rmse_mm_per_yr"])
+    report["accuracy"] = {
+        "runs": runs,
+        "mean_velocity_rmse_mm_per_yr": {n: float(np.mean([r["velocity_rmse_mm_per_yr"][n] for r in runs]))
+                                         for n in names},
+        "mean_rmse_reduction_vs_none_pct": {n: float(np.mean([r["rmse_reduction_vs_none_pct"][n] for r in runs]))
+                                            for n in names},
+        "mean_displacement_rmse_mm": {n: float(np.mean([r["displacement_rmse_mm"][n] for r in runs]))
+                                      for n in names},
+    }
+    log.info("%s", json.dumps(report["accuracy"]["mean_rmse_reduction_vs_none_pct"], indent=1))
+    log.info("agreement with MintPy and throughput ...")
+    report["speed"] = agreement_and_speed(args.pixels, args.dates, args.neighbours, args.mintpy_pixels,
+                                          args.seed, args.repeat)
+    log.info("%s", json.dumps(report["speed"]["ratios"], indent=1))
+    log.info("memory per task ...")
+    report["memory_per_task"] = memory([128, 256] if args.quick else [128, 256, 512], args.dates, args.neighbours)
+    report["wall_s"] = time.time() - t0
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    with open(args.json, "w") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

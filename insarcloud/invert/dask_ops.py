@@ -1,0 +1,252 @@
+"""Thin Dask layer: the SBAS/NSBAS kernels mapped over spatial chunks of a frame cube.
+
+Every task holds all pairs of its pixels (``pair`` rechunked to one chunk; the cube's spatial chunks are
+kept, so the rechunk only concatenates along ``pair`` inside one tile and never shuffles across workers).
+One ``map_blocks`` call returns a stacked float32 block (displacement, component labels and the (y, x)
+maps); the variables are slices of it, so one task per tile computes everything once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from insarcloud.errors import CubeError
+from insarcloud.invert.network import analyse_network, build_network
+from insarcloud.invert.reference import ReferencePoint, choose_reference
+from insarcloud.invert.sbas import DEFAULT_GAMMA, invert_pixels
+from insarcloud.invert.weights import coherence_weights, quality_weights, variable_weights
+from insarcloud.io import LOS_SIGN_CONVENTION, WAVELENGTH_M, phase_to_mm
+
+log = logging.getLogger(__name__)
+
+N_MAPS = 5  # velocity, velocity_std, residual_rms, n_pairs_used, n_components
+
+
+class InversionPlan(NamedTuple):
+    """What :func:`invert_dataset` decided before computing anything."""
+
+    reference: ReferencePoint
+    network_summary: str
+    n_components: int
+    pairs_dropped_by_reference: list[str]
+
+
+def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: float, mode: str,
+                  weight_name: str, wavelength_m: float) -> np.ndarray:
+    """(pair, y, x) block(s) -> (2*date + N_MAPS, y, x) float32 stack."""
+    npair, ny, nx = unw.shape
+    flat = unw.reshape(npair, ny * nx)
+    if wts is None:
+        w = None
+    elif mode == "coherence":
+        w = coherence_weights(wts.reshape(npair, -1))
+    elif mode == "quality":
+        w = quality_weights(wts.reshape(npair, -1))
+    else:
+        w = variable_weights(wts.reshape(npair, -1), weight_name)
+    res = invert_pixels(flat, w, net, gamma=gamma)
+    nd = net.n_date
+    out = np.empty((2 * nd + N_MAPS, ny * nx), np.float32)
+    out[:nd] = phase_to_mm(res.displacement, wavelength_m)
+    out[nd: 2 * nd] = res.component
+    scale = abs(phase_to_mm(1.0, wavelength_m))
+    out[2 * nd] = phase_to_mm(res.velocity, wavelength_m)
+    out[2 * nd + 1] = res.velocity_std * scale
+    out[2 * nd + 2] = res.residual_rms * scale
+    out[2 * nd + 3] = res.n_pairs_used
+    out[2 * nd + 4] = res.n_components
+    return out.reshape(-1, ny, nx)
+
+
+def _weights_array(mode: str, root: xr.Dataset, extra: xr.Dataset | None, pairs: np.ndarray
+                   ) -> xr.DataArray | None:
+    if mode == "none":
+        return None
+    if mode == "coherence":
+        src, name = root, "coh"
+    else:
+        name = mode
+        src = extra if extra is not None and name in extra else root
+    if name not in src:
+        raise CubeError(f"weight variable {name!r} is in neither the cube root nor its group {name!r}")
+    var = src[name]
+    if var.dims != ("pair", "y", "x"):
+        raise CubeError(f"weight variable {name!r} must have dims (pair, y, x), has {var.dims}")
+    missing = np.setdiff1d(pairs, var["pair"].values)
+    if missing.size:
+        raise CubeError(f"weight variable {name!r} lacks {missing.size} pair(s), e.g. {missing[0]}")
+    return var.sel(pair=pairs)
+
+
+def select_reference(unw: xr.DataArray, coh: xr.DataArray | None) -> ReferencePoint:
+    """LiCSBAS/MintPy-style automatic reference from cheap (y, x) summaries (one pass over the inputs)."""
+    n_valid = unw.notnull().sum("pair")
+    mean_coh = coh.mean("pair") if coh is not None else n_valid.astype("float32")
+    n_valid_np, coh_np = da.compute(n_valid.data, mean_coh.data)
+    return choose_reference(np.asarray(n_valid_np), np.asarray(coh_np))
+
+
+def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "unw",
+                   source_ds: xr.Dataset | None = None, weight_ds: xr.Dataset | None = None,
+                   gamma: float = DEFAULT_GAMMA, ref_yx: tuple[int, int] | None = None,
+                   ref_latlon: tuple[float, float] | None = None, chunk: int | None = None
+                   ) -> tuple[xr.Dataset, InversionPlan]:
+    """Lazy ``ts_<weights>`` dataset from an opened cube.
+
+    Parameters
+    ----------
+    root : the cube's root dataset (``insarcloud.io.open_cube``).
+    weights : "none", "coherence", "quality" or a (pair, y, x) variable name (root or group).
+    source : "unw" (root) or "unw_<method>" (read from ``source_ds``, that group).
+    source_ds, weight_ds : the opened groups for ``source`` and for ``weights`` when they are groups.
+    gamma : NSBAS constraint (0 = per-component SBAS).
+    ref_yx, ref_latlon : reference pixel (indices) or location; automatic when both are None.
+    chunk : spatial chunk (pixels) of the tasks; default the source's own chunks.
+    """
+    src = source_ds if source_ds is not None else root
+    if source not in src:
+        raise CubeError(f"source variable {source!r} not found (have {sorted(src.data_vars)})")
+    unw = src[source]
+    if unw.dims != ("pair", "y", "x"):
+        raise CubeError(f"source {source!r} must have dims (pair, y, x), has {unw.dims}")
+    pairs = unw["pair"].values
+    prim = src["primary"].values if "primary" in src.coords else root["primary"].sel(pair=pairs).values
+    sec = src["secondary"].values if "secondary" in src.coords else root["secondary"].sel(pair=pairs).values
+    net = build_network(prim, sec)
+    report = analyse_network(net)
+    if report.n_components > 1:
+        log.warning("%s", report.summary())
+    else:
+        log.info("%s", report.summary())
+    wl = float(root.attrs.get("wavelength_m", WAVELENGTH_M))
+    warr = _weights_array(weights, root, weight_ds, pairs)
+
+    # reference: given (indices or lat/lon) or automatic
+    if ref_latlon is not None:
+        iy = int(np.abs(unw["y"].values - ref_latlon[0]).argmin())
+        ix = int(np.abs(unw["x"].values - ref_latlon[1]).argmin())
+        ref_yx = (iy, ix)
+    if ref_yx is not None:
+        iy, ix = ref_yx
+        if not (0 <= iy < unw.sizes["y"] and 0 <= ix < unw.sizes["x"]):
+            raise CubeError(f"reference pixel (y={iy}, x={ix}) is outside the frame {unw.sizes['y']}x{unw.sizes['x']}")
+        nv = int(unw.isel(y=iy, x=ix).notnull().sum())
+        ref = ReferencePoint(iy, ix, nv, float("nan"))
+    else:
+        coh = root["coh"].sel(pair=pairs) if "coh" in root else None
+        ref = select_reference(unw, coh)
+    ref_series = unw.isel(y=ref.y, x=ref.x).values
+    dropped = [str(p) for p in pairs[~np.isfinite(ref_series)]]
+    if dropped:
+        log.warning("reference pixel has no data in %d pair(s); they are unusable: %s", len(dropped),
+                    ", ".join(dropped[:5]))
+
+    cy = chunk or (unw.chunks[1][0] if unw.chunks else 512)
+    cx = chunk or (unw.chunks[2][0] if unw.chunks else 512)
+    unw_d = unw.data if isinstance(unw.data, da.Array) else da.from_array(unw.values)
+    unw_d = unw_d.rechunk({0: -1, 1: cy, 2: cx})
+    # LiCSBAS/MintPy reference every interferogram to the reference pixel before the inversion
+    unw_d = unw_d - da.from_array(ref_series.astype(np.float32), chunks=-1)[:, None, None]
+    nd = net.n_date
+    kw = dict(net=net, gamma=float(gamma), mode=weights, weight_name=weights, wavelength_m=wl)
+    out_chunks = ((2 * nd + N_MAPS,), unw_d.chunks[1], unw_d.chunks[2])
+    if warr is None:
+        stack = da.map_blocks(_kernel_none, unw_d, dtype=np.float32, chunks=out_chunks, **kw)
+    else:
+        w_d = warr.data if isinstance(warr.data, da.Array) else da.from_array(warr.values)
+        w_d = w_d.rechunk(unw_d.chunks)
+        stack = da.map_blocks(_block_kernel, unw_d, w_d, dtype=np.float32, chunks=out_chunks, **kw)
+
+    coords = {"date": net.dates, "y": unw["y"].values, "x": unw["x"].values}
+    for name in ("lat", "lon"):
+        if name in root.coords:
+            coords[name] = (root[name].dims, root[name].values)
+    disp_attrs = {"long_name": "LOS displacement relative to the reference point and first date",
+                  "units": "mm", "los_sign_convention": LOS_SIGN_CONVENTION, "positive": "toward satellite"}
+    ds = xr.Dataset(
+        {
+            "displacement": (("date", "y", "x"), stack[:nd], disp_attrs),
+            "component": (("date", "y", "x"), stack[nd: 2 * nd].astype(np.int16),
+                          {"long_name": "network component of each epoch at each pixel (0 = the first "
+                                        "date's; -1 = epoch in no used pair)", "units": "1"}),
+            "velocity": (("y", "x"), stack[2 * nd],
+                         {"long_name": "LOS velocity (LS slope of displacement)", "units": "mm/yr",
+                          "positive": "toward satellite"}),
+            "velocity_std": (("y", "x"), stack[2 * nd + 1],
+                             {"long_name": "velocity standard deviation from the weighted-LS covariance "
+                                           "scaled by the a-posteriori variance of unit weight",
+                              "units": "mm/yr"}),
+            "residual_rms": (("y", "x"), stack[2 * nd + 2],
+                             {"long_name": "RMS of interferogram residuals after the inversion", "units": "mm"}),
+            "n_pairs_used": (("y", "x"), stack[2 * nd + 3].astype(np.int32),
+                             {"long_name": "interferograms used (finite, weight > 0)", "units": "1"}),
+            "n_components": (("y", "x"), stack[2 * nd + 4].astype(np.int16),
+                             {"long_name": "connected components of the pixel's network", "units": "1"}),
+        },
+        coords=coords,
+    )
+    ds["date"].attrs["long_name"] = "acquisition date"
+    if "spatial_ref" in root.coords:
+        ds = ds.assign_coords(spatial_ref=root["spatial_ref"])
+        for name in ds.data_vars:
+            ds[name].attrs["grid_mapping"] = "spatial_ref"
+    ds.attrs.update({
+        "weights": weights, "source": source, "gamma": float(gamma),
+        "method": "NSBAS (LiCSBAS step 13 constraint)" if gamma > 0 else "SBAS, per-component",
+        "ref_y": ref.y, "ref_x": ref.x,
+        "ref_lat": float(unw["y"].values[ref.y]), "ref_lon": float(unw["x"].values[ref.x]),
+        "reference_method": "given" if ref_yx is not None else
+        "auto: most valid pairs, then highest 5x5 mean coherence (LiCSBAS/MintPy style)",
+        "los_sign_convention": LOS_SIGN_CONVENTION, "wavelength_m": wl,
+        "network_components": report.n_components,
+        "pairs_dropped_by_reference": len(dropped),
+        "Conventions": "CF-1.10",
+    })
+    return ds, InversionPlan(ref, report.summary(), report.n_components, dropped)
+
+
+def _kernel_none(unw: np.ndarray, **kw: Any) -> np.ndarray:
+    return _block_kernel(unw, None, **kw)
+
+
+def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters that identify an inversion output (for ``resolve_output``)."""
+    return {"weights": weights, "source": source, "gamma": float(gamma), "reference": dict(ref or {"auto": True})}
+
+
+def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: float = DEFAULT_GAMMA,
+                ref_yx: tuple[int, int] | None = None, ref_latlon: tuple[float, float] | None = None,
+                chunk: int | None = None, storage_options: dict[str, Any] | None = None,
+                group: str | None = None) -> tuple[str, InversionPlan | None]:
+    """Invert a frame cube into its ``ts_<weights>`` group (workers write the chunks).
+
+    Returns the group written (or found complete with the same parameters, then the plan is None).
+    Runs under the active ``distributed.Client`` if there is one.
+    """
+    from insarcloud.io import open_cube, resolve_output, write_stage_output
+
+    ref = {"y": ref_yx[0], "x": ref_yx[1]} if ref_yx else (
+        {"lat": ref_latlon[0], "lon": ref_latlon[1]} if ref_latlon else None)
+    params = stage_params(weights, source, gamma, ref)
+    target = group or f"ts_{weights}"
+    plan = resolve_output(url, target, params, storage_options)
+    if plan.done:
+        log.info("%s of %s is complete with the same parameters: nothing to do", plan.group, url)
+        return plan.group, None
+    root = open_cube(url, storage_options)
+    source_ds = None if source == "unw" else open_cube(url, storage_options, group=source)
+    weight_ds = None
+    if weights not in ("none", "coherence") and weights not in root:
+        weight_ds = open_cube(url, storage_options, group=weights)
+    ds, info = invert_dataset(root, weights=weights, source=source, source_ds=source_ds, weight_ds=weight_ds,
+                              gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk)
+    log.info("inverting %s (%d pairs, %d dates, %s) into %s", url, root.sizes.get("pair", 0),
+             ds.sizes["date"], weights, plan.group)
+    write_stage_output(ds, url, plan.group, stage="invert", params=params, storage_options=storage_options)
+    return plan.group, info

@@ -1,0 +1,452 @@
+"""Per-pixel weighted SBAS / NSBAS inversion of an interferogram stack (numpy kernels).
+
+Model (epoch domain, the same time series as LiCSBAS's increments and MintPy's ``A`` matrix):
+unknowns are the phases ``phi_k`` at every epoch with ``phi_0 = 0`` (first date); pair ``i`` observes
+``phi[s_i] - phi[p_i] = unw_i`` with weight ``w_i`` (0 = unused). NSBAS (LiCSBAS step 13,
+``invert_nsbas``) adds, for every epoch ``k`` (including the first), the row
+``gamma * (phi_k - v * t_k - c) = 0`` with unit weight, which ties components of a split network to one
+linear model; with ``gamma = 0`` each component of a pixel's network is solved on its own, relative to
+its own first epoch, and labelled.
+
+The normal matrix ``A^T W A`` is a weighted graph Laplacian, banded with half-bandwidth = the longest
+pair in epochs; NSBAS borders it with two dense columns (v, c) that a 2x2 Schur complement removes.
+Pixels that share one weight vector (unweighted, same valid-pair pattern) share one factorisation and
+are solved with one matrix product; other pixels go through a banded LDL^T batched over pixels
+(:mod:`insarcloud.invert.linalg`), or a dense batched solve when the band is wide.
+
+Velocity is the least-squares slope of the series against time (LiCSBAS ``calc_vel``, MintPy
+``timeseries2velocity``), with one intercept per component; its standard deviation propagates the
+weighted-LS covariance of the series, ``sigma0^2 (A^T W A)^{-1}``, scaled by the a-posteriori variance
+of unit weight ``sigma0^2 = sum(w r^2) / (n_used - rank)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from insarcloud.errors import InputArrayError
+from insarcloud.invert.linalg import band_ldl_factor, band_ldl_solve, pixel_components, solve_2x2
+from insarcloud.invert.network import Network, epoch_components
+
+log = logging.getLogger(__name__)
+
+SolverName = Literal["auto", "banded", "dense"]
+DEFAULT_GAMMA = 1e-4  # LiCSBAS step 13 default
+PIXEL_BLOCK = 16384  # pixels per inner block: bounds temporaries to ~ block * (pair + date^2/...) * 8 B
+MIN_GROUP = 16  # a valid-pair pattern shared by at least this many pixels is solved once for all
+
+
+class InversionResult(NamedTuple):
+    """Per-pixel outputs of :func:`invert_pixels` (``pix`` = flattened pixels).
+
+    Attributes
+    ----------
+    displacement : (date, pix) float64 rad, phase relative to the first date (LiCSAR sign: multiply by
+        ``-wavelength/(4 pi)`` for LOS toward the satellite). NaN where the pixel has no usable pair, on
+        epochs outside every pair (gamma = 0), or where the system was singular.
+    velocity : (pix,) float64 rad/yr, slope of ``displacement`` against ``t_years``.
+    velocity_std : (pix,) float64 rad/yr, from the scaled weighted-LS covariance; NaN without redundancy.
+    residual_rms : (pix,) float64 rad, unweighted RMS of ``unw - A phi`` over the used pairs.
+    n_pairs_used : (pix,) int32, pairs with finite data and positive weight.
+    n_components : (pix,) int16, connected components of the pixel's network (isolated epochs excluded).
+    component : (date, pix) int16, component label (0 = the first date's) per epoch; -1 on epochs in no
+        used pair.
+    """
+
+    displacement: np.ndarray
+    velocity: np.ndarray
+    velocity_std: np.ndarray
+    residual_rms: np.ndarray
+    n_pairs_used: np.ndarray
+    n_components: np.ndarray
+    component: np.ndarray
+
+
+def _check(unw: np.ndarray, weights: np.ndarray | None, net: Network) -> None:
+    if unw.ndim != 2 or unw.shape[0] != net.n_pair:
+        raise InputArrayError(f"unw must be (pair={net.n_pair}, pix), got shape {unw.shape}")
+    if weights is not None and weights.shape != unw.shape:
+        raise InputArrayError(f"weights shape {weights.shape} differs from unw shape {unw.shape}")
+
+
+def invert_pixels(unw: np.ndarray, weights: np.ndarray | None, net: Network, *,
+                  gamma: float = DEFAULT_GAMMA, solver: SolverName = "auto") -> InversionResult:
+    """Invert every pixel's interferograms into a time series, velocity and diagnostics.
+
+    Parameters
+    ----------
+    unw : (pair, pix) float32/64 rad, unwrapped phase (LiCSAR sign), NaN = missing.
+    weights : (pair, pix) float >= 0 or None (all 1). NaN or <= 0 -> the pair is not used at that pixel;
+        a pixel whose weights are all zero gets NaN outputs and ``n_pairs_used = 0``.
+    net : the pair network (:func:`insarcloud.invert.network.build_network`).
+    gamma : NSBAS constraint weight (LiCSBAS default 1e-4); 0 = plain SBAS per component.
+    solver : "banded" (batched banded LDL^T), "dense" (batched ``numpy.linalg.solve``), or "auto"
+        (banded unless the half-bandwidth exceeds a third of the epochs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from insarcloud.invert.network import build_network
+    >>> d = np.array(["2020-01-01", "2020-01-13", "2020-01-25"], dtype="datetime64[ns]")
+    >>> net = build_network(d[[0, 0, 1]], d[[1, 2, 2]])
+    >>> phi = np.array([0.0, 1.0, 3.0])
+    >>> unw = (phi[net.secondary_idx] - phi[net.primary_idx])[:, None]
+    >>> np.round(invert_pixels(unw, None, net, gamma=0.0).displacement[:, 0], 9)
+    array([0., 1., 3.])
+    """
+    _check(unw, weights, net)
+    if gamma < 0 or not np.isfinite(gamma):
+        raise InputArrayError(f"gamma must be finite and >= 0, got {gamma}")
+    n_pix = unw.shape[1]
+    out = InversionResult(
+        np.full((net.n_date, n_pix), np.nan), np.full(n_pix, np.nan), np.full(n_pix, np.nan),
+        np.full(n_pix, np.nan), np.zeros(n_pix, np.int32), np.zeros(n_pix, np.int16),
+        np.full((net.n_date, n_pix), -1, np.int16))
+    for start in range(0, n_pix, PIXEL_BLOCK):
+        sl = slice(start, min(n_pix, start + PIXEL_BLOCK))
+        _invert_block(unw[:, sl], None if weights is None else weights[:, sl], net, gamma, solver, out, sl)
+    return out
+
+
+def _invert_block(unw: np.ndarray, weights: np.ndarray | None, net: Network, gamma: float,
+                  solver: SolverName, out: InversionResult, sl: slice) -> None:
+    # few full passes over (pair, pix): this prologue is a large share of the cost per pixel
+    if weights is None and np.isfinite(unw.sum(axis=0)).all():
+        # complete block, unweighted: one shared factorisation, one matrix product (the common case)
+        out.n_pairs_used[sl] = net.n_pair
+        _solve_shared(unw, np.ones(net.n_pair), net, gamma, out, sl)
+        return
+    if weights is None:
+        used = np.isfinite(unw)
+        w = used  # bool stands for weight 1 (cast only where a weighted solver needs it)
+    else:
+        w = np.asarray(weights, dtype=np.float64).copy()
+        w[~(w > 0) | np.isnan(unw)] = 0.0  # NaN weight or NaN data -> unused
+        used = w > 0
+    n_used = np.count_nonzero(used, axis=0)
+    out.n_pairs_used[sl] = n_used
+    todo = np.flatnonzero(n_used > 0)
+    if todo.size == 0:
+        return
+    if weights is None:
+        # pixels with the same valid-pair pattern share A^T W A: solve each pattern once (one matrix
+        # product for all its pixels). The complete pattern is solved over the WHOLE block in place (no
+        # gather of its columns): NaN columns only spoil their own outputs, which the solves below
+        # overwrite; pixels without any data are reset.
+        full = (n_used == net.n_pair)[todo]
+        if full.any():
+            _solve_shared(unw, np.ones(net.n_pair), net, gamma, out, sl)
+            empty = _offset(sl, np.flatnonzero(n_used == 0))
+            for arr, fill in zip(out[:-2], (np.nan, np.nan, np.nan, np.nan, 0), strict=True):
+                arr[..., empty] = fill
+            out.n_components[empty] = 0
+            out.component[:, empty] = -1
+            todo = todo[~full]
+        # the other patterns: bytes of the packed validity bits as one opaque key per pixel
+        if todo.size == 0:
+            return
+        packed = np.ascontiguousarray(np.packbits(used[:, todo], axis=0).T)
+        keys = packed.view(f"V{packed.shape[1]}").ravel()
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+        big = counts >= MIN_GROUP
+        for g in np.flatnonzero(big):
+            cols = todo[inverse == g]
+            _solve_shared(unw[:, cols], w[:, cols[0]].astype(np.float64), net, gamma, out, _offset(sl, cols))
+        todo = todo[~big[inverse]]
+    if todo.size:
+        d = np.nan_to_num(np.asarray(_take(unw, todo), dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        wide = net.bandwidth > max(1, net.n_date // 3)
+        use_dense = solver == "dense" or (solver == "auto" and wide)
+        fn = _solve_dense if use_dense else _solve_banded
+        fn(d, _take(w, todo).astype(np.float64), net, gamma, out, _offset(sl, todo))
+
+
+def _take(a: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``a[:, cols]`` without a copy when ``cols`` is every column in order."""
+    if cols.size == a.shape[1] and (cols.size == 0 or (cols[0] == 0 and cols[-1] == cols.size - 1)):
+        return a
+    return a[:, cols]
+
+
+def _offset(sl: slice, cols: np.ndarray) -> np.ndarray | slice:
+    if cols.size and cols[0] == 0 and cols[-1] == cols.size - 1 and cols.size == sl.stop - sl.start:
+        return sl
+    return cols + sl.start
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared pieces: pinning, regression weights, post-processing
+# ------------------------------------------------------------------------------------------------
+
+
+def _labels(net: Network, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Component heads (date, pix) and isolated-epoch mask (date, pix) for the used pairs.
+
+    Pixels that use every pair share the network's labels; only the others run label propagation.
+    """
+    full = used.all(axis=0)
+    heads = np.empty((net.n_date, used.shape[1]), np.int64)
+    _, lab = epoch_components(net)
+    heads[:] = np.unique(lab, return_index=True)[1][lab][:, None]  # first epoch of each component
+    part = np.flatnonzero(~full)
+    if part.size:
+        sub = used[:, part]
+        packed = np.ascontiguousarray(np.packbits(sub, axis=0).T)
+        uniq, first, inverse = np.unique(packed.view(f"V{packed.shape[1]}").ravel(), return_index=True,
+                                         return_inverse=True)
+        if uniq.size * 16 <= part.size:  # few patterns: one graph search each (scipy), then broadcast
+            pat = np.empty((net.n_date, uniq.size), np.int64)
+            for k, j in enumerate(first):
+                _, lab_k = epoch_components(net, sub[:, j])
+                pat[:, k] = np.unique(lab_k, return_index=True)[1][lab_k]
+            heads[:, part] = pat[:, inverse.ravel()]
+        else:  # many patterns: label propagation vectorised over pixels
+            heads[:, part] = pixel_components(net.primary_idx, net.secondary_idx, sub, net.n_date)
+    degree = np.asarray(_incidence(net, absolute=True) @ used[:, part].astype(np.float64)) if part.size else None
+    isolated = np.zeros(heads.shape, bool)
+    isolated[:, full] = (_incidence(net, absolute=True) @ np.ones(net.n_pair) == 0)[:, None]
+    if part.size:
+        isolated[:, part] = degree == 0
+    return heads, isolated
+
+
+def _incidence(net: Network, absolute: bool = False) -> sp.csr_matrix:
+    """(date, pair) sparse A^T: -1 at the primary, +1 at the secondary (|.| when ``absolute``)."""
+    cols = np.arange(net.n_pair)
+    sign = 1.0 if absolute else -1.0
+    return sp.csr_matrix((np.r_[sign * np.ones(net.n_pair), np.ones(net.n_pair)],
+                          (np.r_[net.primary_idx, net.secondary_idx], np.r_[cols, cols])),
+                         shape=(net.n_date, net.n_pair))
+
+
+def _pins(heads: np.ndarray, isolated: np.ndarray, gamma: float) -> np.ndarray:
+    """Epochs fixed to 0: the first date always; with gamma = 0 every component head and isolated epoch."""
+    if gamma > 0:
+        pin = np.zeros(heads.shape, bool)
+        pin[0] = True
+        return pin
+    return (heads == np.arange(heads.shape[0])[:, None]) | isolated
+
+
+def _slope_weights(net: Network, heads: np.ndarray, isolated: np.ndarray, gamma: float) -> np.ndarray:
+    """h (date, pix) such that velocity = sum_k h_k phi_k (LS slope, one intercept per component)."""
+    t = np.broadcast_to(net.t_years[:, None], heads.shape)
+    if gamma > 0:
+        tc = t - net.t_years.mean()
+        s = (tc ** 2).sum(axis=0)
+        return tc / s
+    keep = ~isolated
+    tc = np.zeros(heads.shape)
+    for h in np.unique(heads[keep]):  # at most `date` distinct heads, each a vectorised pass
+        m = (heads == h) & keep
+        cnt = m.sum(axis=0)
+        mean = np.where(cnt > 0, (t * m).sum(axis=0) / np.maximum(cnt, 1), 0.0)
+        tc = np.where(m, t - mean, tc)
+    s = (tc ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s > 0, tc / s, np.nan)
+
+
+def _finish(phi: np.ndarray, q: np.ndarray, h: np.ndarray, d: np.ndarray, w: np.ndarray, net: Network,
+            heads: np.ndarray, isolated: np.ndarray, gamma: float, out: InversionResult,
+            cols: np.ndarray) -> None:
+    """Residuals, velocity, its std and labels from the solved series ``phi`` (date, pix)."""
+    used = w > 0
+    r = d - np.asarray(_incidence(net).T @ phi)  # (pair, pix)
+    r *= used
+    r *= r
+    n_used = used.sum(axis=0)
+    wr2 = np.einsum("ip,ip->p", w, r)
+    r2 = r.sum(axis=0)
+    keep = ~isolated
+    # number of components among non-isolated epochs: heads that head themselves and are not isolated
+    is_head = (heads == np.arange(net.n_date)[:, None]) & keep
+    n_comp = is_head.sum(axis=0)
+    rank = keep.sum(axis=0) - n_comp
+    dof = n_used - rank
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma2 = np.where(dof > 0, wr2 / dof, np.nan)
+        rms = np.sqrt(r2 / n_used)
+    if gamma == 0:
+        phi = np.where(isolated, np.nan, phi)
+    vel = np.where(h == 0, 0.0, h * phi).sum(axis=0)
+    vel = np.where(np.isfinite(h).all(axis=0), vel, np.nan)
+    bad = ~np.isfinite(phi).any(axis=0) | (n_used == 0)
+    vel[bad] = np.nan
+    out.displacement[:, cols] = np.where(bad, np.nan, phi)
+    out.velocity[cols] = vel
+    out.velocity_std[cols] = np.where(bad, np.nan, np.sqrt(sigma2 * np.maximum(q, 0.0)))
+    out.residual_rms[cols] = np.where(bad, np.nan, rms)
+    out.n_components[cols] = n_comp
+    comp = np.cumsum(is_head, axis=0) - 1  # rank of each head in time order
+    lab = np.take_along_axis(comp, heads, axis=0)
+    out.component[:, cols] = np.where(isolated, -1, lab).astype(np.int16)
+
+
+# ------------------------------------------------------------------------------------------------
+# Solvers
+# ------------------------------------------------------------------------------------------------
+
+
+def _normal_dense(w: np.ndarray, net: Network, gamma: float, pin: np.ndarray) -> np.ndarray:
+    """(pix, M, M) normal matrices, M = date (+2 with NSBAS), pinned rows/cols replaced by identity."""
+    n = net.n_date
+    m_tot = n + 2 if gamma > 0 else n
+    n_pix = w.shape[1]
+    nm = np.zeros((n_pix, m_tot, m_tot))
+    p, s = net.primary_idx, net.secondary_idx
+    k = np.arange(net.n_pair)
+    scatter = sp.csr_matrix((np.r_[np.ones(2 * k.size), -np.ones(2 * k.size)],
+                             (np.r_[p * n + p, s * n + s, p * n + s, s * n + p], np.r_[k, k, k, k])),
+                            shape=(n * n, net.n_pair))
+    nm[:, :n, :n] = np.asarray(scatter @ w).reshape(n, n, n_pix).transpose(2, 0, 1)
+    if gamma > 0:
+        g2 = gamma * gamma
+        t = net.t_years
+        idx = np.arange(n)
+        nm[:, idx, idx] += g2
+        nm[:, :n, n] = nm[:, n, :n] = -g2 * t
+        nm[:, :n, n + 1] = nm[:, n + 1, :n] = -g2
+        nm[:, n, n] = g2 * (t * t).sum()
+        nm[:, n, n + 1] = nm[:, n + 1, n] = g2 * t.sum()
+        nm[:, n + 1, n + 1] = g2 * n
+    pin_t = pin.T
+    keep = np.ones((n_pix, m_tot), bool)
+    keep[:, :n] = ~pin_t
+    nm *= keep[:, :, None] & keep[:, None, :]
+    ii = np.arange(n)
+    nm[:, ii, ii] = np.where(pin_t, 1.0, nm[:, ii, ii])
+    return nm
+
+
+def _rhs(d: np.ndarray, w: np.ndarray, net: Network) -> np.ndarray:
+    """A^T W d: (date, pix)."""
+    return np.asarray(_incidence(net) @ (w * d))
+
+
+def _solve_dense(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out: InversionResult,
+                 cols: np.ndarray) -> None:
+    """Reference solver: one dense (M, M) system per pixel via numpy's batched LAPACK."""
+    heads, isolated = _labels(net, w > 0)
+    pin = _pins(heads, isolated, gamma)
+    h = _slope_weights(net, heads, isolated, gamma)
+    nm = _normal_dense(w, net, gamma, pin)
+    n = net.n_date
+    m_tot = nm.shape[1]
+    rhs = np.zeros((w.shape[1], m_tot, 2))
+    rhs[:, :n, 0] = np.where(pin, 0.0, _rhs(d, w, net)).T
+    rhs[:, :n, 1] = np.where(pin, 0.0, np.nan_to_num(h)).T
+    with np.errstate(invalid="ignore"):
+        try:
+            x = np.linalg.solve(nm, rhs)
+        except np.linalg.LinAlgError:  # one singular pixel: fall back to a per-pixel lstsq (rare)
+            x = np.stack([np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(nm, rhs, strict=True)])
+    phi = x[:, :n, 0].T
+    hz = np.where(pin, 0.0, np.nan_to_num(h))
+    q = np.einsum("kp,kp->p", hz, x[:, :n, 1].T)
+    _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols)
+
+
+def _band_normal(w: np.ndarray, net: Network, gamma: float, pin: np.ndarray) -> np.ndarray:
+    """(date, bw+1, pix) upper-band storage of A^T W A (+ gamma^2 I), pinned rows/cols -> identity."""
+    n, bw = net.n_date, net.bandwidth
+    p, s = net.primary_idx, net.secondary_idx
+    rows = np.r_[p * (bw + 1), s * (bw + 1), p * (bw + 1) + (s - p)]
+    pairs = np.r_[np.arange(net.n_pair), np.arange(net.n_pair), np.arange(net.n_pair)]
+    vals = np.r_[np.ones(2 * net.n_pair), -np.ones(net.n_pair)]
+    scatter = sp.csr_matrix((vals, (rows, pairs)), shape=(n * (bw + 1), net.n_pair))
+    band = np.asarray(scatter @ w).reshape(n, bw + 1, -1)
+    if gamma > 0:
+        band[:, 0] += gamma * gamma
+    # pinned epoch k: zero its row (band[k, :]) and its column (band[k-j, j]), unit diagonal
+    band[:, 1:] *= ~pin[:, None, :]
+    for j in range(1, bw + 1):
+        band[: n - j, j] *= ~pin[j:]
+    band[:, 0] = np.where(pin, 1.0, band[:, 0])
+    return band
+
+
+def _solve_banded(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out: InversionResult,
+                  cols: np.ndarray) -> None:
+    """Batched banded LDL^T (+ 2x2 Schur complement for NSBAS's v, c)."""
+    heads, isolated = _labels(net, w > 0)
+    pin = _pins(heads, isolated, gamma)
+    h = _slope_weights(net, heads, isolated, gamma)
+    hz = np.where(pin, 0.0, np.nan_to_num(h))
+    fac = band_ldl_factor(_band_normal(w, net, gamma, pin))
+    n, n_pix = net.n_date, w.shape[1]
+    b = np.where(pin, 0.0, _rhs(d, w, net))
+    if gamma == 0:
+        y = band_ldl_solve(fac, np.stack([b, hz], axis=1))
+        phi, q = y[:, 0], np.einsum("kp,kp->p", hz, y[:, 1])
+    else:
+        g2, t = gamma * gamma, net.t_years
+        c = np.zeros((n, 2, n_pix))
+        c[:, 0] = np.where(pin, 0.0, -g2 * t[:, None])
+        c[:, 1] = np.where(pin, 0.0, -g2)
+        y = band_ldl_solve(fac, np.concatenate([b[:, None], c, hz[:, None]], axis=1))
+        yb, yc, yh = y[:, 0], y[:, 1:3], y[:, 3]
+        dmat = g2 * np.array([[(t * t).sum(), t.sum()], [t.sum(), float(n)]])
+        ctyc = np.einsum("kip,kjp->ijp", c, yc)  # C^T B^-1 C (2, 2, pix)
+        schur = dmat[:, :, None] - ctyc
+        vc = solve_2x2(schur, -np.einsum("kip,kp->ip", c, yb))
+        phi = yb - np.einsum("kjp,jp->kp", yc, vc)
+        cth = np.einsum("kip,kp->ip", c, yh)
+        q = np.einsum("kp,kp->p", hz, yh) + np.einsum("ip,ip->p", cth, solve_2x2(schur, cth))
+    _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols)
+
+
+def _solve_shared(d: np.ndarray, w1: np.ndarray, net: Network, gamma: float, out: InversionResult,
+                  cols: np.ndarray | slice) -> None:
+    """Pixels with one common weight vector ``w1`` (pair,): one factorisation, one matrix product.
+
+    ``d`` (pair, pix) is used in its own dtype (float32 from a cube): the products run in float32, while
+    the projector itself is computed in float64 (it carries the ill-conditioning of NSBAS on a split
+    network), so the series is exact to float32 rounding of the data (~1e-6 rad).
+    """
+    used1 = w1 > 0
+    heads, isolated = _labels(net, used1[:, None])
+    pin = _pins(heads, isolated, gamma)
+    h = _slope_weights(net, heads, isolated, gamma)[:, 0]
+    nm = _normal_dense(w1[:, None], net, gamma, pin)[0]
+    n = net.n_date
+    a = np.zeros((net.n_pair, nm.shape[0]))
+    a[np.arange(net.n_pair), net.primary_idx] = -1.0
+    a[np.arange(net.n_pair), net.secondary_idx] = 1.0
+    a[:, :n] *= ~pin[:, 0]
+    ninv = np.linalg.inv(nm)
+    proj = (ninv @ a.T * w1[None, :])[:n]  # (date, pair): phi = proj @ d
+    if not used1.all():
+        d = np.where(used1[:, None], d, 0)
+    dt = d.dtype if d.dtype in (np.float32, np.float64) else np.float64
+    phi = proj.astype(dt) @ d
+    r = a[:, :n].astype(dt) @ phi  # two BLAS products beat gathers on (pair, pix)
+    r -= d
+    if not used1.all():
+        r *= used1[:, None]
+    r2 = np.einsum("ip,ip->p", r, r).astype(np.float64)
+    wr2 = r2 if np.all(w1[used1] == 1) else np.einsum("i,ip,ip->p", w1.astype(dt), r, r).astype(np.float64)
+    keep = ~isolated[:, 0]
+    is_head = (heads[:, 0] == np.arange(n)) & keep
+    n_comp = int(is_head.sum())
+    n_used = int(used1.sum())
+    dof = n_used - (int(keep.sum()) - n_comp)
+    hz = np.where(pin[:, 0], 0.0, np.nan_to_num(h))
+    q = float(hz @ ninv[:n, :n] @ hz)
+    phi = phi.astype(np.float64)
+    if gamma == 0:
+        phi[isolated[:, 0]] = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out.residual_rms[cols] = np.sqrt(r2 / n_used)
+        out.velocity_std[cols] = np.sqrt(wr2 / dof * q) if dof > 0 else np.nan
+    hv = np.where(keep, h, 0.0)
+    out.velocity[cols] = hv @ np.where(keep[:, None], phi, 0.0) if np.isfinite(h).all() else np.nan
+    out.displacement[:, cols] = phi
+    out.n_components[cols] = n_comp
+    lab = (np.cumsum(is_head) - 1)[heads[:, 0]]
+    out.component[:, cols] = np.where(isolated[:, 0], -1, lab).astype(np.int16)[:, None]
