@@ -41,7 +41,6 @@ lint: $(STAMP)
 bench-deps: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps 'mintpy==1.6.4'
-	$(PY) -m pip install -q --no-deps 'mintpy==1.6.4'
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
