@@ -394,6 +394,21 @@ class ForecastParams(_Model):
     train_pixels: int = Field(2000, ge=10, le=10**7, description="Pixels sampled for training.")
     num_actors: int = Field(2, ge=1, le=256, description="Ray actors predicting chunks.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed (sampling, initialisation).")
+    epochs: int = Field(128, ge=1, le=10000, description="Training epochs (Table III: 128).")
+    max_train_seconds: float | None = Field(
+        None, gt=0, le=7 * 86400, description="Wall-clock training budget per frame; unset = none (Table III)."
+    )
+    early_stop: int | None = Field(None, ge=1, le=10000, description="Stop after this many epochs without "
+                                   "validation improvement; unset = off (Table III).")
+
+    def train_cfg(self) -> dict[str, Any]:
+        """The training options ``run_forecast`` takes (``insarcloud.forecast.train.TrainConfig`` fields)."""
+        out: dict[str, Any] = {"epochs": self.epochs, "seed": self.seed}
+        if self.max_train_seconds is not None:
+            out["max_seconds"] = self.max_train_seconds
+        if self.early_stop is not None:
+            out["early_stop"] = self.early_stop
+        return out
 
     @field_validator("factors_url")
     @classmethod

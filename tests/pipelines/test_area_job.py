@@ -48,7 +48,7 @@ def _config(bucket: str, endpoint: str, frames: list[str], stages=STAGES) -> dic
         "storage": {"endpoint_url": endpoint},
         "stages": stages,
         "params": {"forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "horizon": 12,
-                                "train_pixels": 300},
+                                "train_pixels": 300, "epochs": 3, "max_train_seconds": 15},
                    "quality": {"num_actors": 1}, "noise": {"class_size": 256}},
         "report": {"points": [{"name": "overlap", "lon": 90.02, "lat": 31.51}]},
     }

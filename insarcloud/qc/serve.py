@@ -1,0 +1,400 @@
+"""Serving ConvNeXt-InSAR over frame cubes with a pool of Ray actors (the thin engine layer).
+
+Each actor loads the model once (``num_gpus=1`` when the Ray cluster has GPUs, CPU otherwise), then for
+every chunk job it is given (a pair and a y/x chunk of the cube) it reads the chunk plus the halo its
+tiles need straight from Zarr on the bucket (``insarcloud.io.open_cube``), runs the tiles of the global
+tile grid that touch the chunk, blends them (sin^2 tapers, a partition of unity) and writes the
+``quality`` chunk back with ``insarcloud.io.write_stage_region``. Only job descriptions (strings and
+ints) and small summaries pass through the driver and Ray's object store.
+
+Because the tile grid is global (it depends on the image size, the tile and the overlap only), a chunk's
+result equals the same pixels of a whole-image inference: there are no seams at chunk borders by
+construction, and ``tests/qc/test_serve.py`` checks it.
+
+Robustness: actors are created with ``max_restarts``; a job whose actor crashed is queued again (up to
+``max_retries`` times); chunks already in the store (from an interrupted run with the same parameters)
+are skipped; the group's completion marker is flipped only when every chunk is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from insarcloud.errors import CubeError
+
+log = logging.getLogger(__name__)
+
+STAGE = "quality"
+GROUP = "quality"
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "convnext_insar_atto.pt"
+
+
+class ServeParams(BaseModel):
+    """Inference parameters (their hash names the output; a change writes a new group)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoint: str = Field(str(DEFAULT_CHECKPOINT), description="checkpoint URL or path")
+    tile: int = Field(256, ge=32, le=4096, description="model tile side, pixels")
+    overlap: int = Field(64, ge=0, le=2048, description="tile overlap blended with sin^2 tapers, pixels")
+    batch_size: int = Field(4, ge=1, le=256, description="tiles per forward pass")
+    bf16: bool | None = Field(None, description="bfloat16 autocast; None: on GPU, or CPU with AMX/AVX512-BF16")
+    channels_last: bool = Field(True, description="NHWC tensors (faster oneDNN convolutions on CPU)")
+    threads: int = Field(1, ge=1, le=256, description="torch threads (and Ray CPUs) per actor")
+    chunk: int | None = Field(None, ge=32, description="output chunk side; None: the cube's chunks")
+
+    def model_post_init(self, __context: object) -> None:
+        if self.overlap >= self.tile:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
+
+
+class ChunkJob(NamedTuple):
+    """One unit of work: pair ``pair`` (index ``pair_index`` in the output) over y/x ``[start, stop)``."""
+
+    pair: str
+    pair_index: int
+    y: tuple[int, int]
+    x: tuple[int, int]
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.pair_index, self.y[0], self.x[0])
+
+
+class QualityRun(NamedTuple):
+    """Summary of :func:`run_quality`."""
+
+    group: str
+    chunks: int
+    skipped: int
+    retried: int
+    seconds: float
+    device: str
+
+
+def plan_jobs(pairs: list[str], shape: tuple[int, int], chunk: tuple[int, int]) -> list[ChunkJob]:
+    """Every (pair, y chunk, x chunk) of a (pair, y, x) output, in store order."""
+    ny, nx = shape
+    cy, cx = chunk
+    return [ChunkJob(p, i, (y0, min(ny, y0 + cy)), (x0, min(nx, x0 + cx)))
+            for i, p in enumerate(pairs) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
+
+
+def file_sha256(url: str, storage_options: dict[str, Any] | None = None) -> str:
+    from insarcloud.io.storage import read_bytes
+
+    return hashlib.sha256(read_bytes(url, storage_options)).hexdigest()
+
+
+def chunks_written(url: str, group: str, var: str, chunk: tuple[int, int],
+                   storage_options: dict[str, Any] | None = None) -> set[tuple[int, int, int]]:
+    """(pair index, y0, x0) of the chunks of ``group/var`` present in the store.
+
+    A Zarr chunk is one object written in one PUT, so its presence means the chunk was written in full
+    (``quality`` is never all fill value: invalid pixels are 0, not NaN, so every written chunk exists).
+    """
+    from insarcloud.io.storage import get_fs, join
+
+    fs, root = get_fs(join(url, group, var, "c"), storage_options)
+    try:
+        keys = fs.find(root)
+    except FileNotFoundError:
+        return set()
+    out = set()
+    for k in keys:
+        parts = str(k)[len(root.rstrip("/")) + 1 :].split("/")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            p, iy, ix = (int(v) for v in parts)
+            out.add((p, iy * chunk[0], ix * chunk[1]))
+    return out
+
+
+class QualityWorker:
+    """Holds one model; runs chunk jobs of one cube (wrapped with ``ray.remote`` by :func:`run_quality`).
+
+    Parameters
+    ----------
+    cube_url, group : str
+        The cube and the output group (its template must exist).
+    params_json : str
+        :class:`ServeParams` as JSON.
+    storage_options : dict, optional
+        fsspec options for the cube (and the checkpoint).
+    fault_file : str, optional
+        Test hook: when this local file exists at a job's start, the worker deletes it and kills its own
+        process (a real crash, to exercise ``max_restarts`` and the retry of unfinished chunks).
+    """
+
+    def __init__(self, cube_url: str, group: str, params_json: str,
+                 storage_options: dict[str, Any] | None = None, fault_file: str | None = None) -> None:
+        import torch
+
+        from insarcloud.qc.model import cpu_has_fast_bf16
+        from insarcloud.qc.train import load_model
+
+        self.p = ServeParams.model_validate_json(params_json)
+        self.url, self.group, self.so, self.fault_file = cube_url, group, storage_options, fault_file
+        torch.set_num_threads(self.p.threads)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_model(self.p.checkpoint, storage_options).to(self.device)
+        if self.p.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        if self.p.bf16 is None:
+            self.bf16 = (torch.cuda.is_bf16_supported() if self.device.type == "cuda" else cpu_has_fast_bf16())
+        else:
+            self.bf16 = self.p.bf16
+        self._ds: Any = None
+        self._qc: Any = None
+
+    def info(self) -> dict[str, Any]:
+        return {"device": str(self.device), "bf16": self.bf16, "pid": os.getpid(),
+                "channels": list(self.model.config.channels)}
+
+    def _open(self) -> tuple[Any, Any]:
+        from insarcloud import io
+
+        if self._ds is None:
+            self._ds = io.open_cube(self.url, self.so)
+            if "closure" in self.model.config.channels:
+                try:
+                    self._qc = io.open_cube(self.url, self.so, group="qc")
+                except CubeError:
+                    log.warning("%s has no complete qc group: the closure channel is no data", self.url)
+        return self._ds, self._qc
+
+    def run(self, job: ChunkJob) -> dict[str, Any]:
+        import xarray as xr
+
+        from insarcloud import io
+        from insarcloud.qc.model import cube_channels, infer_region, plan_window
+
+        if self.fault_file and os.path.exists(self.fault_file):
+            os.remove(self.fault_file)
+            os._exit(1)
+        t0 = time.perf_counter()
+        ds, qc = self._open()
+        p = self.p
+        ny, nx = ds.sizes["y"], ds.sizes["x"]
+        plan = plan_window((ny, nx), job.y, job.x, p.tile, p.overlap)
+        win = {"y": slice(*plan.read_y), "x": slice(*plan.read_x)}
+
+        def read(d: Any, name: str) -> np.ndarray | None:
+            if d is None or name not in d:
+                return None
+            return np.asarray(io.with_retries(lambda: d[name].sel(pair=job.pair).isel(win).values), np.float32)
+
+        chans = self.model.config.channels
+        window = cube_channels(
+            chans, read(ds, "phase"), read(ds, "coh"),
+            unw=read(ds, "unw") if "unw_grad" in chans else None,
+            closure=read(qc, "pair_closure") if ("closure" in chans and qc is not None
+                                                 and job.pair in set(map(str, qc["pair"].values))) else None,
+            amp=read(ds, "amp") if "amp" in chans else None,
+        )
+        t_read = time.perf_counter() - t0
+        q = infer_region(self.model, window, plan, job.y, job.x, p.tile, p.overlap, batch_size=p.batch_size,
+                         bf16=self.bf16, channels_last=p.channels_last)
+        t_inf = time.perf_counter() - t0 - t_read
+        part = xr.Dataset({"quality": (("pair", "y", "x"), q[None])})
+        region = {"pair": slice(job.pair_index, job.pair_index + 1), "y": slice(*job.y), "x": slice(*job.x)}
+        io.with_retries(io.write_stage_region, part, self.url, self.group, region, self.so)
+        dt = time.perf_counter() - t0
+        log.debug("%s %s y%s x%s: read %.2fs infer %.2fs total %.2fs", self.url, job.pair, job.y, job.x,
+                  t_read, t_inf, dt)
+        return {"key": job.key, "read_s": t_read, "infer_s": t_inf, "seconds": dt, "pid": os.getpid(),
+                "pixels": int(q.size), "tiles": len(plan.tiles)}
+
+
+def _template(ds: Any, chunk: tuple[int, int], params: Mapping[str, Any]) -> Any:
+    import dask.array as da
+    import xarray as xr
+
+    n, ny, nx = ds.sizes["pair"], ds.sizes["y"], ds.sizes["x"]
+    q = da.zeros((n, ny, nx), chunks=(1, chunk[0], chunk[1]), dtype=np.float32)
+    coords = {k: ds[k] for k in ("pair", "primary", "secondary", "y", "x", "lat", "lon") if k in ds.coords}
+    out = xr.Dataset({"quality": (("pair", "y", "x"), q)}, coords=coords)
+    out["quality"].attrs.update(
+        long_name="pixel-wise interferogram quality (ConvNeXt-InSAR): 1 good, 0 bad or no data",
+        units="1", valid_min=0.0, valid_max=1.0,
+    )
+    out.attrs.update(source_url=str(ds.attrs.get("source_url", "")), frame=str(ds.attrs.get("frame", "")),
+                     model_checkpoint=str(params["checkpoint"]), model_sha256=str(params["checkpoint_sha256"]))
+    return out
+
+
+def _requeue(job: ChunkJob, attempts: dict[tuple[int, int, int], int], todo: deque[ChunkJob], max_retries: int,
+             cube_url: str) -> int:
+    attempts[job.key] = attempts.get(job.key, 0) + 1
+    if attempts[job.key] > max_retries:
+        raise CubeError(f"chunk {job} of {cube_url} failed on {attempts[job.key]} actors: giving up")
+    todo.append(job)
+    return 1
+
+
+def _connect_ray(address: str | None, n_cpus: int) -> bool:
+    """Connect to Ray; start a local one (no dashboard) when no address is given. True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(address="local", num_cpus=n_cpus, object_store_memory=200 * 1024**2,
+                 include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def run_quality(
+    cube_url: str,
+    params: ServeParams | None = None,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    ray_address: str | None = None,
+    n_actors: int = 2,
+    max_restarts: int = 2,
+    max_retries: int = 3,
+    progress: bool = True,
+    fault_file: str | None = None,
+) -> QualityRun:
+    """Write the ``quality`` group (pair, y, x) of the cube at ``cube_url`` with a Ray actor pool.
+
+    Parameters
+    ----------
+    cube_url : str
+        Frame cube (Zarr v3) on any fsspec store.
+    params : ServeParams
+        Checkpoint, tiling and numerics.
+    ray_address : str, optional
+        ``ray://head:10001`` or ``auto``; None starts a local Ray (shut down again at the end).
+    n_actors : int
+        Actors in the pool (each ``params.threads`` CPUs, or one GPU when the cluster has GPUs).
+    max_restarts, max_retries : int
+        Ray restarts per actor; requeues per chunk job before giving up.
+
+    Returns
+    -------
+    QualityRun
+    """
+    import ray
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    from insarcloud import io
+
+    p = params or ServeParams()
+    t0 = time.perf_counter()
+    ds = io.open_cube(cube_url, storage_options)
+    for v in ("phase", "coh"):
+        if v not in ds:
+            raise CubeError(f"cube {cube_url} has no {v!r} variable: cannot infer quality")
+    pairs = [str(v) for v in ds["pair"].values]
+    if not pairs:
+        raise CubeError(f"cube {cube_url} has no ingested pair")
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    if p.chunk is not None:
+        chunk = (p.chunk, p.chunk)
+    else:
+        cs = ds["phase"].data.chunksize
+        chunk = (int(cs[1]), int(cs[2]))
+    marker = {**p.model_dump(), "checkpoint_sha256": file_sha256(p.checkpoint, storage_options),
+              "chunk": list(chunk), "pairs_sha256": hashlib.sha256("\n".join(pairs).encode()).hexdigest()}
+    plan = io.resolve_output(cube_url, GROUP, marker, storage_options)
+    if plan.done:
+        log.info("%s/%s is complete with the same parameters: nothing to do", cube_url, plan.group)
+        return QualityRun(plan.group, 0, 0, 0, time.perf_counter() - t0, "none")
+    old = io.read_marker(cube_url, plan.group, storage_options)
+    resuming = bool(old) and old.get("params_hash") == io.params_hash(marker)
+    if not resuming:
+        io.create_stage_template(_template(ds, chunk, marker), cube_url, plan.group, stage=STAGE, params=marker,
+                                 storage_options=storage_options)
+    jobs = plan_jobs(pairs, (ny, nx), chunk)
+    done = chunks_written(cube_url, plan.group, "quality", chunk, storage_options) if resuming else set()
+    todo = deque(j for j in jobs if j.key not in done)
+    skipped = len(jobs) - len(todo)
+    if skipped:
+        log.info("resuming %s/%s: %d of %d chunks already written", cube_url, plan.group, skipped, len(jobs))
+    started = _connect_ray(ray_address, max(1, n_actors * p.threads))
+    retried = 0
+    device = "cpu"
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0) > 0
+        opts = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": p.threads}
+        worker_cls = ray.remote(QualityWorker)
+
+        actors: list[Any] = []
+
+        def new_actor() -> Any:
+            a = worker_cls.options(max_restarts=max_restarts, **opts).remote(
+                cube_url, plan.group, p.model_dump_json(), storage_options, fault_file)
+            actors.append(a)
+            return a
+
+        for _ in range(max(1, min(n_actors, len(todo))) if todo else 0):
+            new_actor()
+        replaced = 0
+        if actors:
+            device = ray.get(actors[0].info.remote())["device"]
+            log.info("%d actor(s) on %s for %d chunk(s) of %s", len(actors), device, len(todo), cube_url)
+        idle = deque(list(actors))
+        # ref -> (actor, job); job None marks a probe of an actor that is restarting after a crash
+        inflight: dict[Any, tuple[Any, ChunkJob | None]] = {}
+        attempts: dict[tuple[int, int, int], int] = {}
+        bar = task = None
+        if progress and todo:
+            from rich.progress import Progress
+
+            bar = Progress(transient=True)
+            bar.start()
+            task = bar.add_task(f"quality {Path(cube_url.rstrip('/')).name}", total=len(todo))
+        try:
+            while todo or any(j is not None for _, j in inflight.values()):
+                while idle and todo:
+                    actor, job = idle.popleft(), todo.popleft()
+                    inflight[actor.run.remote(job)] = (actor, job)
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                for ref in ready:
+                    actor, job = inflight.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except RayActorError as exc:
+                        if job is not None:  # crashed mid-job: queue the job again, then probe the actor
+                            log.warning("actor crashed on %s y%s x%s (%s): retrying", job.pair, job.y, job.x,
+                                        type(exc).__name__)
+                            retried += _requeue(job, attempts, todo, max_retries, cube_url)
+                        elif isinstance(exc, ActorDiedError) and not isinstance(exc, ActorUnavailableError):
+                            replaced += 1  # restarts exhausted: replace it
+                            if replaced > len(actors) * (max_restarts + 1):
+                                raise CubeError(f"actors keep dying on {cube_url}: giving up") from exc
+                            log.warning("actor died for good (%s): starting a new one", exc)
+                            actor = new_actor()
+                        else:  # still restarting
+                            time.sleep(0.5)
+                        inflight[actor.info.remote()] = (actor, None)
+                        continue
+                    if job is not None and bar is not None:
+                        bar.update(task, advance=1)
+                    idle.append(actor)
+        finally:
+            if bar is not None:
+                bar.stop()
+        for a in actors:
+            ray.kill(a)
+    finally:
+        if started:
+            ray.shutdown()
+    io.mark_stage_complete(cube_url, plan.group, storage_options, stage=STAGE, params=marker)
+    dt = time.perf_counter() - t0
+    log.info("quality of %s -> %s: %d chunks (%d skipped, %d retried) in %.1fs", cube_url, plan.group,
+             len(jobs), skipped, retried, dt)
+    return QualityRun(plan.group, len(jobs), skipped, retried, dt, device)
