@@ -47,6 +47,8 @@ def storage_options_for(url: str, overrides: dict[str, Any] | None = None) -> di
             opts["endpoint_url"] = endpoint
         # Small objects dominate Zarr metadata; s3fs' listings cache would hide other writers' keys.
         opts["use_listings_cache"] = False
+    if protocol_of(url) == "file" and "://" in url:
+        opts["auto_mkdir"] = True  # zarr writes chunk files under folders that may not exist yet
     if overrides:
         opts.update(overrides)
     return opts
