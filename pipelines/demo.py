@@ -79,8 +79,8 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo-output", help="local folder for the copied results")
-    ap.add_argument("--size", type=int, default=160, help="frame size in pixels (square)")
-    ap.add_argument("--epochs", type=int, default=48, help="epochs per frame (12-day sampling)")
+    ap.add_argument("--size", type=int, default=128, help="frame size in pixels (square)")
+    ap.add_argument("--epochs", type=int, default=40, help="epochs per frame (12-day sampling)")
     ap.add_argument("--stages", nargs="*", default=None, help="stages to run (default: all but unwrap)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
