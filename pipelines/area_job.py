@@ -113,7 +113,11 @@ def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
 
     p = cfg.params.invert
     root = open_cube(cfg.cube_url(frame), ctx["so"])
-    source = "unw" if "unw" in root else f"unw_{cfg.params.unwrap.method}"
+    unwrapped = ctx.get("outputs", {}).get("unwrap")
+    # LiCSAR's own unw when the frame has it; else the group the unwrap stage wrote (its name may carry a
+    # parameter hash when an older unwrapping with other parameters exists).
+    source = "unw" if "unw" in root else (unwrapped.group if unwrapped is not None
+                                          else f"unw_{cfg.params.unwrap.method}")
     ref = (p.reference[1], p.reference[0]) if p.reference else None
     group, _ = invert_cube(cfg.cube_url(frame), weights=p.weights, source=source, gamma=p.nsbas_gamma,
                            ref_latlon=ref, storage_options=ctx["so"])
@@ -232,7 +236,7 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Cal
         t0 = time.perf_counter()
         progress(frame, stage)
         try:
-            res.outputs[stage] = STAGES[stage](cfg, frame, ctx)
+            res.outputs[stage] = STAGES[stage](cfg, frame, {**ctx, "outputs": res.outputs})
         except Exception as exc:  # a failing frame must not stop the area: report it and go on
             res.ok = False
             res.error = f"{stage}: {type(exc).__name__}: {exc}"
