@@ -204,17 +204,21 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     else:
         pack = da.map_blocks(_pack_block_nounw, phase, coh, std, cm, dtype=np.float32, chunks=out_chunks, **kw)
 
+    # Several pairs (or triplets) per Zarr chunk, up to ~8 MB of float32: one pair per chunk would turn a
+    # small frame's qc group into tens of thousands of tiny objects (one PUT each on an object store).
+    per_chunk = max(1, (8 * 2**20) // (4 * phase.chunks[1][0] * phase.chunks[2][0]))
+
     def rows(name: str, dtype: Any, per: str) -> da.Array:
         a, bb = layout.rows[name]
         x = pack[a:bb].astype(dtype)
-        return x.rechunk({0: 1}) if per in ("pair", "triplet") else x[0]
+        return x.rechunk({0: per_chunk}) if per in ("pair", "triplet") else x[0]
 
     label = rows("label", np.uint8, "pair")
     yx = ("y", "x")
     out: dict[str, Any] = {
-        "phase_std": (("pair", *yx), std.rechunk({0: 1}), {"long_name": f"circular phase std in a "
+        "phase_std": (("pair", *yx), std.rechunk({0: per_chunk}), {"long_name": f"circular phase std in a "
                       f"{p.window}x{p.window} window", "units": "rad"}),
-        "coh_mean": (("pair", *yx), cm.rechunk({0: 1}), {"long_name": f"mean coherence in a {p.window}x"
+        "coh_mean": (("pair", *yx), cm.rechunk({0: per_chunk}), {"long_name": f"mean coherence in a {p.window}x"
                      f"{p.window} window", "units": "1"}),
         "label": (("pair", *yx), label, {"long_name": "rule label", "flag_values": [0, 1, 2, 255],
                   "flag_meanings": "good bad uncertain nodata"}),
