@@ -161,12 +161,17 @@ def test_truth_zarr_local(sim: SimulatedFrame, tmp_path: Path) -> None:
 
 
 def test_truth_zarr_memory(sim: SimulatedFrame) -> None:
+    import uuid
+
     import rioxarray  # noqa: F401
 
-    url = write_truth(sim, "memory://simtruth/t.zarr")
+    # a fresh path: fsspec's memory filesystem is process-global, and zarr does not rewrite chunks that
+    # equal the fill value, so a stale chunk under a reused path would survive a mode="w" write
+    root = f"simtruth-{uuid.uuid4().hex[:8]}"
+    url = write_truth(sim, f"memory://{root}/t.zarr")
     with xr.open_zarr(url) as ds:
         _check_truth(sim, ds)
-    fsspec.filesystem("memory").rm("/simtruth", recursive=True)
+    fsspec.filesystem("memory").rm(f"/{root}", recursive=True)
 
 
 @pytest.mark.slow
