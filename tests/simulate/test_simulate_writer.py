@@ -160,18 +160,15 @@ def test_truth_zarr_local(sim: SimulatedFrame, tmp_path: Path) -> None:
         assert ds["velocity"].attrs["units"] == "mm/yr"
 
 
-def test_truth_zarr_memory(sim: SimulatedFrame) -> None:
-    import uuid
-
+def test_truth_zarr_file_url(sim: SimulatedFrame, tmp_path: Path) -> None:
     import rioxarray  # noqa: F401
 
-    # a fresh path: fsspec's memory filesystem is process-global, and zarr does not rewrite chunks that
-    # equal the fill value, so a stale chunk under a reused path would survive a mode="w" write
-    root = f"simtruth-{uuid.uuid4().hex[:8]}"
-    url = write_truth(sim, f"memory://{root}/t.zarr")
+    # memory:// lost a few bool chunks when this ran inside the full suite (zarr's async wrapper over
+    # fsspec's process-global, non-thread-safe MemoryFileSystem); see the session note. file:// URLs are
+    # what users pass, so the truth round trip is checked there.
+    url = write_truth(sim, (tmp_path / "t.zarr").as_uri())
     with xr.open_zarr(url) as ds:
         _check_truth(sim, ds)
-    fsspec.filesystem("memory").rm(f"/{root}", recursive=True)
 
 
 @pytest.mark.slow
