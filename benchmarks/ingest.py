@@ -14,40 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from pipelines.local_s3 import local_s3  # noqa: E402  (the one moto start-up of the project)
+
 REAL = HERE.parent.parent / "shared" / "data" / "licsar"
 CROP = HERE.parent / "tests" / "data" / "licsar"
 FRAME = "106A_09048_000909"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_moto() -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=url)
-    return proc, url
 
 
 def _read_all(urls: list[str]) -> int:
@@ -76,8 +53,7 @@ def main() -> None:
     src_dir = Path(args.source) if args.source else (REAL if (REAL / FRAME).exists() else CROP / "106")
     frame_dir = src_dir / FRAME if (src_dir / FRAME).exists() else next(src_dir.rglob(FRAME))
 
-    proc, endpoint = _start_moto()
-    try:
+    with local_s3() as endpoint:
         import s3fs
         from distributed import Client, LocalCluster
 
@@ -121,8 +97,6 @@ def main() -> None:
             "one_pair_band_MB": round(3 * args.chunk * nx * 4 / 1e6, 2),
             "frame_stack_MB": round(len(report.completed) * ny * nx * 4 * 2 / 1e6, 1),
         }
-    finally:
-        proc.terminate()
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
