@@ -286,6 +286,9 @@ class ReportConfig(_Model):
         default_factory=list, max_length=50, description="Points for time-series and forecast plots."
     )
     dpi: int = Field(120, ge=50, le=600, description="PNG resolution.")
+    truth_url: str | None = Field(
+        None, description="Simulated inputs only: URL pattern of the simulator's truth cubes ({frame}, "
+        "{output_url} are filled in). When set, the run summary and the report carry velocity RMSE against it.")
 
     @field_validator("points")
     @classmethod

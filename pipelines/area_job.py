@@ -51,6 +51,7 @@ class AreaResult:
     mosaic: dict[str, Any] | None
     seconds: dict[str, float]
     log_url: str | None = None
+    truth: dict[str, Any] | None = None
 
     @property
     def failed(self) -> list[str]:
@@ -59,7 +60,7 @@ class AreaResult:
     def to_dict(self) -> dict[str, Any]:
         return {"area": self.area, "area_url": self.area_url, "report_url": self.report_url,
                 "log_url": self.log_url, "failed_frames": self.failed, "seconds": self.seconds,
-                "mosaic": self.mosaic,
+                "mosaic": self.mosaic, "truth": self.truth,
                 "frames": {f: r.__dict__ for f, r in self.frames.items()}}
 
 
@@ -248,6 +249,23 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Cal
     return res
 
 
+def _truth(cfg: AreaJobConfig, good: list[str], mosaic: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Velocity RMSE against the simulator's truth (``report.truth_url``); a failure here only warns."""
+    from pipelines.truth import compare_to_truth
+
+    pattern = cfg.report.truth_url or ""
+    urls = {f: pattern.format(frame=f, output_url=cfg.output_url.rstrip("/")) for f in good}
+    area = cfg.area_url() if mosaic is not None and "error" not in mosaic else None
+    try:
+        truth = compare_to_truth(urls, {f: (cfg.cube_url(f), _ts_group(cfg)) for f in good}, area,
+                                 cfg.output_storage_options())
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("could not compare with the truth at %s: %s", pattern, exc)
+        return None
+    log.info("against the truth: %s", json.dumps(truth))
+    return truth
+
+
 def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> AreaResult:
     """Run the whole area job described by ``cfg``."""
     from rich.progress import Progress
@@ -290,6 +308,7 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                     log.error("mosaic failed: %s", exc)
                     mosaic = {"error": str(exc)}
                 seconds["mosaic"] = round(time.perf_counter() - t1, 2)
+        truth = _truth(cfg, good, mosaic) if cfg.report.truth_url else None
         report_url = None
         if cfg.report.enabled:
             t2 = time.perf_counter()
@@ -301,10 +320,10 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                 points=[p.model_dump() for p in cfg.report.points],
                 forecast_group="forecast" if "forecast" in cfg.stages else None,
                 run_summary={"run_id": run_id, "frames": {f: r.__dict__ for f, r in results.items()},
-                             "mosaic": mosaic}, storage_options=ctx["so"], dpi=cfg.report.dpi)
+                             "mosaic": mosaic}, truth=truth, storage_options=ctx["so"], dpi=cfg.report.dpi)
             seconds["report"] = round(time.perf_counter() - t2, 2)
         seconds["total"] = round(time.perf_counter() - t0, 2)
-        result = AreaResult(cfg.area.name, cfg.area_url(), report_url, results, mosaic, seconds, log_url)
+        result = AreaResult(cfg.area.name, cfg.area_url(), report_url, results, mosaic, seconds, log_url, truth)
         for f in result.failed:
             log.error("frame %s FAILED: %s", f, results[f].error)
         log.info("area %s done in %.1fs; %d/%d frames ok", cfg.area.name, seconds["total"],

@@ -122,11 +122,33 @@ def _series_png(points: Sequence[dict], cubes: dict[str, str], ts_group: str, fo
     return (_fig_png(fig, dpi) if drawn else None), notes
 
 
+def _truth_table(truth: dict[str, Any]) -> str:
+    rows = [(f"frame {f} (LOS)", "whole frame", st) for f, st in truth.get("frames", {}).items()]
+    for name, st in truth.get("mosaic", {}).items():
+        if "whole" in st:
+            rows += [(f"mosaic {name}", "whole area", st["whole"]), (f"mosaic {name}", "overlaps", st["overlaps"])]
+        else:
+            rows.append((f"mosaic {name}", "whole area", st))
+    cells = "".join(
+        f"<tr><td>{html.escape(what)}</td><td>{where}</td><td>{st.get('rmse_mm_yr', 'n/a')}</td>"
+        f"<td>{st.get('truth_spread_mm_yr', 'n/a')}</td><td>{st.get('datum_mm_yr', 'n/a')}</td>"
+        f"<td>{st.get('n', 0)}</td></tr>" for what, where, st in rows)
+    return ("<h2>Against the simulator's truth</h2><p>Velocity RMSE after removing the median difference "
+            "(the datum: InSAR velocities are relative); the truth's own spread is the anchor.</p>"
+            "<table border='1' cellpadding='3'><tr><th>map</th><th>pixels</th><th>RMSE mm/yr</th>"
+            "<th>truth spread mm/yr</th><th>datum mm/yr</th><th>n</th></tr>" + cells + "</table>")
+
+
 def write_report(area_url: str, report_url: str, *, area_name: str, cubes: dict[str, str],
                  ts_group: str, points: Sequence[dict] = (), forecast_group: str | None = "forecast",
-                 run_summary: dict[str, Any] | None = None, storage_options: dict[str, Any] | None = None,
-                 dpi: int = 110) -> str:
-    """Write ``report_url/index.html`` and its PNGs; returns the page URL."""
+                 run_summary: dict[str, Any] | None = None, truth: dict[str, Any] | None = None,
+                 storage_options: dict[str, Any] | None = None, dpi: int = 110) -> str:
+    """Write ``report_url/index.html`` and its PNGs; returns the page URL.
+
+    ``truth`` (simulated inputs only) is the area job's comparison with the simulator's truth: ``{"frames":
+    {frame: stats}, "mosaic": {name: stats | {"whole": stats, "overlaps": stats}}}`` with stats holding
+    ``rmse_mm_yr``, ``truth_spread_mm_yr``, ``datum_mm_yr`` and ``n``; it becomes a table near the top.
+    """
     figures: list[tuple[str, str]] = []
     missing: list[str] = []
 
@@ -187,6 +209,8 @@ def write_report(area_url: str, report_url: str, *, area_name: str, cubes: dict[
     body = [f"<h1>insarcloud area report: {html.escape(area_name)}</h1>",
             f"<p>generated {now}; area cube <code>{html.escape(area_url)}</code></p>",
             "<p>Sign convention: LOS velocity positive toward the satellite; up positive upward; mm/yr.</p>"]
+    if truth:
+        body.append(_truth_table(truth))
     if run_summary:
         body.append("<h2>Run</h2><pre>" + html.escape(json.dumps(run_summary, indent=1, default=str)) + "</pre>")
     for name, caption in figures:

@@ -50,7 +50,8 @@ def _config(bucket: str, endpoint: str, frames: list[str], stages=STAGES) -> dic
         "params": {"forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "horizon": 12,
                                 "train_pixels": 300, "epochs": 3, "max_train_seconds": 15},
                    "quality": {"num_actors": 1}, "noise": {"class_size": 256}},
-        "report": {"points": [{"name": "overlap", "lon": 90.02, "lat": 31.51}]},
+        "report": {"points": [{"name": "overlap", "lon": 90.02, "lat": 31.51}],
+                   "truth_url": "{output_url}/truth/{frame}.zarr"},
     }
 
 
@@ -88,6 +89,15 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
     rmse = float(np.sqrt(np.mean((diff - np.median(diff)) ** 2)))
     assert rmse < 10.0, rmse  # mm/yr on a 40-epoch, 64-pixel toy frame; the benchmark reports the real figure
 
+    # the job's own truth comparison (report.truth_url) agrees with this independent one
+    frame_stats = result.truth["frames"][FRAMES[0][0]]
+    ts = xr.open_zarr(cfg.cube_url(FRAMES[0][0]), group="ts_quality", storage_options=storage_options)
+    d = (ts.velocity - truth.velocity).values
+    d = d[np.isfinite(d)]
+    assert frame_stats["rmse_mm_yr"] == pytest.approx(np.sqrt(np.mean((d - np.median(d)) ** 2)), abs=2e-3)
+    assert result.truth["mosaic"]["velocity_A"]["overlaps"]["n"] > 0
+    assert result.truth["mosaic"]["velocity_up"]["rmse_mm_yr"] < 15.0
+
     for f, _, _, _ in FRAMES:
         cube = cfg.cube_url(f)
         for group in ("qc", "quality", "ts_quality", "noise", "forecast"):
@@ -95,6 +105,7 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
     assert fs.exists(result.report_url.removeprefix("s3://"))
     page = fs.cat_file(result.report_url.removeprefix("s3://")).decode()
     assert "velocity_up.png" in page and "network_" in page
+    assert "Against the simulator&#x27;s truth" in page or "Against the simulator's truth" in page
     assert fs.exists(result.log_url.removeprefix("s3://"))
 
     # a second run finds every stage done and redoes nothing

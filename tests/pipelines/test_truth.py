@@ -1,0 +1,50 @@
+"""pipelines.truth: RMSE after the datum, and the area-grid placement of frame truths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipelines.truth import compare_to_truth, rmse_after_datum
+
+
+def test_rmse_after_datum_removes_the_offset_only():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 10, 5000)
+    noise = rng.normal(0, 2, 5000)
+    est = truth + 7.0 + noise
+    est[:100] = np.nan
+    st = rmse_after_datum(est, truth)
+    assert st["n"] == 4900
+    assert st["datum_mm_yr"] == pytest.approx(7.0, abs=0.1)
+    assert st["rmse_mm_yr"] == pytest.approx(np.std(noise[100:]), rel=0.02)
+    assert st["truth_spread_mm_yr"] == pytest.approx(10.0, rel=0.05)
+    assert rmse_after_datum(np.full(5, 1.0), np.zeros(5)) == {"n": 5}
+
+
+def _grid(y0: float, x0: float, n: int, values: np.ndarray, names: tuple[str, ...]) -> xr.Dataset:
+    y = np.round(y0 - 0.001 * np.arange(n), 6)
+    x = np.round(x0 + 0.001 * np.arange(n), 6)
+    return xr.Dataset({k: (("y", "x"), values) for k in names}, coords={"y": y, "x": x})
+
+
+def test_compare_to_truth_places_frames_on_the_area_grid(tmp_path):
+    rng = np.random.default_rng(1)
+    field = rng.normal(0, 5, (30, 30))  # one truth over the area; frame A covers its top-left 20x20
+    area = _grid(31.5, 90.0, 30, field + 3.0, ("velocity_A", "velocity_up"))
+    area["velocity_A"][:, 25:] = np.nan
+    area.to_zarr(tmp_path / "area.zarr")
+    _grid(31.5, 90.0, 20, field[:20, :20], ("velocity", "velocity_up")).to_zarr(tmp_path / "t.zarr")
+    ts = _grid(31.5, 90.0, 20, field[:20, :20] - 1.0, ("velocity",))
+    ts.to_zarr(tmp_path / "cube.zarr", group="ts_none")
+    out = compare_to_truth({"012A_00001_000001": str(tmp_path / "t.zarr")},
+                           {"012A_00001_000001": (str(tmp_path / "cube.zarr"), "ts_none")}, str(tmp_path / "area.zarr"))
+    fr = out["frames"]["012A_00001_000001"]
+    assert fr["rmse_mm_yr"] == pytest.approx(0.0, abs=1e-5) and fr["datum_mm_yr"] == pytest.approx(-1.0, abs=1e-5)
+    whole = out["mosaic"]["velocity_A"]["whole"]
+    # only the 20x20 the frame's truth covers is compared, exactly offset by the datum
+    assert whole["n"] == 400 and whole["rmse_mm_yr"] == pytest.approx(0.0, abs=1e-5)
+    assert whole["datum_mm_yr"] == pytest.approx(3.0, abs=1e-5)
+    assert out["mosaic"]["velocity_A"]["overlaps"] == {"n": 0}
+    assert out["mosaic"]["velocity_up"]["n"] == 400
