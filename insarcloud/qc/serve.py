@@ -156,6 +156,11 @@ class QualityWorker:
             self.bf16 = self.p.bf16
         self._ds: Any = None
         self._qc: Any = None
+        # One Zarr chunk may hold many pairs (the qc group packs up to ~8 MB per chunk), while a job needs one
+        # pair: keep the last block read per variable, so consecutive jobs (store order) read each object once
+        # instead of once per pair.
+        self._blocks: dict[tuple[int, str], tuple[tuple[int, int, tuple, tuple], np.ndarray]] = {}
+        self._pair_index: dict[int, dict[str, int]] = {}
 
     def info(self) -> dict[str, Any]:
         return {"device": str(self.device), "bf16": self.bf16, "pid": os.getpid(),
@@ -173,6 +178,28 @@ class QualityWorker:
                     log.warning("%s has no complete qc group: the closure channel is no data", self.url)
         return self._ds, self._qc
 
+    def _pairs(self, d: Any) -> dict[str, int]:
+        if id(d) not in self._pair_index:
+            self._pair_index[id(d)] = {str(v): i for i, v in enumerate(d["pair"].values)}
+        return self._pair_index[id(d)]
+
+    def _read_pair(self, d: Any, name: str, pair: str, ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
+        """``d[name]`` at ``pair`` over the window, reading whole pair-chunks once (see ``__init__``)."""
+        from insarcloud import io
+
+        i = self._pairs(d)[pair]
+        n = d.sizes["pair"]
+        per = int((d[name].encoding.get("chunks") or (1,))[0])
+        c0 = (i // per) * per
+        key = (c0, min(n, c0 + per), ys, xs)
+        cached = self._blocks.get((id(d), name))
+        if cached is None or cached[0] != key:
+            block = io.with_retries(lambda: d[name].isel(pair=slice(key[0], key[1]), y=slice(*ys),
+                                                         x=slice(*xs)).values)
+            cached = (key, np.asarray(block, np.float32))
+            self._blocks[(id(d), name)] = cached
+        return cached[1][i - c0]
+
     def run(self, job: ChunkJob) -> dict[str, Any]:
         import xarray as xr
 
@@ -187,19 +214,18 @@ class QualityWorker:
         p = self.p
         ny, nx = ds.sizes["y"], ds.sizes["x"]
         plan = plan_window((ny, nx), job.y, job.x, p.tile, p.overlap)
-        win = {"y": slice(*plan.read_y), "x": slice(*plan.read_x)}
 
         def read(d: Any, name: str) -> np.ndarray | None:
             if d is None or name not in d:
                 return None
-            return np.asarray(io.with_retries(lambda: d[name].sel(pair=job.pair).isel(win).values), np.float32)
+            return self._read_pair(d, name, job.pair, plan.read_y, plan.read_x)
 
         chans = self.model.config.channels
         window = cube_channels(
             chans, read(ds, "phase"), read(ds, "coh"),
             unw=read(ds, "unw") if "unw_grad" in chans else None,
             closure=read(qc, "pair_closure") if ("closure" in chans and qc is not None
-                                                 and job.pair in set(map(str, qc["pair"].values))) else None,
+                                                 and job.pair in self._pairs(qc)) else None,
             amp=read(ds, "amp") if "amp" in chans else None,
         )
         t_read = time.perf_counter() - t0
