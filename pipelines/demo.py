@@ -73,7 +73,8 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str) -> dict:
         # ~0.02 s per pixel and step on one CPU thread (notes/forecast.md)
         "params": {"forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "epochs": 20,
                                 "max_train_seconds": 60, "early_stop": 5, "train_pixels": 1000, "horizon": 30},
-                   "quality": {"num_actors": 1}},
+                   # one model tile per 96 px frame: the default 256 px tile would pad it to 7x the pixels
+                   "quality": {"num_actors": 1, "tile": 96, "overlap": 32}},
         "report": {"truth_url": "{output_url}/truth/{frame}.zarr",
                    "points": [{"name": "overlap", "lon": 90.03, "lat": 31.57},
                               {"name": "north", "lon": 90.0, "lat": 31.66}]},
