@@ -368,7 +368,7 @@ def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: 
 def write_stage_region(part: xr.Dataset, url: str, group: str, region: Mapping[str, slice],
                        storage_options: dict[str, Any] | None = None) -> None:
     """Write ``part`` into ``region`` of an existing group; the region must be chunk-aligned."""
-    g = open_zarr_group(url, group, storage_options)
+    g = open_zarr_group(url, group, storage_options, mode="r+")
     for name, var in part.data_vars.items():
         if name not in g:
             raise StageOutputError(f"variable {name!r} is not in group {group!r} of {url}")
@@ -384,6 +384,14 @@ def write_stage_region(part: xr.Dataset, url: str, group: str, region: Mapping[s
                 raise StageOutputError(
                     f"region {dim}={start}:{stop} of {group}/{name} is not aligned to its chunks of {csize}"
                 )
+    if all(_raw_writable(g[name], var) for name, var in part.data_vars.items()):
+        # Values that need no CF encoding go straight into the open arrays: one PUT per chunk. xarray's
+        # region write re-opens the group and reads every array's and coordinate's metadata first (~20 requests
+        # per call on an object store, which made a Ray actor's small region writes cost 10x its inference).
+        for name, var in part.data_vars.items():
+            idx = tuple(region.get(d, slice(None)) for d in var.dims)
+            g[name][idx] = np.asarray(var.values, dtype=g[name].dtype)
+        return
     part = part.drop_vars(list(part.coords))
     region = {**{d: slice(None) for d in part.dims}, **dict(region)}
     for name in part.variables:
@@ -392,6 +400,18 @@ def write_stage_region(part: xr.Dataset, url: str, group: str, region: Mapping[s
     part.attrs = {}
     so = storage_options_for(url, storage_options) if "://" in url else None
     part.to_zarr(url, group=group, region=dict(region), mode="r+", storage_options=so, consolidated=False)
+
+
+def _raw_writable(arr: Any, var: xr.DataArray) -> bool:
+    """True when xarray's encoding of ``var`` into ``arr`` would be the identity (plain numbers, NaN fill)."""
+    attrs = arr.attrs
+    if any(k in attrs for k in ("scale_factor", "add_offset", "missing_value", "calendar", "dtype")):
+        return False
+    if " since " in str(attrs.get("units", "")) or var.dtype.kind not in "fiub" or arr.dtype.kind not in "fiub":
+        return False
+    if "_FillValue" in attrs:  # only a float array's NaN fill (NaN stays NaN) is the identity
+        return arr.dtype.kind == "f" and var.dtype.kind == "f" and bool(np.isnan(arr.fill_value))
+    return True
 
 
 def mark_stage_complete(url: str, group: str, storage_options: dict[str, Any] | None = None, *,
