@@ -10,9 +10,14 @@ its own first epoch, and labelled.
 
 The normal matrix ``A^T W A`` is a weighted graph Laplacian, banded with half-bandwidth = the longest
 pair in epochs; NSBAS borders it with two dense columns (v, c) that a 2x2 Schur complement removes.
-Pixels that share one weight vector (unweighted, same valid-pair pattern) share one factorisation and
-are solved with one matrix product; other pixels go through a banded LDL^T batched over pixels
-(:mod:`insarcloud.invert.linalg`), or a dense batched solve when the band is wide.
+Unweighted data: every block is first solved as if all pairs were valid, with ONE matrix product of a
+precomputed (date+1, pair) projector (series and velocity rows) in the data's dtype; the residual norm
+comes from the normal equations, ``||r||^2 = ||d||^2 - phi^T Q phi`` (a date x date product instead of
+the pair x pix residual), recomputed directly where that difference cancels. Columns with a NaN are then
+redone: a pixel missing exactly one pair by a rank-1 (Sherman-Morrison) downdate of the complete
+solution, patterns shared by >= ``MIN_GROUP`` pixels by their own projector, the rest by a banded LDL^T
+batched over pixels (:mod:`insarcloud.invert.linalg`), or a dense batched solve when the band is wide.
+Weighted data always take the banded (or dense) path.
 
 Velocity is the least-squares slope of the series against time (LiCSBAS ``calc_vel``, MintPy
 ``timeseries2velocity``), with one intercept per component; its standard deviation propagates the
@@ -38,6 +43,9 @@ SolverName = Literal["auto", "banded", "dense"]
 DEFAULT_GAMMA = 1e-4  # LiCSBAS step 13 default
 PIXEL_BLOCK = 16384  # pixels per inner block: bounds temporaries to ~ block * (pair + date^2/...) * 8 B
 MIN_GROUP = 16  # a valid-pair pattern shared by at least this many pixels is solved once for all
+BRIDGE_TOL = 1e-3  # rank-1 downdate only while 1 - leverage > this (else the pair is (nearly) a bridge)
+# RSS from the normal equations is recomputed directly where RSS < RSS_RTOL * ||d||^2 (cancellation)
+RSS_RTOL = {np.float32: 1e-3, np.float64: 1e-9}
 
 
 class InversionResult(NamedTuple):
@@ -45,12 +53,13 @@ class InversionResult(NamedTuple):
 
     Attributes
     ----------
-    displacement : (date, pix) float64 rad, phase relative to the first date (LiCSAR sign: multiply by
-        ``-wavelength/(4 pi)`` for LOS toward the satellite). NaN where the pixel has no usable pair, on
-        epochs outside every pair (gamma = 0), or where the system was singular.
-    velocity : (pix,) float64 rad/yr, slope of ``displacement`` against ``t_years``.
-    velocity_std : (pix,) float64 rad/yr, from the scaled weighted-LS covariance; NaN without redundancy.
-    residual_rms : (pix,) float64 rad, unweighted RMS of ``unw - A phi`` over the used pairs.
+    displacement : (date, pix) rad, float32 for float32 data (a cube's), else float64; phase relative to
+        the first date (LiCSAR sign: multiply by ``-wavelength/(4 pi)`` for LOS toward the satellite).
+        NaN where the pixel has no usable pair, on epochs outside every pair (gamma = 0), or where the
+        system was singular.
+    velocity : (pix,) rad/yr (dtype as displacement), slope of ``displacement`` against ``t_years``.
+    velocity_std : (pix,) rad/yr, from the scaled weighted-LS covariance; NaN without redundancy.
+    residual_rms : (pix,) rad, unweighted RMS of ``unw - A phi`` over the used pairs.
     n_pairs_used : (pix,) int32, pairs with finite data and positive weight.
     n_components : (pix,) int16, connected components of the pixel's network (isolated epochs excluded).
     component : (date, pix) int16, component label (0 = the first date's) per epoch; -1 on epochs in no
@@ -101,54 +110,81 @@ def invert_pixels(unw: np.ndarray, weights: np.ndarray | None, net: Network, *,
     _check(unw, weights, net)
     if gamma < 0 or not np.isfinite(gamma):
         raise InputArrayError(f"gamma must be finite and >= 0, got {gamma}")
+    if unw.dtype not in (np.float32, np.float64):
+        unw = unw.astype(np.float64)
     n_pix = unw.shape[1]
+    ft = unw.dtype  # float32 data -> float32 outputs: no upcast pass over the (date, pix) series
+    # the (date, pix) arrays are left unfilled: every path writes all of its columns (a fill would be
+    # one more pass over the largest outputs)
     out = InversionResult(
-        np.full((net.n_date, n_pix), np.nan), np.full(n_pix, np.nan), np.full(n_pix, np.nan),
-        np.full(n_pix, np.nan), np.zeros(n_pix, np.int32), np.zeros(n_pix, np.int16),
-        np.full((net.n_date, n_pix), -1, np.int16))
+        np.empty((net.n_date, n_pix), ft), np.full(n_pix, np.nan, ft), np.full(n_pix, np.nan, ft),
+        np.full(n_pix, np.nan, ft), np.zeros(n_pix, np.int32), np.zeros(n_pix, np.int16),
+        np.empty((net.n_date, n_pix), np.int16))
+    # the complete pattern's projector is shared by every block (unweighted only)
+    full = _shared_projector(np.ones(net.n_pair, bool), net, gamma) if weights is None else None
     for start in range(0, n_pix, PIXEL_BLOCK):
         sl = slice(start, min(n_pix, start + PIXEL_BLOCK))
-        _invert_block(unw[:, sl], None if weights is None else weights[:, sl], net, gamma, solver, out, sl)
+        if full is not None:
+            _unweighted_block(unw[:, sl], full, net, gamma, solver, out, sl)
+        else:
+            _invert_cols(unw[:, sl], weights[:, sl], net, gamma, solver, out, sl)
     return out
 
 
-def _invert_block(unw: np.ndarray, weights: np.ndarray | None, net: Network, gamma: float,
-                  solver: SolverName, out: InversionResult, sl: slice) -> None:
-    # few full passes over (pair, pix): this prologue is a large share of the cost per pixel
-    if weights is None and np.isfinite(unw.sum(axis=0)).all():
-        # complete block, unweighted: one shared factorisation, one matrix product (the common case)
-        out.n_pairs_used[sl] = net.n_pair
-        _solve_shared(unw, np.ones(net.n_pair), net, gamma, out, sl)
+def _unweighted_block(d: np.ndarray, full: SharedProjector, net: Network, gamma: float, solver: SolverName,
+                      out: InversionResult, sl: slice) -> None:
+    """Unweighted block: the complete pattern for every column at once, then the columns with gaps.
+
+    One product solves the whole block as if every pair were valid; a column with a NaN/inf has a
+    non-finite sum of squares and is redone: a pixel that misses exactly one (non-bridge) pair by a
+    rank-1 downdate of the complete pattern's solution (Sherman-Morrison, no refactorisation), the
+    others by pattern groups / the banded solver.
+    """
+    dd = _apply_shared(d, full, net, gamma, out, sl)
+    bad = np.flatnonzero(~np.isfinite(dd))
+    if bad.size == 0:
         return
+    cols = bad + sl.start
+    out.displacement[:, cols] = np.nan
+    for arr in (out.velocity, out.velocity_std, out.residual_rms):
+        arr[cols] = np.nan
+    out.n_pairs_used[cols] = 0
+    out.n_components[cols] = 0
+    out.component[:, cols] = -1
+    db = d[:, bad]
+    used = np.isfinite(db)
+    n_used = np.count_nonzero(used, axis=0)
+    miss = np.argmin(used, axis=0)  # the first missing pair of each column
+    one = (n_used == net.n_pair - 1) & (full.hat[miss] < 1.0 - BRIDGE_TOL)
+    if one.any():
+        d1 = np.where(used[:, one], db[:, one], 0)
+        _downdate_one(d1, miss[one], full, net, gamma, out, cols[one])
+    rest = np.flatnonzero(~one)
+    if rest.size:
+        _invert_cols(db[:, rest], None, net, gamma, solver, out, cols[rest])
+
+
+def _invert_cols(unw: np.ndarray, weights: np.ndarray | None, net: Network, gamma: float, solver: SolverName,
+                 out: InversionResult, base: slice | np.ndarray) -> None:
+    """General path for the columns ``base`` (a slice or absolute indices) of the outputs."""
     if weights is None:
         used = np.isfinite(unw)
         w = used  # bool stands for weight 1 (cast only where a weighted solver needs it)
     else:
         w = np.asarray(weights, dtype=np.float64).copy()
-        w[~(w > 0) | np.isnan(unw)] = 0.0  # NaN weight or NaN data -> unused
+        w[~(w > 0) | ~np.isfinite(unw)] = 0.0  # NaN weight or NaN/inf data -> unused
         used = w > 0
     n_used = np.count_nonzero(used, axis=0)
-    out.n_pairs_used[sl] = n_used
+    out.n_pairs_used[base] = n_used
+    empty = _at(base, np.flatnonzero(n_used == 0))
+    out.displacement[:, empty] = np.nan
+    out.component[:, empty] = -1
     todo = np.flatnonzero(n_used > 0)
     if todo.size == 0:
         return
     if weights is None:
         # pixels with the same valid-pair pattern share A^T W A: solve each pattern once (one matrix
-        # product for all its pixels). The complete pattern is solved over the WHOLE block in place (no
-        # gather of its columns): NaN columns only spoil their own outputs, which the solves below
-        # overwrite; pixels without any data are reset.
-        full = (n_used == net.n_pair)[todo]
-        if full.any():
-            _solve_shared(unw, np.ones(net.n_pair), net, gamma, out, sl)
-            empty = _offset(sl, np.flatnonzero(n_used == 0))
-            for arr, fill in zip(out[:-2], (np.nan, np.nan, np.nan, np.nan, 0), strict=True):
-                arr[..., empty] = fill
-            out.n_components[empty] = 0
-            out.component[:, empty] = -1
-            todo = todo[~full]
-        # the other patterns: bytes of the packed validity bits as one opaque key per pixel
-        if todo.size == 0:
-            return
+        # product for all its pixels); bytes of the packed validity bits are the key
         packed = np.ascontiguousarray(np.packbits(used[:, todo], axis=0).T)
         keys = packed.view(f"V{packed.shape[1]}").ravel()
         _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
@@ -156,27 +192,32 @@ def _invert_block(unw: np.ndarray, weights: np.ndarray | None, net: Network, gam
         big = counts >= MIN_GROUP
         for g in np.flatnonzero(big):
             cols = todo[inverse == g]
-            _solve_shared(unw[:, cols], w[:, cols[0]].astype(np.float64), net, gamma, out, _offset(sl, cols))
+            used1 = used[:, cols[0]]
+            _apply_shared(np.where(used1[:, None], unw[:, cols], 0), _shared_projector(used1, net, gamma), net,
+                          gamma, out, _at(base, cols))
         todo = todo[~big[inverse]]
     if todo.size:
-        d = np.nan_to_num(np.asarray(_take(unw, todo), dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        d = np.where(_take(used, todo), _take(unw, todo), 0.0).astype(np.float64, copy=False)  # NaN/inf -> 0
         wide = net.bandwidth > max(1, net.n_date // 3)
         use_dense = solver == "dense" or (solver == "auto" and wide)
         fn = _solve_dense if use_dense else _solve_banded
-        fn(d, _take(w, todo).astype(np.float64), net, gamma, out, _offset(sl, todo))
+        fn(d, _take(w, todo).astype(np.float64), net, gamma, out, _at(base, todo))
+
+
+def _every(cols: np.ndarray, n: int) -> bool:
+    return cols.size == n and (n == 0 or (cols[0] == 0 and cols[-1] == n - 1))
 
 
 def _take(a: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``a[:, cols]`` without a copy when ``cols`` is every column in order."""
-    if cols.size == a.shape[1] and (cols.size == 0 or (cols[0] == 0 and cols[-1] == cols.size - 1)):
-        return a
-    return a[:, cols]
+    return a if _every(cols, a.shape[1]) else a[:, cols]
 
 
-def _offset(sl: slice, cols: np.ndarray) -> np.ndarray | slice:
-    if cols.size and cols[0] == 0 and cols[-1] == cols.size - 1 and cols.size == sl.stop - sl.start:
-        return sl
-    return cols + sl.start
+def _at(base: slice | np.ndarray, cols: np.ndarray) -> slice | np.ndarray:
+    """Absolute output columns of the local columns ``cols`` of ``base`` (the slice itself when all)."""
+    if isinstance(base, slice):
+        return base if _every(cols, base.stop - base.start) else cols + base.start
+    return base[cols]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -283,7 +324,11 @@ def _finish(phi: np.ndarray, q: np.ndarray, h: np.ndarray, d: np.ndarray, w: np.
     out.velocity_std[cols] = np.where(bad, np.nan, np.sqrt(sigma2 * np.maximum(q, 0.0)))
     out.residual_rms[cols] = np.where(bad, np.nan, rms)
     out.n_components[cols] = n_comp
-    comp = np.cumsum(is_head, axis=0) - 1  # rank of each head in time order
+    if (heads == heads[:, :1]).all() and (isolated == isolated[:, :1]).all():  # one labelling (e.g. all used)
+        lab1 = (np.cumsum(is_head[:, 0]) - 1)[heads[:, 0]]
+        out.component[:, cols] = np.where(isolated[:, 0], -1, lab1).astype(np.int16)[:, None]
+        return
+    comp = np.cumsum(is_head, axis=0, dtype=np.int16) - np.int16(1)  # rank of each head in time order
     lab = np.take_along_axis(comp, heads, axis=0)
     out.component[:, cols] = np.where(isolated, -1, lab).astype(np.int16)
 
@@ -401,52 +446,138 @@ def _solve_banded(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out:
     _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols)
 
 
-def _solve_shared(d: np.ndarray, w1: np.ndarray, net: Network, gamma: float, out: InversionResult,
-                  cols: np.ndarray | slice) -> None:
-    """Pixels with one common weight vector ``w1`` (pair,): one factorisation, one matrix product.
+# ------------------------------------------------------------------------------------------------
+# One valid-pair pattern shared by many pixels (unweighted): one projector, matrix products only
+# ------------------------------------------------------------------------------------------------
 
-    ``d`` (pair, pix) is used in its own dtype (float32 from a cube): the products run in float32, while
-    the projector itself is computed in float64 (it carries the ill-conditioning of NSBAS on a split
-    network), so the series is exact to float32 rounding of the data (~1e-6 rad).
+
+class SharedProjector(NamedTuple):
+    """Everything the pixels of one unweighted valid-pair pattern share (float64 matrices).
+
+    ``proj`` (date+1, pair): rows 0..date-1 map the data to the series (pinned rows 0), the last row to
+    the velocity; ``quad`` (date, date) Q with ``RSS = ||d_used||^2 - phi^T Q phi`` (Q = A^T W A +
+    2 gamma^2 (I - Pi_t), Pi_t the projector on [t, 1]: the NSBAS (v, c) are the LS line of phi);
+    ``hat`` (pair,) leverages ``a_i^T N^-1 a_i`` (0 for unused pairs); ``design`` (pair, date) A with
+    pinned columns zeroed; ``q = hz^T N^-1 hz`` (velocity variance factor); ``labels`` (date,) int16.
     """
-    used1 = w1 > 0
+
+    proj: np.ndarray
+    quad: np.ndarray
+    hat: np.ndarray
+    design: np.ndarray
+    used: np.ndarray
+    q: float
+    dof: int
+    n_used: int
+    n_comp: int
+    labels: np.ndarray
+    isolated: np.ndarray
+    vel_ok: bool
+
+
+def _shared_projector(used1: np.ndarray, net: Network, gamma: float) -> SharedProjector:
     heads, isolated = _labels(net, used1[:, None])
-    pin = _pins(heads, isolated, gamma)
+    pin = _pins(heads, isolated, gamma)[:, 0]
     h = _slope_weights(net, heads, isolated, gamma)[:, 0]
-    nm = _normal_dense(w1[:, None], net, gamma, pin)[0]
+    w1 = used1.astype(np.float64)
+    nm = _normal_dense(w1[:, None], net, gamma, pin[:, None])[0]
     n = net.n_date
-    a = np.zeros((net.n_pair, nm.shape[0]))
+    a = np.zeros((net.n_pair, n))
     a[np.arange(net.n_pair), net.primary_idx] = -1.0
     a[np.arange(net.n_pair), net.secondary_idx] = 1.0
-    a[:, :n] *= ~pin[:, 0]
+    a *= ~pin
     ninv = np.linalg.inv(nm)
-    proj = (ninv @ a.T * w1[None, :])[:n]  # (date, pair): phi = proj @ d
-    if not used1.all():
-        d = np.where(used1[:, None], d, 0)
-    dt = d.dtype if d.dtype in (np.float32, np.float64) else np.float64
-    phi = proj.astype(dt) @ d
-    r = a[:, :n].astype(dt) @ phi  # two BLAS products beat gathers on (pair, pix)
-    r -= d
-    if not used1.all():
-        r *= used1[:, None]
-    r2 = np.einsum("ip,ip->p", r, r).astype(np.float64)
-    wr2 = r2 if np.all(w1[used1] == 1) else np.einsum("i,ip,ip->p", w1.astype(dt), r, r).astype(np.float64)
+    pm = ninv[:n, :n] @ a.T * w1  # (date, pair): phi = pm @ d (the (v, c) border only enters through ninv)
+    hv = np.nan_to_num(h)  # 0 on isolated epochs (gamma = 0); NSBAS fills and uses them
+    quad = a.T @ (a * w1[:, None])
+    if gamma > 0:
+        tt = np.stack([net.t_years, np.ones(n)], axis=1)
+        quad += 2 * gamma * gamma * (np.eye(n) - tt @ np.linalg.pinv(tt))
+    hz = np.where(pin, 0.0, hv)
     keep = ~isolated[:, 0]
     is_head = (heads[:, 0] == np.arange(n)) & keep
     n_comp = int(is_head.sum())
     n_used = int(used1.sum())
-    dof = n_used - (int(keep.sum()) - n_comp)
-    hz = np.where(pin[:, 0], 0.0, np.nan_to_num(h))
-    q = float(hz @ ninv[:n, :n] @ hz)
-    phi = phi.astype(np.float64)
-    if gamma == 0:
-        phi[isolated[:, 0]] = np.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out.residual_rms[cols] = np.sqrt(r2 / n_used)
-        out.velocity_std[cols] = np.sqrt(wr2 / dof * q) if dof > 0 else np.nan
-    hv = np.where(keep, h, 0.0)
-    out.velocity[cols] = hv @ np.where(keep[:, None], phi, 0.0) if np.isfinite(h).all() else np.nan
+    labels = np.where(isolated[:, 0], -1, (np.cumsum(is_head) - 1)[heads[:, 0]]).astype(np.int16)
+    return SharedProjector(np.vstack([pm, hv @ pm]), quad, np.einsum("ik,ki->i", a, pm), a, used1,
+                           float(hz @ ninv[:n, :n] @ hz), n_used - (int(keep.sum()) - n_comp), n_used, n_comp,
+                           labels, isolated[:, 0], bool(np.isfinite(h).all()))
+
+
+def _rss(d: np.ndarray, phi: np.ndarray, sp_: SharedProjector, dd: np.ndarray, net: Network,
+         removed: np.ndarray | None = None) -> np.ndarray:
+    """Residual sum of squares over the used pairs, float64 (pix,).
+
+    ``||d||^2 - phi^T Q phi`` (one small product instead of the (pair, pix) residual). Where that
+    difference is small against ``||d||^2`` the subtraction loses digits (float32: ~1e-6 ||d||^2), so
+    those columns (noise-free or nearly exact data) get the residual computed directly.
+    """
+    rss = dd - np.einsum("kp,kp->p", phi, sp_.quad.astype(phi.dtype) @ phi)
+    if removed is not None:  # the downdated pair is not in the sum
+        m = np.arange(phi.shape[1])
+        yi = phi[net.secondary_idx[removed], m] - phi[net.primary_idx[removed], m]
+        rss = rss + yi * yi
+    rss = rss.astype(np.float64)
+    tol = RSS_RTOL[phi.dtype.type]
+    redo = np.flatnonzero(~(rss >= tol * dd))
+    redo = redo[np.isfinite(dd[redo])]
+    if redo.size:
+        r = d[:, redo] - sp_.design.astype(phi.dtype) @ phi[:, redo]
+        r *= sp_.used[:, None]
+        if removed is not None:
+            r[removed[redo], np.arange(redo.size)] = 0
+        rss[redo] = np.einsum("ip,ip->p", r, r)
+    return np.maximum(rss, 0.0)
+
+
+def _write_shared(x: np.ndarray, rss: np.ndarray, sp_: SharedProjector, gamma: float, out: InversionResult,
+                  cols: slice | np.ndarray, q: float | np.ndarray, dof: int, n_used: int) -> None:
+    n = sp_.labels.size
+    phi = x[:n]
+    if gamma == 0 and sp_.isolated.any():
+        phi[sp_.isolated] = np.nan
     out.displacement[:, cols] = phi
-    out.n_components[cols] = n_comp
-    lab = (np.cumsum(is_head) - 1)[heads[:, 0]]
-    out.component[:, cols] = np.where(isolated[:, 0], -1, lab).astype(np.int16)[:, None]
+    out.velocity[cols] = x[n] if sp_.vel_ok else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out.residual_rms[cols] = np.sqrt(rss / n_used)
+        out.velocity_std[cols] = np.sqrt(rss / dof * q) if dof > 0 else np.nan
+    out.n_pairs_used[cols] = n_used
+    out.n_components[cols] = sp_.n_comp
+    out.component[:, cols] = sp_.labels[:, None]
+
+
+def _apply_shared(d: np.ndarray, sp_: SharedProjector, net: Network, gamma: float, out: InversionResult,
+                  cols: slice | np.ndarray) -> np.ndarray:
+    """Solve the pixels ``d`` (pair, pix) (0 on unused pairs) of one pattern; returns ``||d||^2`` (pix,).
+
+    One product with the (date+1, pair) projector gives series and velocity in the data's own dtype
+    (float32 from a cube; the projector itself is computed in float64, it carries the ill-conditioning
+    of NSBAS on a split network); the residual norm comes from the normal equations (:func:`_rss`).
+    A column with NaN/inf data gets non-finite outputs and ``||d||^2``; the caller redoes it.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):  # inf data: reported as missing by the caller
+        x = sp_.proj.astype(d.dtype) @ d
+        dd = np.einsum("ip,ip->p", d, d).astype(np.float64)
+        rss = _rss(d, x[: net.n_date], sp_, dd, net)
+    _write_shared(x, rss, sp_, gamma, out, cols, sp_.q, sp_.dof, sp_.n_used)
+    return dd
+
+
+def _downdate_one(d: np.ndarray, miss: np.ndarray, full: SharedProjector, net: Network, gamma: float,
+                  out: InversionResult, cols: np.ndarray) -> None:
+    """Pixels that miss exactly one pair ``miss`` (pix,) of the complete pattern (``d`` is 0 there).
+
+    Removing row ``a_i`` from the normal matrix is a rank-1 downdate (Sherman-Morrison): with ``x`` the
+    complete-pattern solution of ``d`` (d_i = 0) and ``u = N^-1 a_i`` (column i of the projector),
+    ``x' = x + u (a_i^T x) / (1 - h_ii)``; the velocity variance factor becomes
+    ``q + (h^T u)^2 / (1 - h_ii)``. Valid while ``h_ii < 1`` (pair i is not a bridge of the network).
+    """
+    n, m = net.n_date, np.arange(miss.size)
+    x = full.proj.astype(d.dtype) @ d
+    lev = 1.0 - full.hat[miss]
+    yhat = x[net.secondary_idx[miss], m] - x[net.primary_idx[miss], m]
+    x += full.proj[:, miss].astype(d.dtype) * (yhat / lev).astype(d.dtype)
+    dd = np.einsum("ip,ip->p", d, d).astype(np.float64)
+    rss = _rss(d, x[:n], full, dd, net, removed=miss)
+    q = full.q + full.proj[n, miss] ** 2 / lev
+    _write_shared(x, rss, full, gamma, out, cols, q, full.dof - 1, full.n_used - 1)

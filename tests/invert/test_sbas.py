@@ -174,3 +174,67 @@ def test_block_size_invariance(block, seed, weighted):
         sbas.PIXEL_BLOCK = old
     for a, b in zip(full, parts, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def _mixed_stack(net, rng, n_pix=160):
+    """Noisy data whose columns cover every unweighted path: complete, one pair missing (every pair,
+    bridges included), several missing, a shared pattern of >= MIN_GROUP pixels with an isolated epoch,
+    all missing, inf."""
+    _, unw = signal(net, n_pix, rng)
+    unw = unw + rng.normal(0, 0.4, unw.shape)
+    k = net.n_pair
+    unw[np.arange(k) % k, 20 + np.arange(k) % (n_pix - 60)] = np.nan  # one missing pair each
+    holes = rng.uniform(size=(k, 20)) < 0.2
+    unw[:, n_pix - 40: n_pix - 20][holes] = np.nan  # several missing
+    unw[:, n_pix - 20:] = unw[:, [n_pix - 20]]  # one shared pattern
+    unw[3, n_pix - 20:] = np.nan
+    touching = (net.primary_idx == 9) | (net.secondary_idx == 9)
+    unw[touching, n_pix - 20:] = np.nan  # ... with an isolated epoch (NSBAS fills it; velocity uses it)
+    unw[:, 0] = np.nan  # nothing at all
+    unw[5, 1] = np.inf  # inf counts as missing
+    return unw
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1e-4])
+@pytest.mark.parametrize("bridge", [False, True])
+def test_unweighted_fast_paths_equal_general_solver(gamma, bridge):
+    """Complete pattern (one product), rank-1 downdates and pattern groups == the banded solver with unit
+    weights, for every output; a downdated bridge pair falls back to the general path."""
+    rng = np.random.default_rng(11)
+    drop = ((3, 6), (4, 6), (4, 7), (5, 7), (5, 8)) if bridge else ()  # (5, 6) is then the only link
+    net = chain_network(14, 3, drop=drop)
+    unw = _mixed_stack(net, rng)
+    fast = invert_pixels(unw, None, net, gamma=gamma)
+    ref = invert_pixels(unw, np.ones_like(unw), net, gamma=gamma, solver="banded")
+    for name, a, b in zip(fast._fields, fast, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9, err_msg=name)
+    assert fast.n_pairs_used[0] == 0 and fast.n_pairs_used[1] == net.n_pair - 1
+    if bridge and gamma == 0:
+        k = int(np.flatnonzero((net.primary_idx == 5) & (net.secondary_idx == 6))[0])
+        j = 20 + k % (unw.shape[1] - 60)
+        assert fast.n_components[j] == 2  # missing the bridge splits that pixel's network
+    ok = (fast.n_components == 1) & (fast.component >= 0).all(axis=0)  # connected, no isolated epoch
+    lst = _lstsq_reference(np.where(np.isfinite(unw), unw, np.nan)[:, ok], np.ones((net.n_pair, ok.sum())), net, gamma)
+    np.testing.assert_allclose(fast.displacement[:, ok], lst, atol=1e-7)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1e-4])
+def test_float32_data_float32_outputs_and_exact_residual(gamma):
+    """float32 cube data stay float32; noise-free data give a residual of ~0 (no cancellation from the
+    normal-equation identity), with and without one missing pair."""
+    rng = np.random.default_rng(12)
+    net = chain_network(30, 4)
+    phi, unw = signal(net, 300, rng, seasonal=False)
+    unw32 = unw.astype(np.float32)
+    unw32[np.arange(100) % net.n_pair, np.arange(100)] = np.nan
+    res = invert_pixels(unw32, None, net, gamma=gamma)
+    assert res.displacement.dtype == np.float32 and res.velocity.dtype == np.float32
+    scale = np.abs(phi).max()
+    np.testing.assert_allclose(res.displacement, phi, atol=3e-6 * scale)
+    assert np.nanmax(res.residual_rms) < 1e-5 * scale
+    noisy = unw32 + rng.normal(0, 0.5, unw.shape).astype(np.float32)
+    r32 = invert_pixels(noisy, None, net, gamma=gamma)
+    r64 = invert_pixels(noisy.astype(np.float64), None, net, gamma=gamma)
+    np.testing.assert_allclose(r32.residual_rms, r64.residual_rms, rtol=1e-3)
+    np.testing.assert_allclose(r32.velocity_std, r64.velocity_std, rtol=1e-3)
+    np.testing.assert_allclose(r32.displacement, r64.displacement, atol=1e-5 * scale)
