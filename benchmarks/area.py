@@ -47,7 +47,7 @@ def main() -> None:
         frames = simulate_inputs(args.size, args.epochs, so)
         t_sim = time.perf_counter() - t_sim
         stages = args.stages or ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
-        cfg = parse_config(config_dict(frames, stages, endpoint), source="benchmark")
+        cfg = parse_config(config_dict(frames, stages, endpoint, args.size), source="benchmark")
         result = run_area(cfg)
         out: dict = {"frames": {}, "mosaic": {}, "wall_s": {"simulate": round(t_sim, 1), **result.seconds},
                      "stage_seconds": {f: r.stage_seconds for f, r in result.frames.items()},

@@ -428,6 +428,9 @@ class MosaicParams(_Model):
 
     ramp: RampModel = Field("none", description="Per-frame correction besides the offset: none or linear ramp.")
     min_overlap_pixels: int = Field(100, ge=1, le=10**8, description="Overlaps smaller than this are not used.")
+    precision_group: str | None = Field(
+        "noise", description="Take velocity and its precision from this group (the noise stage's GLS velocity "
+        "under the estimated noise model) where a frame has it; null: the ts group's white-noise precision.")
     gnss_csv: str | None = Field(
         None, max_length=2048, description="CSV of GNSS velocities (station, lon, lat, ve, vn, vu, sigmas) to tie to."
     )

@@ -303,7 +303,8 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                     mosaic = run_mosaic([cfg.cube_url(f) for f in good], cfg.area_url(), ts_group=_ts_group(cfg),
                                         bbox=cfg.area.bbox, ramp=mp.ramp != "none",
                                         min_overlap=mp.min_overlap_pixels, gnss_csv=mp.gnss_csv,
-                                        reference_box=mp.reference_box, storage_options=ctx["so"])
+                                        reference_box=mp.reference_box, precision_group=mp.precision_group,
+                                        storage_options=ctx["so"])
                 except InsarcloudError as exc:
                     log.error("mosaic failed: %s", exc)
                     mosaic = {"error": str(exc)}

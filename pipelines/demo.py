@@ -7,7 +7,7 @@ area job runs every stage, mosaics the frames, and writes the report. Because th
 demo, the area cube, the report and the run log are copied to ``demo-output/`` at the end, and the line to
 open the cube with xarray is printed.
 
-    python -m pipelines.demo [--out demo-output] [--size 160] [--epochs 48] [--stages ...]
+    python -m pipelines.demo [--out demo-output] [--size 96] [--epochs 36] [--stages ...]
 """
 
 from __future__ import annotations
@@ -27,12 +27,21 @@ from pipelines.local_s3 import local_s3
 
 BUCKET = "s3://insarcloud-demo"
 AREA = "tibet-demo"
-# Two ascending frames stacked along track and one descending frame across them.
+# Two ascending frames stacked along track and one descending frame across them, placed (in frame widths)
+# about the scene's subsidence bowl (scene_seed 7: a Mogi source at 90.040 E, 31.562 N, -22 mm/yr), so the
+# bowl lies in the overlaps where the mosaic ties the frames and decomposes east/up.
+CENTRE = (90.04, 31.56)
 FRAMES = (
-    ("012A_05443_131313", 90.00, 31.50, 1),
-    ("012A_05441_131313", 90.00, 31.64, 2),
-    ("121D_05442_131313", 90.06, 31.57, 3),
+    ("012A_05443_131313", -0.1, -0.3, 1),
+    ("012A_05441_131313", -0.1, 0.3, 2),
+    ("121D_05442_131313", 0.2, 0.0, 3),
 )
+PIXEL_DEG = 0.001
+
+
+def frame_centre(dlon: float, dlat: float, size: int) -> tuple[float, float]:
+    """Centre of a demo frame offset by (dlon, dlat) frame widths from ``CENTRE``."""
+    return round(CENTRE[0] + dlon * size * PIXEL_DEG, 3), round(CENTRE[1] + dlat * size * PIXEL_DEG, 3)
 
 
 def simulate_inputs(size: int, epochs: int, storage_options: dict) -> list[str]:
@@ -41,8 +50,9 @@ def simulate_inputs(size: int, epochs: int, storage_options: dict) -> list[str]:
     from insarcloud.simulate.factors import simulate_factors, write_factor_stack
 
     frames = []
-    for frame, lon0, lat0, seed in FRAMES:
+    for frame, dlon, dlat, seed in FRAMES:
         t0 = time.perf_counter()
+        lon0, lat0 = frame_centre(dlon, dlat, size)
         # 3 neighbours per epoch keeps the demo's network (and its run time on 2 cores) small
         sim = simulate_frame(frame_id=frame, shape=(size, size), n_epochs=epochs, seed=seed, scene_seed=7,
                              lon0=lon0, lat0=lat0, start_date="2019-01-05", min_neighbours=3, max_neighbours=3)
@@ -57,12 +67,13 @@ def simulate_inputs(size: int, epochs: int, storage_options: dict) -> list[str]:
     return frames
 
 
-def config_dict(frames: list[str], stages: list[str], endpoint: str) -> dict:
-    lon = [f[1] for f in FRAMES]
-    lat = [f[2] for f in FRAMES]
+def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int = 96) -> dict:
+    centres = [frame_centre(f[1], f[2], size) for f in FRAMES]
+    half = size * PIXEL_DEG / 2 + 0.01
+    lon, lat = [c[0] for c in centres], [c[1] for c in centres]
     return {
         "version": 1,
-        "area": {"name": AREA, "bbox": [min(lon) - 0.2, min(lat) - 0.2, max(lon) + 0.2, max(lat) + 0.2]},
+        "area": {"name": AREA, "bbox": [min(lon) - half, min(lat) - half, max(lon) + half, max(lat) + half]},
         "frames": frames,
         "source_url": f"{BUCKET}/licsar",
         "output_url": BUCKET,
@@ -76,8 +87,8 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str) -> dict:
                    # one model tile per 96 px frame: the default 256 px tile would pad it to 7x the pixels
                    "quality": {"num_actors": 1, "tile": 96, "overlap": 32}},
         "report": {"truth_url": "{output_url}/truth/{frame}.zarr",
-                   "points": [{"name": "overlap", "lon": 90.03, "lat": 31.57},
-                              {"name": "north", "lon": 90.0, "lat": 31.66}]},
+                   "points": [{"name": "bowl", "lon": CENTRE[0], "lat": CENTRE[1]},
+                              {"name": "north", "lon": CENTRE[0] - 0.01, "lat": CENTRE[1] + 0.03}]},
     }
 
 
@@ -103,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local S3 endpoint {endpoint}, bucket {BUCKET}")
         frames = simulate_inputs(args.size, args.epochs, so)
         stages = args.stages or ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
-        cfg = parse_config(config_dict(frames, stages, endpoint), source="demo")
+        cfg = parse_config(config_dict(frames, stages, endpoint, args.size), source="demo")
         out.mkdir(parents=True, exist_ok=True)
         (out / "area.yaml").write_text(cfg.to_yaml())
         result = run_area(cfg)

@@ -25,9 +25,16 @@ log = logging.getLogger("insarcloud.area_job")
 POSTING_DEG = 0.001
 
 
-def rmse_after_datum(est: np.ndarray, truth: np.ndarray) -> dict[str, float | int | None]:
-    """RMSE of ``est - truth`` (mm/yr) after removing their median difference, over pixels finite in both."""
+def rmse_after_datum(est: np.ndarray, truth: np.ndarray, std: np.ndarray | None = None
+                     ) -> dict[str, float | int | None]:
+    """RMSE of ``est - truth`` (mm/yr) after removing their median difference, over pixels finite in both.
+
+    With ``std`` (the reported 1-sigma precision), also the fraction of pixels whose error lies within
+    1.96 sigma: about 0.95 when the precision is honest, far less when it is optimistic.
+    """
     ok = np.isfinite(est) & np.isfinite(truth)
+    if std is not None:
+        ok &= np.isfinite(std) & (std > 0)
     if ok.sum() < 10:
         return {"n": int(ok.sum())}
     d = est[ok] - truth[ok]
@@ -35,9 +42,13 @@ def rmse_after_datum(est: np.ndarray, truth: np.ndarray) -> dict[str, float | in
     t = truth[ok] - np.median(truth[ok])
     rmse = float(np.sqrt(np.mean((d - datum) ** 2)))
     spread = float(np.sqrt(np.mean(t**2)))
-    return {"rmse_mm_yr": round(rmse, 3), "truth_spread_mm_yr": round(spread, 3),
-            "rmse_over_spread": round(rmse / spread, 3) if spread else None, "datum_mm_yr": round(datum, 3),
-            "n": int(ok.sum())}
+    out = {"rmse_mm_yr": round(rmse, 3), "truth_spread_mm_yr": round(spread, 3),
+           "rmse_over_spread": round(rmse / spread, 3) if spread else None, "datum_mm_yr": round(datum, 3),
+           "n": int(ok.sum())}
+    if std is not None:
+        out["median_std_mm_yr"] = round(float(np.median(std[ok])), 3)
+        out["frac_within_1.96_sigma"] = round(float(np.mean(np.abs(d - datum) <= 1.96 * std[ok])), 3)
+    return out
 
 
 def _place(area: xr.Dataset, name: str, truth: xr.DataArray, out: np.ndarray, count: np.ndarray) -> None:
@@ -69,7 +80,7 @@ def compare_to_truth(truth_urls: Mapping[str, str], ts_urls: Mapping[str, tuple[
         if f not in truths:
             continue
         ts = xr.open_zarr(cube, group=group, storage_options=so)
-        out["frames"][f] = rmse_after_datum(ts.velocity.values, truths[f].velocity.values)
+        out["frames"][f] = rmse_after_datum(ts.velocity.values, truths[f].velocity.values, ts.velocity_std.values)
     if area_url is None:
         return out
     area = xr.open_zarr(area_url, storage_options=so)
@@ -82,8 +93,9 @@ def compare_to_truth(truth_urls: Mapping[str, str], ts_urls: Mapping[str, tuple[
             if f[3] == d:  # frame id NNN[AD]_...: the pass direction
                 _place(area, name, t.velocity, truth_map, count)
         est = area[name].values
-        out["mosaic"][name] = {"whole": rmse_after_datum(est, truth_map),
-                               "overlaps": rmse_after_datum(np.where(count > 1, est, np.nan), truth_map)}
+        std = area[f"velocity_std_{d}"].values if f"velocity_std_{d}" in area else None
+        out["mosaic"][name] = {"whole": rmse_after_datum(est, truth_map, std),
+                               "overlaps": rmse_after_datum(np.where(count > 1, est, np.nan), truth_map, std)}
     for comp in ("east", "up"):
         name = f"velocity_{comp}"
         if name not in area:
@@ -92,5 +104,6 @@ def compare_to_truth(truth_urls: Mapping[str, str], ts_urls: Mapping[str, tuple[
         for t in truths.values():
             if name in t:
                 _place(area, name, t[name], truth_map, count)
-        out["mosaic"][name] = rmse_after_datum(area[name].values, truth_map)
+        std = area[f"{name}_std"].values if f"{name}_std" in area else None
+        out["mosaic"][name] = rmse_after_datum(area[name].values, truth_map, std)
     return out

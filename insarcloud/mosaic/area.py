@@ -56,15 +56,31 @@ def _los_fallback(ds: xr.Dataset, name: str) -> np.ndarray:
     return np.full((ds.sizes["y"], ds.sizes["x"]), comp, dtype="float32")
 
 
-def load_frame(cube_url: str, ts_group: str, storage_options: dict[str, Any] | None = None
-               ) -> tuple[FrameMaps, np.ndarray, np.ndarray]:
-    """Velocity, its std and LOS vectors of one frame (numpy), with its lat/lon."""
+def load_frame(cube_url: str, ts_group: str, storage_options: dict[str, Any] | None = None,
+               precision_group: str | None = "noise") -> tuple[FrameMaps, np.ndarray, np.ndarray]:
+    """Velocity, its std and LOS vectors of one frame (numpy), with its lat/lon.
+
+    When the frame's ``precision_group`` (the noise stage's output) is complete, its velocity and
+    ``velocity_std`` are used where finite: the GLS velocity under the estimated temporal and spatial noise
+    model and its honest precision. The ts group's ``velocity_std`` assumes white noise scaled by the residual
+    variance, which is several times too small for atmospheric noise (issue 7; the demo's truth shows it), and
+    every downstream weight and east/up precision inherits it.
+    """
     root = open_cube(cube_url, storage_options)
     ts = open_cube(cube_url, storage_options, group=ts_group)
     los = {n: (root[n].values if n in root else _los_fallback(root, n)) for n in ("los_e", "los_n", "los_u")}
     frame = str(root.attrs.get("frame"))
-    return (FrameMaps(frame, frame[3:4], ts["velocity"].values.astype("float32"),
-                      ts["velocity_std"].values.astype("float32"), los["los_e"], los["los_n"], los["los_u"]),
+    vel = ts["velocity"].values.astype("float32")
+    std = ts["velocity_std"].values.astype("float32")
+    if precision_group and (read_marker(cube_url, precision_group, storage_options) or {}).get("complete"):
+        pg = open_cube(cube_url, storage_options, group=precision_group)
+        if {"velocity", "velocity_std"} <= set(pg.data_vars):
+            pv, ps = pg["velocity"].values.astype("float32"), pg["velocity_std"].values.astype("float32")
+            ok = np.isfinite(pv) & np.isfinite(ps) & (ps > 0)
+            vel, std = np.where(ok, pv, vel), np.where(ok, ps, std)
+            log.info("%s: velocity and precision from %s at %.0f%% of pixels", frame, precision_group,
+                     100 * ok.mean())
+    return (FrameMaps(frame, frame[3:4], vel, std, los["los_e"], los["los_n"], los["los_u"]),
             root["y"].values, root["x"].values)
 
 
@@ -193,11 +209,19 @@ def _reference_region(grid: Grid, dir_maps: dict[str, dict[str, np.ndarray]],
 def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_quality",
                bbox: Sequence[float] | None = None, ramp: bool = False, min_overlap: int = 100,
                gnss_csv: str | None = None, reference_box: Sequence[float] | None = None,
-               storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mosaic the frames' ``ts_group`` velocities into ``area_url`` (group ``mosaic``); skip when done."""
+               precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """Mosaic the frames' ``ts_group`` velocities into ``area_url`` (group ``mosaic``); skip when done.
+
+    ``precision_group``: take velocity and precision from this group where a frame has it complete (see
+    :func:`load_frame`); None uses the ts group's white-noise precision only.
+    """
+    inputs = [(read_marker(u, ts_group, storage_options) or {}).get("params_hash") for u in cube_urls]
+    if precision_group:
+        inputs += [(read_marker(u, precision_group, storage_options) or {}).get("params_hash") for u in cube_urls]
     params = {"cubes": list(cube_urls), "ts_group": ts_group, "bbox": list(bbox) if bbox else None, "ramp": ramp,
               "min_overlap": min_overlap, "gnss_csv": gnss_csv, "reference_box": reference_box,
-              "inputs": [(read_marker(u, ts_group, storage_options) or {}).get("params_hash") for u in cube_urls]}
+              "precision_group": precision_group, "inputs": inputs}
     # The mosaic is the area cube's root (what ``xr.open_zarr(area_url)`` shows); a re-run with other
     # parameters goes to a group ``mosaic_<hash>`` instead of overwriting it.
     plan = resolve_output(area_url, "", params, storage_options)
@@ -207,7 +231,7 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_q
         log.info("mosaic of %s already done", area_url)
         marker = read_marker(area_url, plan.group, storage_options) or {}
         return {"group": plan.group, "skipped": True, "params": marker.get("params")}
-    frames = [load_frame(u, ts_group, storage_options) for u in cube_urls]
+    frames = [load_frame(u, ts_group, storage_options, precision_group) for u in cube_urls]
     gnss = read_gnss_csv(gnss_csv, storage_options) if gnss_csv else None
     ds, summary = mosaic_arrays(frames, bbox=bbox, ramp=ramp, min_overlap=min_overlap, gnss=gnss,
                                 reference_box=reference_box)

@@ -132,11 +132,13 @@ def _truth_table(truth: dict[str, Any]) -> str:
     cells = "".join(
         f"<tr><td>{html.escape(what)}</td><td>{where}</td><td>{st.get('rmse_mm_yr', 'n/a')}</td>"
         f"<td>{st.get('truth_spread_mm_yr', 'n/a')}</td><td>{st.get('datum_mm_yr', 'n/a')}</td>"
+        f"<td>{st.get('median_std_mm_yr', 'n/a')}</td><td>{st.get('frac_within_1.96_sigma', 'n/a')}</td>"
         f"<td>{st.get('n', 0)}</td></tr>" for what, where, st in rows)
     return ("<h2>Against the simulator's truth</h2><p>Velocity RMSE after removing the median difference "
             "(the datum: InSAR velocities are relative); the truth's own spread is the anchor.</p>"
             "<table border='1' cellpadding='3'><tr><th>map</th><th>pixels</th><th>RMSE mm/yr</th>"
-            "<th>truth spread mm/yr</th><th>datum mm/yr</th><th>n</th></tr>" + cells + "</table>")
+            "<th>truth spread mm/yr</th><th>datum mm/yr</th><th>reported 1-sigma (median)</th>"
+            "<th>errors within 1.96 sigma (0.95 = honest)</th><th>n</th></tr>" + cells + "</table>")
 
 
 def write_report(area_url: str, report_url: str, *, area_name: str, cubes: dict[str, str],

@@ -63,3 +63,25 @@ def test_mosaic_three_frames(bucket, storage_options):
     assert float(np.nanmedian(ds.velocity_up_std)) > 0
     again = run_mosaic(urls, area, ts_group="ts_quality", storage_options=storage_options)
     assert again.get("skipped") is True
+
+
+def test_frame_precision_comes_from_the_noise_group_when_complete(tmp_path):
+    from insarcloud.mosaic.area import load_frame
+
+    rng = np.random.default_rng(1)
+    lat = np.round(np.arange(31.6, 31.58, -0.001), 3)
+    lon = np.round(np.arange(90.0, 90.03, 0.001), 3)
+    url = f"file://{tmp_path}/012A_05443_131313.zarr"
+    _frame(url, "012A_05443_131313", lat, lon, (E_A, U_A, N_A), 0.0, None, rng)
+    fm, _, _ = load_frame(url, "ts_quality")
+    assert np.all(fm.velocity_std == np.float32(0.2))  # no noise group yet: the ts group's precision
+    std = np.full((lat.size, lon.size), 0.9, "float32")
+    std[:5] = np.nan  # where the noise stage has no estimate, the ts group's values stay
+    noise = xr.Dataset({"velocity": (("y", "x"), np.full(std.shape, 7.0, "float32")),
+                        "velocity_std": (("y", "x"), std)}, coords={"y": lat, "x": lon})
+    write_stage_output(noise, url, "noise", stage="noise", params={"p": 1})
+    fm, _, _ = load_frame(url, "ts_quality")
+    assert np.all(fm.velocity_std[5:] == np.float32(0.9)) and np.all(fm.velocity[5:] == 7.0)
+    assert np.all(fm.velocity_std[:5] == np.float32(0.2)) and np.all(fm.velocity[:5] != 7.0)
+    fm, _, _ = load_frame(url, "ts_quality", precision_group=None)
+    assert np.all(fm.velocity_std == np.float32(0.2))

@@ -21,6 +21,9 @@ def test_rmse_after_datum_removes_the_offset_only():
     assert st["rmse_mm_yr"] == pytest.approx(np.std(noise[100:]), rel=0.02)
     assert st["truth_spread_mm_yr"] == pytest.approx(10.0, rel=0.05)
     assert rmse_after_datum(np.full(5, 1.0), np.zeros(5)) == {"n": 5}
+    # honest 1-sigma: ~95% of errors within 1.96 sigma; a 3x optimistic one: far fewer
+    assert rmse_after_datum(est, truth, np.full(5000, 2.0))["frac_within_1.96_sigma"] == pytest.approx(0.95, abs=0.015)
+    assert rmse_after_datum(est, truth, np.full(5000, 2.0 / 3))["frac_within_1.96_sigma"] < 0.6
 
 
 def _grid(y0: float, x0: float, n: int, values: np.ndarray, names: tuple[str, ...]) -> xr.Dataset:
@@ -37,11 +40,13 @@ def test_compare_to_truth_places_frames_on_the_area_grid(tmp_path):
     area.to_zarr(tmp_path / "area.zarr")
     _grid(31.5, 90.0, 20, field[:20, :20], ("velocity", "velocity_up")).to_zarr(tmp_path / "t.zarr")
     ts = _grid(31.5, 90.0, 20, field[:20, :20] - 1.0, ("velocity",))
+    ts["velocity_std"] = ts.velocity * 0 + 0.5
     ts.to_zarr(tmp_path / "cube.zarr", group="ts_none")
     out = compare_to_truth({"012A_00001_000001": str(tmp_path / "t.zarr")},
                            {"012A_00001_000001": (str(tmp_path / "cube.zarr"), "ts_none")}, str(tmp_path / "area.zarr"))
     fr = out["frames"]["012A_00001_000001"]
     assert fr["rmse_mm_yr"] == pytest.approx(0.0, abs=1e-5) and fr["datum_mm_yr"] == pytest.approx(-1.0, abs=1e-5)
+    assert fr["frac_within_1.96_sigma"] == 1.0 and fr["median_std_mm_yr"] == 0.5
     whole = out["mosaic"]["velocity_A"]["whole"]
     # only the 20x20 the frame's truth covers is compared, exactly offset by the datum
     assert whole["n"] == 400 and whole["rmse_mm_yr"] == pytest.approx(0.0, abs=1e-5)
