@@ -1,13 +1,17 @@
 """Benchmark of the SBAS/NSBAS inversion (issue 6): accuracy, agreement with MintPy, throughput, memory.
 
-    python benchmarks/invert.py --json OUT.json [--quick]
+    python benchmarks/invert.py --json OUT.json [--quick] [--parts accuracy speed memory]
 
 Parts (all in one run, each against its anchor):
 1. accuracy on a simulated frame with unwrapping errors (``insarcloud.simulate.simulate_frame``):
    velocity RMSE against the truth for weights none / coherence / quality maps, and for dropping the bad
    interferograms as LiCSBAS steps 11-12 do. Quality maps: (a) derived from loop closures of the data
    (no truth), (b) an ORACLE built from the simulator's unwrapping-error truth (an upper bound, not a
-   result), (c) the real ConvNeXt model when its checkpoint exists.
+   result), (c) the real ConvNeXt model when its checkpoint exists, called as the quality stage calls it,
+   under every quality -> weight mapping tried (the product's default ``quality_weights`` marked), with
+   diagnostics of its map against the truth's unwrapping-error mask (ROC AUCs per pixel-pair, per pair,
+   within a pixel, among decorrelated pixel-pairs; ``convnext_quality_diagnostics``).
+   ``--parts accuracy`` runs this part alone.
 2. agreement with MintPy's inversion core (``mintpy.ifgram_inversion.estimate_timeseries``, driven per
    pixel exactly as its ``run_ifgram_inversion_patch`` does) on the same stack: max |difference| of the
    time series, unweighted and coherence-weighted (the same weights given to both).
@@ -39,7 +43,7 @@ import numpy as np  # noqa: E402
 from insarcloud.invert.network import Network, build_network  # noqa: E402
 from insarcloud.invert.reference import choose_reference  # noqa: E402
 from insarcloud.invert.sbas import invert_pixels  # noqa: E402
-from insarcloud.invert.weights import coherence_weights  # noqa: E402
+from insarcloud.invert.weights import QUALITY_FLOOR, coherence_weights, quality_weights  # noqa: E402
 from insarcloud.io import parse_pair, phase_to_mm  # noqa: E402
 
 log = logging.getLogger("benchmarks.invert")
@@ -120,26 +124,20 @@ def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
     return keep & ~(in_bad & ~in_good)
 
 
-def pair_closure(unw: np.ndarray, trip: np.ndarray) -> np.ndarray:
-    """(pair, pix) mean |unwrapped loop misclosure| over the triplets containing each pair (rad): the
-    ``closure`` channel of the qc stage's model (its ``pair_closure``), NaN where a pair is in no loop."""
-    clo = np.abs(unw[trip[:, 0]] + unw[trip[:, 1]] - unw[trip[:, 2]])
-    tot = np.zeros(unw.shape)
-    cnt = np.zeros(unw.shape)
-    for c in range(3):
-        np.add.at(tot, trip[:, c], np.nan_to_num(clo))
-        np.add.at(cnt, trip[:, c], np.isfinite(clo))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 0, tot / cnt, np.nan).astype(np.float32)
+def model_quality(frame: Any) -> tuple[np.ndarray | None, str]:
+    """The real ConvNeXt quality map (pair, y, x) as the quality stage computes it; else (None, reason).
 
-
-def model_quality(frame: Any, closure: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """The real ConvNeXt quality map (pair, y, x) when its checkpoint exists; else (None, reason).
-
-    ``closure`` (pair, y, x) feeds the model's ``closure`` channel when it has one."""
+    Same inputs as ``insarcloud.qc.serve.QualityWorker.run``: ``cube_channels`` of the cube's phase / coh /
+    unw, the ``closure`` channel = the qc group's ``pair_closure`` (``qc.products.frame_qc``: mean
+    |closure| with the frame-wide per-loop 2 pi k offsets removed), the stage's default tile and overlap
+    (``ServeParams``), the whole frame as one region (chunked == whole-image inference by construction).
+    """
     try:
+        import torch
+
         from insarcloud.qc.model import cube_channels, infer_region, plan_window
-        from insarcloud.qc.serve import DEFAULT_CHECKPOINT
+        from insarcloud.qc.products import frame_qc
+        from insarcloud.qc.serve import DEFAULT_CHECKPOINT, ServeParams
         from insarcloud.qc.train import load_model
     except Exception as exc:  # the qc stage is optional here
         return None, f"qc model unavailable: {exc}"
@@ -148,18 +146,116 @@ def model_quality(frame: Any, closure: np.ndarray) -> tuple[np.ndarray | None, s
     try:
         model = load_model(str(DEFAULT_CHECKPOINT)).eval()
         chans = tuple(model.config.channels)
+        sp = ServeParams()
+        closure = None
+        if "closure" in chans:
+            closure = frame_qc(frame.pairs, frame.phase.astype(np.float32), frame.coherence_est.astype(np.float32),
+                               frame.unw.astype(np.float32)).pixels.pair_closure
         ny, nx = frame.shape
-        tile = min(256, max(ny, nx))
-        overlap = min(64, tile // 4)
-        plan = plan_window((ny, nx), (0, ny), (0, nx), tile, overlap)
+        plan = plan_window((ny, nx), (0, ny), (0, nx), sp.tile, sp.overlap)
         out = np.empty(frame.unw.shape, np.float32)
-        for i in range(frame.unw.shape[0]):
-            img = cube_channels(chans, frame.phase[i], frame.coherence_est[i], frame.unw[i], closure=closure[i])
-            win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
-            out[i] = infer_region(model, win, plan, (0, ny), (0, nx), tile, overlap)
-        return out, f"ConvNeXt checkpoint {DEFAULT_CHECKPOINT.name}"
+        with torch.no_grad():
+            for i in range(frame.unw.shape[0]):
+                img = cube_channels(chans, frame.phase[i], frame.coherence_est[i], frame.unw[i],
+                                    closure=None if closure is None else closure[i])
+                win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
+                out[i] = infer_region(model, win, plan, (0, ny), (0, nx), sp.tile, sp.overlap,
+                                      batch_size=sp.batch_size)
+        return out, (f"ConvNeXt checkpoint {DEFAULT_CHECKPOINT.name}, channels {list(chans)}, tile {sp.tile}, "
+                     f"overlap {sp.overlap}, closure = qc frame_qc pair_closure")
     except Exception as exc:
         return None, f"model inference failed: {type(exc).__name__}: {exc}"
+
+
+def roc_auc(score: np.ndarray, label: np.ndarray) -> float:
+    """ROC AUC of ``score`` (higher = bad) for boolean ``label`` (Mann-Whitney, mid-ranks); NaN if one class."""
+    from scipy.stats import rankdata
+
+    ok = np.isfinite(score)
+    s, lab = score[ok], label[ok].astype(bool)
+    npos, nneg = int(lab.sum()), int((~lab).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[lab].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def auc_within_pixel(score: np.ndarray, label: np.ndarray) -> tuple[float, int]:
+    """Mean over pixels of the ROC AUC that ranks one pixel's pairs (score (pair, pix), NaN = no data).
+
+    This is what a weighting uses: only the relative weights of a pixel's pairs change its solution.
+    Pixels with at least one bad and one good pair count; returns (mean AUC, pixels)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(score, axis=0, nan_policy="omit")
+    pos = label & np.isfinite(score)
+    neg = ~label & np.isfinite(score)
+    npos, nneg = pos.sum(0), neg.sum(0)
+    use = (npos > 0) & (nneg > 0)
+    u = np.where(pos, r, 0.0).sum(0) - npos * (npos + 1) / 2
+    return float(np.mean(u[use] / (npos[use] * nneg[use]))), int(use.sum())
+
+
+def quality_diagnostics(q: np.ndarray, err: np.ndarray, valid: np.ndarray, coh_true: np.ndarray, coh: np.ndarray,
+                        dt: np.ndarray, others: dict[str, np.ndarray]) -> dict[str, Any]:
+    """How a (pair, pix) quality map relates to the truth's unwrapping-error mask ``err`` (numbers only).
+
+    ROC AUCs of 1 - quality (per pixel-pair over the frame; per pair; within a pixel across its pairs;
+    among decorrelated pixel-pairs, true coherence < 0.3, where the simulator puts every unwrapping
+    error), share of the variance that is across pairs at a pixel (not a spatial map), within-pixel
+    correlation with coherence and temporal baseline, mean quality on error / clean pixel-pairs, and the
+    share of each pixel's total weight that lands on erroneous pixel-pairs. ``others``: score maps
+    (higher = bad) compared the same way."""
+    import warnings
+
+    with warnings.catch_warnings():  # water / no-data pixels have no valid pair: their nanmean is NaN, as meant
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _quality_diagnostics(q, err, valid, coh_true, coh, dt, others)
+
+
+def _quality_diagnostics(q: np.ndarray, err: np.ndarray, valid: np.ndarray, coh_true: np.ndarray, coh: np.ndarray,
+                         dt: np.ndarray, others: dict[str, np.ndarray]) -> dict[str, Any]:
+    decor = valid & (coh_true < 0.3)
+    target = err | (valid & (coh_true < 0.2))  # the packaged checkpoint's training target
+
+    def scores(s: np.ndarray) -> dict[str, Any]:
+        s = np.where(valid, s, np.nan)
+        within, npx = auc_within_pixel(s, err)
+        per_pair = [roc_auc(s[i], err[i]) for i in range(len(s)) if err[i].sum() >= 20]
+        dm = s - np.nanmean(s, axis=0, keepdims=True)
+        return {"auc_unw_error": roc_auc(s[valid], err[valid]),
+                "auc_training_target_unw_error_or_true_coh_lt_0.2": roc_auc(s[valid], target[valid]),
+                "auc_within_pixel_unw_error": within, "pixels_with_both_classes": npx,
+                "auc_unw_error_among_true_coh_lt_0.3": roc_auc(s[decor], err[decor]),
+                "auc_per_pair_unw_error_median": float(np.median(per_pair)) if per_pair else None,
+                "auc_per_pair_unw_error_p10_p90": ([float(np.percentile(per_pair, 10)),
+                                                    float(np.percentile(per_pair, 90))] if per_pair else None),
+                "pairs_with_>=20_error_pixels": len(per_pair),
+                "share_of_variance_across_pairs_within_pixel": float(np.nanvar(dm) / np.nanvar(s))}
+
+    qv = np.where(valid, q, np.nan)
+    dq = qv - np.nanmean(qv, axis=0, keepdims=True)
+    dc = np.where(valid, coh, np.nan) - np.nanmean(np.where(valid, coh, np.nan), axis=0, keepdims=True)
+    dd = np.where(valid, dt, np.nan) - np.nanmean(np.where(valid, dt, np.nan), axis=0, keepdims=True)
+    ok = np.isfinite(dq) & np.isfinite(dc)
+    clean = valid & ~err
+    wn = np.where(valid, q, 0.0)
+    wn = wn / np.maximum(wn.sum(axis=0, keepdims=True), 1e-30)
+    wu = valid / np.maximum(valid.sum(axis=0, keepdims=True), 1)
+    return {
+        "convnext": scores(1.0 - q), **{k: scores(v) for k, v in others.items()},
+        "corr_within_pixel_q_vs_coherence": float(np.corrcoef(dq[ok], dc[ok])[0, 1]),
+        "corr_within_pixel_q_vs_temporal_baseline": float(np.corrcoef(dq[ok], dd[ok])[0, 1]),
+        "mean_q_on_unw_error": float(np.mean(q[err & valid])),
+        "mean_q_clean_true_coh_lt_0.3": float(np.mean(q[clean & decor])),
+        "mean_q_clean_true_coh_ge_0.3": float(np.mean(q[clean & ~decor])),
+        "frac_q_lt_0.5_on_unw_error": float(np.mean(q[err & valid] < 0.5)),
+        "frac_q_lt_0.5_on_clean": float(np.mean(q[clean] < 0.5)),
+        "pct_of_weight_on_unw_error_linear_q": float(100 * wn[err & valid].sum() / q.shape[1]),
+        "pct_of_weight_on_unw_error_unweighted": float(100 * wu[err & valid].sum() / q.shape[1]),
+        "pct_pixel_pairs_true_coh_lt_0.3": float(100 * decor[valid].mean()),
+        "pct_unw_errors_in_true_coh_lt_0.3": float(100 * (err & decor).sum() / max(1, (err & valid).sum())),
+    }
 
 
 def phase_variance_table(looks: float, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -244,9 +340,32 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
             np.where(np.isfinite(unw), fr.unw_true.reshape(npair, -1), np.nan)
             - fr.unw_true.reshape(npair, -1)[:, [r]], None),
     }
-    q_model, model_note = model_quality(fr, pair_closure(unw, trip).reshape(fr.unw.shape))
+    q_model, model_note = model_quality(fr)
+    diag: dict[str, Any] = {}
     if q_model is not None:
-        inputs["quality_convnext"] = (unw_ref, q_model.reshape(npair, -1))
+        q = q_model.reshape(npair, -1).astype(np.float64)
+        valid_pp = np.isfinite(unw)
+        dt = np.broadcast_to((net.t_years[net.secondary_idx] - net.t_years[net.primary_idx])[:, None], q.shape)
+        diag = quality_diagnostics(q, err_mask & valid_pp, valid_pp, fr.coherence.reshape(npair, -1), coh, dt,
+                                   {"coherence_est": 1.0 - coh, "quality_closure": 1.0 - q_clo})
+        # how a ConvNeXt quality becomes a weight: every mapping tried (chosen on the design frames only)
+        bins = np.clip((np.nan_to_num(coh) * 20).astype(int), 0, 19)
+        med = np.array([np.median(q[valid_pp & (bins == b)]) if (valid_pp & (bins == b)).any() else 1.0
+                        for b in range(20)])
+        inputs |= {
+            "quality_convnext linear (w = q; paper-literal, product before session 3)": (unw_ref, q),
+            f"quality_convnext [PRODUCT DEFAULT quality_weights: w = max(q, {QUALITY_FLOOR:g})]":
+                (unw_ref, quality_weights(q).astype(np.float64)),
+            **{f"quality_convnext w = max(q, {f:g})": (unw_ref, np.maximum(q, f)) for f in (0.05, 0.1, 0.3, 0.5)},
+            **{f"quality_convnext w = q^{k:g}": (unw_ref, q**k) for k in (0.25, 0.5)},
+            "quality_convnext thresholded (w = q >= 0.5)": (unw_ref, (q >= 0.5).astype(np.float64)),
+            "quality_convnext / frame median q at the same coherence (clip 1)":
+                (unw_ref, np.clip(q / np.maximum(med[bins], 1e-3), 0.0, 1.0)),
+            "quality_convnext x quality_closure": (unw_ref, q * q_clo),
+            "DIAG convnext q on unw-error pixel-pairs only (1 elsewhere)": (unw_ref, np.where(err_mask, q, 1.0)),
+            "DIAG convnext q on clean pixel-pairs only (1 on errors)": (unw_ref, np.where(err_mask, 1.0, q)),
+            "DIAG oracle x convnext q": (unw_ref, oracle * q),
+        }
     keep = licsbas_drop(unw_ref, coh, trip, r)
     keep_oracle = err_mask.mean(axis=1) <= 0.01
     inputs["drop_bad_ifgs (LiCSBAS 11-12)"] = (np.where(keep[:, None], unw_ref, np.nan), None)
@@ -287,6 +406,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
         "displacement_rmse_mm": ts_rmse,
         "rmse_reduction_vs_none_pct": {k: float(100 * (1 - v / base)) for k, v in results.items()},
         "model_quality": model_note,
+        "convnext_quality_diagnostics": diag,
     }
 
 
@@ -300,8 +420,25 @@ def accuracy_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                             for n in names},
         "mean_displacement_rmse_mm": {n: float(np.mean([r["displacement_rmse_mm"][n] for r in runs]))
                                       for n in names},
+        "convnext_quality_diagnostics_mean": _mean_tree([r.get("convnext_quality_diagnostics") or {} for r in runs]),
         "runs": runs,
     }
+
+
+def _mean_tree(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over frames of every numeric leaf of the per-frame diagnostics (lists: element-wise)."""
+    if not items or not items[0]:
+        return {}
+    out: dict[str, Any] = {}
+    for k, v in items[0].items():
+        vals = [it.get(k) for it in items]
+        if isinstance(v, dict):
+            out[k] = _mean_tree(vals)
+        elif all(isinstance(x, (int, float)) for x in vals):
+            out[k] = float(np.mean(vals))
+        elif all(isinstance(x, list) for x in vals):
+            out[k] = np.mean(np.array(vals, float), axis=0).tolist()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mintpy-pixels", type=int, default=2000, help="pixels for MintPy's per-pixel paths")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", nargs="+", choices=("accuracy", "speed", "memory"),
+                    default=["accuracy", "speed", "memory"],
+                    help="parts to run (default all); e.g. --parts accuracy")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.quick:
@@ -484,19 +624,23 @@ def main(argv: list[str] | None = None) -> int:
                     "timing": "CPU time of this process, BLAS single-threaded"},
     }
     t0 = time.time()
-    log.info("accuracy on simulated frames ...")
-    # design frames (seeds 10, 11): where the weight mapping was chosen; report frames: seed .. seed+n-1
-    report["accuracy_design_frames"] = accuracy_summary(
-        [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4) for s in args.design_seeds])
-    report["accuracy"] = accuracy_summary(
-        [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4) for k in range(args.sim_seeds)])
-    log.info("%s", json.dumps(report["accuracy"]["mean_rmse_reduction_vs_none_pct"], indent=1))
-    log.info("agreement with MintPy and throughput ...")
-    report["speed"] = agreement_and_speed(args.pixels, args.dates, args.neighbours, args.mintpy_pixels,
-                                          args.seed, args.repeat)
-    log.info("%s", json.dumps(report["speed"]["ratios"], indent=1))
-    log.info("memory per task ...")
-    report["memory_per_task"] = memory([128, 256] if args.quick else [128, 256, 512], args.dates, args.neighbours)
+    if "accuracy" in args.parts:
+        log.info("accuracy on simulated frames ...")
+        # design frames (seeds 10, 11): where the weight mappings were chosen; report frames: seed .. seed+n-1
+        report["accuracy_design_frames"] = accuracy_summary(
+            [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4) for s in args.design_seeds])
+        report["accuracy"] = accuracy_summary(
+            [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4) for k in range(args.sim_seeds)])
+        log.info("%s", json.dumps(report["accuracy"]["mean_rmse_reduction_vs_none_pct"], indent=1))
+    if "speed" in args.parts:
+        log.info("agreement with MintPy and throughput ...")
+        report["speed"] = agreement_and_speed(args.pixels, args.dates, args.neighbours, args.mintpy_pixels,
+                                              args.seed, args.repeat)
+        log.info("%s", json.dumps(report["speed"]["ratios"], indent=1))
+    if "memory" in args.parts:
+        log.info("memory per task ...")
+        report["memory_per_task"] = memory([128, 256] if args.quick else [128, 256, 512], args.dates,
+                                           args.neighbours)
     report["wall_s"] = time.time() - t0
     text = json.dumps(report, indent=2, default=str)
     print(text)

@@ -20,7 +20,7 @@ from insarcloud.errors import CubeError
 from insarcloud.invert.network import analyse_network, build_network
 from insarcloud.invert.reference import ReferencePoint, choose_reference
 from insarcloud.invert.sbas import DEFAULT_GAMMA, invert_pixels
-from insarcloud.invert.weights import coherence_weights, quality_weights, variable_weights
+from insarcloud.invert.weights import QUALITY_FLOOR, coherence_weights, quality_weights, variable_weights
 from insarcloud.io import LOS_SIGN_CONVENTION, WAVELENGTH_M, phase_to_mm
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,8 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
             ds[name].attrs["grid_mapping"] = "spatial_ref"
     ds.attrs.update({
         "weights": weights, "source": source, "gamma": float(gamma),
+        **({"quality_weight": f"max(quality, {QUALITY_FLOOR}) where quality > 0, else 0"}
+           if weights == "quality" else {}),
         "method": "NSBAS (LiCSBAS step 13 constraint)" if gamma > 0 else "SBAS, per-component",
         "ref_y": ref.y, "ref_x": ref.x,
         "ref_lat": float(unw["y"].values[ref.y]), "ref_lon": float(unw["x"].values[ref.x]),
@@ -217,7 +219,11 @@ def _kernel_none(unw: np.ndarray, **kw: Any) -> np.ndarray:
 
 def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any] | None) -> dict[str, Any]:
     """The parameters that identify an inversion output (for ``resolve_output``)."""
-    return {"weights": weights, "source": source, "gamma": float(gamma), "reference": dict(ref or {"auto": True})}
+    out = {"weights": weights, "source": source, "gamma": float(gamma), "reference": dict(ref or {"auto": True})}
+    if weights == "quality":
+        # the quality -> weight mapping is part of the result: a cube inverted with another floor is redone
+        out["quality_floor"] = QUALITY_FLOOR
+    return out
 
 
 def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: float = DEFAULT_GAMMA,
