@@ -33,8 +33,6 @@ def rmse_after_datum(est: np.ndarray, truth: np.ndarray, std: np.ndarray | None 
     1.96 sigma: about 0.95 when the precision is honest, far less when it is optimistic.
     """
     ok = np.isfinite(est) & np.isfinite(truth)
-    if std is not None:
-        ok &= np.isfinite(std) & (std > 0)
     if ok.sum() < 10:
         return {"n": int(ok.sum())}
     d = est[ok] - truth[ok]
@@ -45,9 +43,12 @@ def rmse_after_datum(est: np.ndarray, truth: np.ndarray, std: np.ndarray | None 
     out = {"rmse_mm_yr": round(rmse, 3), "truth_spread_mm_yr": round(spread, 3),
            "rmse_over_spread": round(rmse / spread, 3) if spread else None, "datum_mm_yr": round(datum, 3),
            "n": int(ok.sum())}
-    if std is not None:
-        out["median_std_mm_yr"] = round(float(np.median(std[ok])), 3)
-        out["frac_within_1.96_sigma"] = round(float(np.mean(np.abs(d - datum) <= 1.96 * std[ok])), 3)
+    if std is not None:  # over the pixels that report a precision
+        s = std[ok]
+        has = np.isfinite(s) & (s > 0)
+        if has.any():
+            out["median_std_mm_yr"] = round(float(np.median(s[has])), 3)
+            out["frac_within_1.96_sigma"] = round(float(np.mean(np.abs(d - datum)[has] <= 1.96 * s[has])), 3)
     return out
 
 
