@@ -27,6 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train-seconds", type=float, default=None, help="wall-clock budget for training")
     p.add_argument("--actors", type=int, default=2, help="CPU actors (one GPU actor when Ray has a GPU)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument("--target", default="increments", choices=["increments", "harmonic_residual"],
+                   help="what the network forecasts: 12-day increments (paper, default) or the residual about a "
+                   "per-pixel trend + annual + semi-annual fit, added back")
+    p.add_argument("--factor-future", default="predicted", choices=["predicted", "climatology"],
+                   help="factors fed back in the cyclic loop: the model's predictions (paper, default) or the "
+                   "factors' annual + semi-annual climatology")
+    p.add_argument("--rollout", type=int, default=1, help="train on K free-running steps (1 = paper)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_forecast_cmd)
 
@@ -49,6 +56,7 @@ def run_forecast_cmd(args: argparse.Namespace) -> int:
     s = run_forecast(
         args.cube_url, args.factors, model=args.model, ts_group=args.ts, out_group=args.group,
         train_pixels=args.train_pixels, n_steps=args.steps, n_actors=args.actors, seed=args.seed,
+        target=args.target, factor_future=args.factor_future, rollout=args.rollout,
         train_cfg={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                    "early_stop": args.early_stop, "max_seconds": args.max_train_seconds},
     )

@@ -80,7 +80,7 @@ def fft_window(series: np.ndarray, lo: int = 10, hi: int = 24, default: int = 15
     return best
 
 
-def make_windows(series: np.ndarray, window: int, start: int = 0, stop: int | None = None
+def make_windows(series: np.ndarray, window: int, start: int = 0, stop: int | None = None, horizon: int = 1
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Overlapping multi-step to one-step windows, pixels as samples.
 
@@ -91,21 +91,28 @@ def make_windows(series: np.ndarray, window: int, start: int = 0, stop: int | No
         Input length L.
     start, stop : int
         Targets are the dates ``start + L .. stop - 1`` (stop defaults to the number of dates).
+    horizon : int
+        Steps after each window returned as targets (> 1 for rolled-out multi-step training; all of them
+        before ``stop``).
 
     Returns
     -------
     x : ndarray (sample, L, variable) float32, sample = target-major then pixel
-    y : ndarray (sample, variable) float32
+    y : ndarray (sample, variable) float32, or (sample, horizon, variable) when horizon > 1
     """
     v, t, n = series.shape
     stop = t if stop is None else stop
-    targets = np.arange(start + window, stop)
+    targets = np.arange(start + window, stop - horizon + 1)
     if targets.size == 0:
         raise InputArrayError(f"series of {t} dates too short for window {window} in [{start}, {stop})")
     idx = targets[:, None] + np.arange(-window, 0)[None]  # (k, L)
     x = series[:, idx, :]  # (v, k, L, n)
     x = np.transpose(x, (1, 3, 2, 0)).reshape(-1, window, v)
-    y = np.transpose(series[:, targets, :], (1, 2, 0)).reshape(-1, v)
+    if horizon == 1:
+        y = np.transpose(series[:, targets, :], (1, 2, 0)).reshape(-1, v)
+    else:
+        yi = targets[:, None] + np.arange(horizon)[None]  # (k, H)
+        y = np.transpose(series[:, yi, :], (1, 3, 2, 0)).reshape(-1, horizon, v)
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32)
 
 
@@ -140,7 +147,7 @@ class Prepared(NamedTuple):
 
 def prepare(deformation: np.ndarray, factors: np.ndarray, *, window: int | None = None, n_test: int = 10,
             differenced: bool = True, train_fraction: float = 0.7,
-            rng: np.random.Generator | None = None, max_samples: int | None = None) -> Prepared:
+            rng: np.random.Generator | None = None, max_samples: int | None = None, horizon: int = 1) -> Prepared:
     """Build the scaled series and the train/validation windows.
 
     Parameters
@@ -157,6 +164,9 @@ def prepare(deformation: np.ndarray, factors: np.ndarray, *, window: int | None 
         Share of windows in training (the rest is validation), 0.7 in the paper.
     max_samples : int, optional
         Randomly keep at most this many windows (before the split) to bound the cost per epoch.
+    horizon : int
+        Target steps per window: 1 (the paper's one-step training) or K > 1 for rolled-out training, where
+        y_train/y_val are (sample, K, variable) (see ``insarcloud.forecast.train``).
     """
     d = np.asarray(deformation, np.float32)
     f = np.asarray(factors, np.float32)
@@ -180,7 +190,7 @@ def prepare(deformation: np.ndarray, factors: np.ndarray, *, window: int | None 
         raise InputArrayError(f"{n_steps} steps leave too few for window {window} and {n_test} test steps")
     scaler = fit_scaler(series[:, : n_steps - n_test])
     scaled = scaler.transform(series)
-    x, y = make_windows(scaled, window, 0, n_steps - n_test)
+    x, y = make_windows(scaled, window, 0, n_steps - n_test, horizon=horizon)
     order = rng.permutation(len(x))
     if max_samples is not None and len(order) > max_samples:
         order = order[:max_samples]

@@ -75,3 +75,45 @@ def predict_harmonic(fit: HarmonicFit, dates: np.ndarray) -> np.ndarray:
         lst_clim = design(t - fit.lag_years, trend=False) @ fit.lst_coef
         pred = pred + fit.coef[6][None] * lst_clim
     return pred.astype(np.float32)
+
+
+class HarmonicResidual(NamedTuple):
+    """Deformation split into a deterministic per-pixel harmonic part and a residual (our design option).
+
+    fit : HarmonicFit (trend + annual + semi-annual, fitted on the first ``n_fit`` dates)
+    residual : ndarray (date, pixel) float32, mm: deformation minus the fit on every date
+    """
+
+    fit: HarmonicFit
+    residual: np.ndarray
+
+
+def harmonic_residual(dates: np.ndarray, deformation: np.ndarray, n_fit: int | None = None) -> HarmonicResidual:
+    """Fit trend + annual + semi-annual per pixel on the first ``n_fit`` dates (all when None) and return
+    the residual on all dates. A network then forecasts the residual (e.g. the response to the factors that
+    the 6-parameter model misses); the forecast displacement is ``predict_harmonic(fit, future) + residual
+    forecast``. ``n_fit`` < len(dates) keeps held-out test dates out of the fit."""
+    d = np.asarray(deformation, np.float64)
+    n_fit = len(dates) if n_fit is None else int(n_fit)
+    if n_fit < 7:
+        raise InputArrayError(f"harmonic fit needs at least 7 dates, got {n_fit}")
+    fit = fit_harmonic(np.asarray(dates)[:n_fit], d[:n_fit])
+    return HarmonicResidual(fit, (d - predict_harmonic(fit, dates)).astype(np.float32))
+
+
+def factor_climatology(dates: np.ndarray, factors: np.ndarray, future: np.ndarray) -> np.ndarray:
+    """Per-pixel annual + semi-annual climatology of each factor, evaluated on ``future`` dates.
+
+    factors (3, date, pixel) on ``dates``; returns (3, len(future), pixel) float32 in the factors' units. Used
+    as the known future of the environmental factors (the expected season, no anomaly) in cyclic forecasts;
+    the harmonic + lagged-LST baseline extrapolates LST the same way.
+    """
+    f = np.asarray(factors, np.float64)
+    t0 = np.asarray(dates).astype("datetime64[ns]")[0]
+    a = design(_years(dates, t0), trend=False)
+    af = design(_years(future, t0), trend=False)
+    out = np.empty((f.shape[0], len(future), f.shape[2]), np.float32)
+    for v in range(f.shape[0]):
+        coef, *_ = np.linalg.lstsq(a, f[v], rcond=None)
+        out[v] = af @ coef
+    return out

@@ -9,14 +9,20 @@ channels as zeros (they never read them).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from insarcloud.errors import InputArrayError
-from insarcloud.forecast.dataset import Prepared, levels_from_model
+from insarcloud.forecast.dataset import Prepared, Scaler, levels_from_model, transform_for_inference
+from insarcloud.forecast.harmonic import HarmonicFit, factor_climatology, harmonic_residual, predict_harmonic
+
+ForecastTarget = Literal["increments", "harmonic_residual"]
+FactorFuture = Literal["predicted", "climatology"]
+FORECAST_TARGETS: tuple[str, ...] = ForecastTarget.__args__  # type: ignore[attr-defined]
+FACTOR_FUTURES: tuple[str, ...] = FactorFuture.__args__  # type: ignore[attr-defined]
 
 
 class CyclicForecast(NamedTuple):
@@ -36,8 +42,9 @@ class CyclicForecast(NamedTuple):
 
 
 @torch.no_grad()
-def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: int = 32768) -> np.ndarray:
-    """Iterate one-step predictions.
+def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: int | None = None,
+                   factor_future: np.ndarray | None = None) -> np.ndarray:
+    """Iterate one-step predictions, all pixels of a batch at once (one forward pass per step and batch).
 
     Parameters
     ----------
@@ -45,8 +52,12 @@ def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: in
     window : ndarray (pixel, L, 4) float32, scaled model space, the last L known steps
     n_steps : int
         Number of steps to predict.
-    batch : int
-        Pixels per forward pass (bounds device memory).
+    batch : int, optional
+        Pixels per forward pass (bounds memory): 4096 on CPU (cost per pixel is flat from ~1000 pixels up,
+        larger batches only add memory), 65536 on a GPU.
+    factor_future : ndarray (n_steps, pixel, 3) float32, optional
+        Scaled values fed back for the three factor channels instead of the model's own predictions (the
+        factors' known future, e.g. their climatology). None = the paper's loop (predictions fed back).
 
     Returns
     -------
@@ -56,7 +67,10 @@ def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: in
         raise InputArrayError(f"window must be (pixel, L, 4), got {window.shape}")
     if n_steps < 1:
         raise InputArrayError(f"n_steps must be >= 1, got {n_steps}")
+    if factor_future is not None and factor_future.shape != (n_steps, window.shape[0], 3):
+        raise InputArrayError(f"factor_future must be {(n_steps, window.shape[0], 3)}, got {factor_future.shape}")
     dev = next(model.parameters()).device
+    batch = batch or (65536 if dev.type == "cuda" else 4096)
     outs = list(model.outputs)
     model.eval()
     res = np.zeros((n_steps, window.shape[0], 4), np.float32)
@@ -66,6 +80,8 @@ def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: in
             nxt = torch.zeros((win.shape[0], 4), device=dev)
             nxt[:, outs] = model(win)
             res[s, i : i + win.shape[0]] = nxt.cpu().numpy()
+            if factor_future is not None:
+                nxt[:, 1:] = torch.as_tensor(factor_future[s, i : i + win.shape[0]], device=dev)
             win = torch.cat([win[:, 1:], nxt[:, None]], dim=1)
     return res
 
@@ -80,7 +96,7 @@ def _to_physical(model: nn.Module, scaled: np.ndarray, prepared: Prepared, level
 
 
 def cyclic_forecast(model: nn.Module, prepared: Prepared, deformation: np.ndarray, start: int,
-                    n_steps: int) -> CyclicForecast:
+                    n_steps: int, factor_future: np.ndarray | None = None) -> CyclicForecast:
     """Cyclic forecast in physical units starting at model step ``start``.
 
     Parameters
@@ -91,6 +107,9 @@ def cyclic_forecast(model: nn.Module, prepared: Prepared, deformation: np.ndarra
         First model step to predict (``len(prepared.series[0])`` forecasts beyond the record; ``-n_test``
         style negative values count from the end). Needs ``start >= L``.
     n_steps : int
+    factor_future : ndarray (3, n_steps, pixel), optional
+        Known future of LST (degC), NDVI, precipitation on the predicted steps (physical units), fed back
+        instead of the predicted factors (see :func:`cyclic_predict`).
     """
     n_model = prepared.series.shape[1]
     start = start + n_model if start < 0 else start
@@ -98,7 +117,12 @@ def cyclic_forecast(model: nn.Module, prepared: Prepared, deformation: np.ndarra
     if start < L or start > n_model:
         raise InputArrayError(f"start {start} must lie in [{L}, {n_model}]")
     window = np.transpose(prepared.series[:, start - L : start, :], (2, 1, 0))
-    scaled = cyclic_predict(model, window, n_steps)
+    ff = None
+    if factor_future is not None:
+        f = np.asarray(factor_future, np.float64)
+        sc = prepared.scaler
+        ff = np.transpose((f - sc.mean[1:, None, None]) / sc.std[1:, None, None], (1, 2, 0)).astype(np.float32)
+    scaled = cyclic_predict(model, window, n_steps, factor_future=ff)
     # model step s is date s + 1 when differenced: the level before step `start` is date `start`
     off = 1 if prepared.differenced else 0
     level_before = np.asarray(deformation)[start - 1 + off]
@@ -128,3 +152,71 @@ def one_step_test(model: nn.Module, prepared: Prepared, deformation: np.ndarray)
 def test_truth(prepared: Prepared, deformation: np.ndarray) -> np.ndarray:
     """Observed displacement (n_test, pixel) on the held-out dates."""
     return np.asarray(deformation)[-prepared.n_test :]
+
+
+class PixelForecast(NamedTuple):
+    """Output of :func:`forecast_pixels`.
+
+    displacement : ndarray (n_steps, pixel) float32, mm, the cyclic forecast after the last date
+    one_step : ndarray (n_test, pixel) float32, mm, one-step predictions of the last ``n_test`` dates
+    dates : ndarray (n_steps,) datetime64[ns], the forecast dates
+    """
+
+    displacement: np.ndarray
+    one_step: np.ndarray
+    dates: np.ndarray
+
+
+def future_dates(dates: np.ndarray, n_steps: int, step_days: int = 12) -> np.ndarray:
+    """``n_steps`` dates every ``step_days`` after the last of ``dates`` (datetime64[ns])."""
+    last = np.asarray(dates)[-1].astype("datetime64[D]")
+    return (last + np.arange(1, n_steps + 1) * np.timedelta64(step_days, "D")).astype("datetime64[ns]")
+
+
+def model_space(dates: np.ndarray, deformation: np.ndarray, target: ForecastTarget, n_fit: int | None = None
+                ) -> tuple[np.ndarray, HarmonicFit | None]:
+    """The series a network models before scaling: the displacement itself (``increments``: differenced
+    later by the dataset) or its residual about a per-pixel harmonic fit on the first ``n_fit`` dates."""
+    if target == "increments":
+        return np.asarray(deformation, np.float32), None
+    if target == "harmonic_residual":
+        hr = harmonic_residual(dates, deformation, n_fit)
+        return hr.residual, hr.fit
+    raise InputArrayError(f"unknown target {target!r}; choose from {FORECAST_TARGETS}")
+
+
+def forecast_pixels(model: nn.Module, scaler: Scaler, window: int, dates: np.ndarray, deformation: np.ndarray,
+                    factors: np.ndarray, n_steps: int, *, target: ForecastTarget = "increments",
+                    factor_future: FactorFuture = "predicted", n_test: int = 10, step_days: int = 12
+                    ) -> PixelForecast:
+    """Serve a trained model on pixels: the cyclic forecast after the record and the one-step test.
+
+    Parameters
+    ----------
+    model, scaler, window : the trained network, its scaler and input length
+    dates : ndarray (date,) datetime64
+    deformation : ndarray (date, pixel) float32, mm (complete series)
+    factors : ndarray (3, date, pixel) float32, LST (degC), NDVI, precipitation (mm/month)
+    n_steps : int, forecast steps of ``step_days``
+    target : "increments" (the paper: 12-day increments, integrated back) or "harmonic_residual" (the network
+        forecasts the residual about a per-pixel trend + annual + semi-annual fit, which is added back)
+    factor_future : "predicted" (the paper: the model's own factor predictions are fed back) or
+        "climatology" (the factors' per-pixel annual + semi-annual climatology is fed back)
+    n_test : int, held-out dates of the one-step test; for it the harmonic part is fitted without them
+    """
+    d = np.asarray(deformation, np.float32)
+    f = np.asarray(factors, np.float32)
+    fdates = future_dates(dates, n_steps, step_days)
+    differenced = target == "increments"
+    s_full, fit_full = model_space(dates, d, target)
+    prep = transform_for_inference(s_full, f, scaler, window, differenced, n_test)
+    ff = factor_climatology(dates, f, fdates) if factor_future == "climatology" else None
+    disp = cyclic_forecast(model, prep, s_full, prep.series.shape[1], n_steps, factor_future=ff).displacement
+    if fit_full is not None:
+        disp = disp + predict_harmonic(fit_full, fdates)
+        s_test, fit_test = model_space(dates, d, target, n_fit=len(dates) - n_test)
+        prep_t = transform_for_inference(s_test, f, scaler, window, differenced, n_test)
+        one = one_step_test(model, prep_t, s_test) + predict_harmonic(fit_test, np.asarray(dates)[-n_test:])
+    else:
+        one = one_step_test(model, prep, s_full)
+    return PixelForecast(disp.astype(np.float32), one.astype(np.float32), fdates)

@@ -47,28 +47,47 @@ def _state_bytes(model) -> bytes:
 
 
 def train_from_arrays(deformation: np.ndarray, factors: np.ndarray, model_name: str, train_cfg: dict,
-                      model_cfg: dict, window: int | None, n_test: int, seed: int) -> dict[str, Any]:
-    """Prepare, train and score on sampled pixels (runs inside a Ray task). Returns weights and metrics."""
+                      model_cfg: dict, window: int | None, n_test: int, seed: int, dates: np.ndarray | None = None,
+                      target: str = "increments", factor_future: str = "predicted", rollout: int = 1
+                      ) -> dict[str, Any]:
+    """Prepare, train and score on sampled pixels (runs inside a Ray task). Returns weights and metrics.
+
+    ``target``, ``factor_future`` and ``rollout`` select the design (see :func:`run_forecast`); ``dates`` are
+    needed by the harmonic residual and the factor climatology.
+    """
     import torch
 
     from insarcloud.forecast.dataset import prepare
+    from insarcloud.forecast.harmonic import factor_climatology, predict_harmonic
     from insarcloud.forecast.metrics import scores
     from insarcloud.forecast.models import ModelConfig, build_model
-    from insarcloud.forecast.predict import cyclic_forecast, one_step_test
+    from insarcloud.forecast.predict import cyclic_forecast, model_space, one_step_test
     from insarcloud.forecast.train import TrainConfig, train_model
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # many small ops: one thread beats contended threads by far
+    if dates is None and (target != "increments" or factor_future != "predicted"):
+        raise InputArrayError(f"target {target!r} / factor_future {factor_future!r} need the dates")
     cfg = TrainConfig(**train_cfg)
-    prep = prepare(deformation, factors, window=window, n_test=n_test, rng=np.random.default_rng(seed))
+    nt = deformation.shape[0]
+    # the harmonic part (if any) is fitted without the held-out dates, so the test scores stay honest
+    series, fit = model_space(dates, deformation, target, n_fit=nt - n_test)  # type: ignore[arg-type]
+    base = predict_harmonic(fit, dates[-n_test:]) if fit is not None else np.float32(0)  # type: ignore[index]
+    prep = prepare(series, factors, window=window, n_test=n_test, differenced=target == "increments",
+                   rng=np.random.default_rng(seed), horizon=rollout)
     model = build_model(model_name, prep.window, ModelConfig(**model_cfg))
     res = train_model(model, prep.x_train, prep.y_train, prep.x_val, prep.y_val, cfg)
     truth = deformation[-n_test:]
-    one = scores(truth, one_step_test(res.model, prep, deformation))
-    cyc = scores(truth, cyclic_forecast(res.model, prep, deformation, -n_test, n_test).displacement)
+    ff = None
+    if factor_future == "climatology":
+        ff = factor_climatology(dates[:-n_test], factors[:, :-n_test], dates[-n_test:])  # type: ignore[index]
+    one = scores(truth, one_step_test(res.model, prep, series) + base)
+    cyc = scores(truth, cyclic_forecast(res.model, prep, series, -n_test, n_test, factor_future=ff).displacement
+                 + base)
     return {
         "state": _state_bytes(res.model), "window": prep.window, "scaler_mean": prep.scaler.mean.tolist(),
-        "scaler_std": prep.scaler.std.tolist(), "differenced": prep.differenced, "epochs": res.epochs,
+        "scaler_std": prep.scaler.std.tolist(), "differenced": prep.differenced, "target": target,
+        "factor_future": factor_future, "rollout": rollout, "epochs": res.epochs,
         "seconds": res.seconds, "device": res.device, "final_val_loss": float(min(res.history["val_loss"])),
         "one_step": one._asdict(), "cyclic": cyc._asdict(), "n_train": len(prep.x_train),
         "n_val": len(prep.x_val),
@@ -80,7 +99,7 @@ class BlockForecaster:
 
     def __init__(self, url: str, ts_group: str, out_group: str, factors_url: str, model_name: str,
                  model_cfg: dict, trained: dict, n_steps: int, n_test: int,
-                 storage_options: dict | None) -> None:
+                 storage_options: dict | None, step_days: int = 12) -> None:
         import torch
 
         from insarcloud.forecast.dataset import Scaler
@@ -94,17 +113,17 @@ class BlockForecaster:
         self.model.load_state_dict(torch.load(io.BytesIO(trained["state"]), map_location="cpu"))
         self.model.to(self.dev).eval()
         self.scaler = Scaler(np.asarray(trained["scaler_mean"]), np.asarray(trained["scaler_std"]))
-        self.window, self.differenced = trained["window"], trained["differenced"]
+        self.window = trained["window"]
+        self.target, self.factor_future = trained["target"], trained["factor_future"]
         self.url, self.ts_group, self.out_group = url, ts_group, out_group
-        self.so, self.n_steps, self.n_test = storage_options, n_steps, n_test
+        self.so, self.n_steps, self.n_test, self.step_days = storage_options, n_steps, n_test, step_days
         self.factors = open_factors(factors_url, storage_options)
 
     def run(self, ys: tuple[int, int], xs: tuple[int, int]) -> tuple[int, float, float]:
         """Forecast pixels [ys[0]:ys[1], xs[0]:xs[1]]; returns (n_valid, sum sq test error, sum abs error)."""
         import xarray as xr
 
-        from insarcloud.forecast.dataset import transform_for_inference
-        from insarcloud.forecast.predict import cyclic_forecast, one_step_test
+        from insarcloud.forecast.predict import forecast_pixels
         from insarcloud.forecast.sources import factors_on_grid
         from insarcloud.io import open_cube, write_stage_region
 
@@ -122,11 +141,12 @@ class BlockForecaster:
         if ok.any():
             fac = factors_on_grid(self.factors, ds["date"].values, blk["y"].values, blk["x"].values)
             fac = fac.reshape(3, nt, -1)[:, :, ok]
-            prep = transform_for_inference(flat[:, ok], fac, self.scaler, self.window, self.differenced,
-                                           self.n_test)
-            out = cyclic_forecast(self.model, prep, flat[:, ok], prep.series.shape[1], self.n_steps)
+            # all valid pixels of the block at once: one forward pass per cyclic step (batches of 4096)
+            out = forecast_pixels(self.model, self.scaler, self.window, ds["date"].values, flat[:, ok], fac,
+                                  self.n_steps, target=self.target, factor_future=self.factor_future,
+                                  n_test=self.n_test, step_days=self.step_days)
             fc[:, ok] = out.displacement
-            err = one_step_test(self.model, prep, flat[:, ok]) - flat[-self.n_test :, ok]
+            err = out.one_step - flat[-self.n_test :, ok]
             rmse[ok] = np.sqrt((err**2).mean(0))
             mae[ok] = np.abs(err).mean(0)
             sse, sae = float((err**2).sum()), float(np.abs(err).sum())
@@ -138,6 +158,26 @@ class BlockForecaster:
         write_stage_region(part, self.url, self.out_group, {"y": slice(*ys), "x": slice(*xs)}, self.so)
         log.debug("block y%s x%s: %d pixels in %.2f s", ys, xs, int(ok.sum()), time.perf_counter() - t0)
         return int(ok.sum()), sse, sae
+
+
+def work_blocks(chunk_y: int, chunk_x: int, ny: int, nx: int, n_actors: int, max_block_pixels: int
+                ) -> tuple[int, int]:
+    """Block size (rows, cols) of the forecast work units: the ts chunk divided evenly k x k times, with the
+    smallest k such that a block holds at most ``max_block_pixels`` pixels and the frame has at least
+    ``2 * n_actors`` blocks (or the blocks are single pixels). When k divides the ts chunk each block reads
+    from one ts chunk; otherwise a block may straddle two (reads only: writes follow the forecast chunks)."""
+    cy, cx = min(chunk_y, ny), min(chunk_x, nx)
+    k = 1
+    while True:
+        fy, fx = -(-cy // k), -(-cx // k)
+        n_blocks = -(-ny // fy) * -(-nx // fx)
+        if (fy * fx <= max_block_pixels and n_blocks >= 2 * n_actors) or (fy == 1 and fx == 1):
+            return fy, fx
+        k += 1
+
+
+def _chunk_tuple(n: int, c: int) -> tuple[int, ...]:
+    return (c,) * (n // c) + ((n % c,) if n % c else ())
 
 
 def _sample_training(ds, factors, n_pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,13 +203,24 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
                  out_group: str = "forecast", storage_options: dict | None = None, train_pixels: int = 2000,
                  n_steps: int = 72, step_days: int = 12, n_test: int = 10, window: int | None = None,
                  train_cfg: dict | None = None, model_cfg: dict | None = None, n_actors: int = 2,
-                 seed: int = 0) -> ForecastSummary:
+                 seed: int = 0, max_block_pixels: int = 16384, target: str = "increments",
+                 factor_future: str = "predicted", rollout: int = 1) -> ForecastSummary:
     """Train ``model`` on a cube's ``ts_group`` and write the ``forecast`` group with a Ray actor pool.
 
     Ray must be initialised (``insarcloud.engines.init_ray``). Output group (``out_group``, or a new name
     when a complete one with other parameters exists): ``displacement`` (forecast_date, y, x) float32 mm LOS
     (+ toward the satellite), ``test_rmse``/``test_mae`` (y, x) mm of one-step predictions on the last
     ``n_test`` observed dates; attrs hold the training metrics.
+
+    Design options (defaults = the paper): ``target`` "increments" (12-day increments, integrated back) or
+    "harmonic_residual" (the network forecasts the residual about a per-pixel trend + annual + semi-annual
+    fit that is added back); ``factor_future`` "predicted" (the model's factor predictions are fed back in
+    the cyclic loop) or "climatology" (the factors' per-pixel annual + semi-annual climatology is);
+    ``rollout`` K > 1 trains on K free-running steps (see ``insarcloud.forecast.train.rollout``).
+
+    Work units: the ts chunks split into blocks of at most ``max_block_pixels`` pixels and into at least two
+    blocks per actor (a 96 x 96 frame in one 512 chunk would otherwise leave all but one actor idle); the
+    forecast group is chunked on those blocks, so every actor writes whole chunks.
     """
     import dask.array as da
     import ray
@@ -177,18 +228,24 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     from ray.util import ActorPool
 
     from insarcloud.forecast.models import MODEL_NAMES
+    from insarcloud.forecast.predict import FACTOR_FUTURES, FORECAST_TARGETS
     from insarcloud.forecast.sources import open_factors
     from insarcloud.io import create_stage_template, mark_stage_complete, open_cube, resolve_output
     from insarcloud.io.cube import open_zarr_group
 
     if model not in MODEL_NAMES:
         raise InputArrayError(f"unknown model {model!r}; choose from {MODEL_NAMES}")
+    if target not in FORECAST_TARGETS or factor_future not in FACTOR_FUTURES or rollout < 1:
+        raise InputArrayError(f"target {target!r} (one of {FORECAST_TARGETS}), factor_future {factor_future!r} "
+                              f"(one of {FACTOR_FUTURES}), rollout {rollout} (>= 1)")
     t0 = time.perf_counter()
     train_cfg = dict(train_cfg or {})
     model_cfg = dict(model_cfg or {})
     params = {"model": model, "ts_group": ts_group, "factors": factors_url, "train_pixels": train_pixels,
               "n_steps": n_steps, "step_days": step_days, "n_test": n_test, "window": window,
               "train": train_cfg, "model_cfg": model_cfg, "seed": seed}
+    if (target, factor_future, rollout) != ("increments", "predicted", 1):  # paper defaults keep old hashes
+        params.update(target=target, factor_future=factor_future, rollout=rollout)
     plan = resolve_output(url, out_group, params, storage_options)
     if plan.done:
         log.info("forecast group %s is complete with these parameters; nothing to do", plan.group)
@@ -201,15 +258,21 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     log.info("training %s on %d pixels x %d dates", model, d_train.shape[1], d_train.shape[0])
     gpu = ray.cluster_resources().get("GPU", 0) >= 1
     train_task = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(train_from_arrays)
-    trained = ray.get(train_task.remote(d_train, f_train, model, train_cfg, model_cfg, window, n_test, seed))
+    trained = ray.get(train_task.remote(d_train, f_train, model, train_cfg, model_cfg, window, n_test, seed,
+                                        ds["date"].values, target, factor_future, rollout))
     log.info("trained in %.1f s on %s: one-step test RMSE %.3f mm", trained["seconds"], trained["device"],
              trained["one_step"]["rmse"])
 
     last = ds["date"].values[-1].astype("datetime64[D]")
     fdates = (last + np.arange(1, n_steps + 1) * np.timedelta64(step_days, "D")).astype("datetime64[ns]")
-    cy = ds["displacement"].chunks[1] if ds["displacement"].chunks else (ds.sizes["y"],)
-    cx = ds["displacement"].chunks[2] if ds["displacement"].chunks else (ds.sizes["x"],)
     ny, nx = ds.sizes["y"], ds.sizes["x"]
+    ts_cy = ds["displacement"].chunks[1][0] if ds["displacement"].chunks else ny
+    ts_cx = ds["displacement"].chunks[2][0] if ds["displacement"].chunks else nx
+    n_act = max(1, n_actors if not gpu else 1)
+    fy, fx = work_blocks(ts_cy, ts_cx, ny, nx, n_act, max_block_pixels)
+    cy, cx = _chunk_tuple(ny, fy), _chunk_tuple(nx, fx)
+    log.info("forecast blocks of %d x %d pixels (ts chunks %d x %d), %d blocks for %d actors", fy, fx, ts_cy,
+             ts_cx, len(cy) * len(cx), n_act)
     zeros3 = da.full((n_steps, ny, nx), np.nan, dtype=np.float32, chunks=(n_steps, cy, cx))
     zeros2 = da.full((ny, nx), np.nan, dtype=np.float32, chunks=(cy, cx))
     meta = {k: v for k, v in trained.items() if k != "state"}
@@ -234,7 +297,7 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
 
     actor_cls = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(BlockForecaster)
     actors = [actor_cls.remote(url, ts_group, plan.group, factors_url, model, model_cfg, trained, n_steps,
-                               n_test, storage_options) for _ in range(max(1, n_actors if not gpu else 1))]
+                               n_test, storage_options, step_days) for _ in range(n_act)]
     ybounds = np.cumsum((0,) + tuple(cy))
     xbounds = np.cumsum((0,) + tuple(cx))
     blocks = [((int(ybounds[i]), int(ybounds[i + 1])), (int(xbounds[j]), int(xbounds[j + 1])))

@@ -37,6 +37,8 @@ class TrainConfig(BaseModel):
     repeat: int = Field(1, ge=1, le=64, description="training-set repetitions per epoch")
     early_stop: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
     max_seconds: float | None = Field(None, gt=0, description="wall-clock budget for training")
+    max_cpu_seconds: float | None = Field(None, gt=0, description="CPU-time budget of this process for training "
+                                          "(comparable across models on a shared machine, unlike wall time)")
     device: DeviceName = Field("auto", description="auto = cuda when available")
     seed: int = Field(0, description="torch seed")
 
@@ -82,11 +84,39 @@ def _batches(n: int, bs: int, gen: torch.Generator | None):
         yield idx[i : i + bs]
 
 
+def rollout(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Free-running K-step predictions for rolled-out training (our option; the paper trains one step).
+
+    x (B, L, 4) windows, y (B, K, 4) the next K true steps. Each step's predicted deformation is appended to
+    the window (the network sees its own feedback, as in the cyclic forecast); the factor channels take the
+    true values (at forecast time they are the factors' climatology or the model's own predictions).
+    Returns predictions (B, K, n_out) and the matching targets (B, K, n_out).
+    """
+    outs = list(model.outputs)
+    preds = []
+    win = x
+    for k in range(y.shape[1]):
+        p = model(win)
+        preds.append(p)
+        nxt = torch.cat([p[:, :1], y[:, k, 1:]], dim=1)  # outputs[0] is always the deformation
+        win = torch.cat([win[:, 1:], nxt[:, None]], dim=1)
+    return torch.stack(preds, dim=1), y[:, :, outs]
+
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, outs: list[int]) -> torch.Tensor:
+    if y.ndim == 3:  # rolled out: MOA-LogCosh over outputs, averaged over the K steps
+        p, t = rollout(model, x, y)
+        return moa_logcosh(p.flatten(0, 1), t.flatten(0, 1))
+    return moa_logcosh(model(x), y[:, outs])
+
+
 def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                 y_val: np.ndarray, cfg: TrainConfig | None = None) -> TrainResult:
     """Fit ``model`` on windows (sample, L, 4) -> targets (sample, 4); only ``model.outputs`` are scored.
 
-    Returns the model with its best validation-loss weights.
+    With targets (sample, K, 4) the loss is that of :func:`rollout` (K free-running steps), for training and
+    for the validation loss that selects the kept weights. Returns the model with its best validation-loss
+    weights.
     """
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
@@ -94,9 +124,9 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
     outs = list(model.outputs)
     model = model.to(dev)
     xt = torch.as_tensor(x_train, device=dev)
-    yt = torch.as_tensor(y_train[:, outs], device=dev)
+    yt = torch.as_tensor(y_train, device=dev)
     xv = torch.as_tensor(x_val, device=dev)
-    yv = torch.as_tensor(y_val[:, outs], device=dev)
+    yv = torch.as_tensor(y_val, device=dev)
     opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
@@ -105,8 +135,9 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
     gen = torch.Generator().manual_seed(cfg.seed)
     hist: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_r2": [], "lr": []}
     best, best_state, since = np.inf, copy.deepcopy(model.state_dict()), 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     epoch = 0
+    out_of_time = False
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         tot, cnt = 0.0, 0
@@ -114,11 +145,18 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
             for b in _batches(len(xt), cfg.batch_size, gen):
                 b = b.to(dev)
                 opt.zero_grad(set_to_none=True)
-                loss = moa_logcosh(model(xt[b]), yt[b])
+                loss = _loss(model, xt[b], yt[b], outs)
                 loss.backward()
                 opt.step()
                 tot += float(loss.detach()) * len(b)
                 cnt += len(b)
+                # the budget is checked per batch (not per epoch): an epoch can take minutes on a busy CPU
+                if ((cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds)
+                        or (cfg.max_cpu_seconds is not None and time.process_time() - c0 > cfg.max_cpu_seconds)):
+                    out_of_time = True
+                    break
+            if out_of_time:
+                break
         vl, vr = evaluate(model, xv, yv)
         sched.step(vl)
         hist["train_loss"].append(tot / max(cnt, 1))
@@ -132,8 +170,8 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
             since += 1
         if cfg.early_stop is not None and since >= cfg.early_stop:
             break
-        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
-            log.info("training stopped at its %.0f s budget after %d epochs", cfg.max_seconds, epoch)
+        if out_of_time:
+            log.info("training stopped at its time budget in epoch %d", epoch)
             break
     model.load_state_dict(best_state)
     model.eval()
@@ -142,11 +180,19 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 8192) -> tuple[float, float]:
-    """(MOA-LogCosh, MOA-R^2) of ``model`` on tensors already on its device."""
+    """(MOA-LogCosh, MOA-R^2) of ``model`` on tensors already on its device; ``y`` holds all four variables,
+    (sample, 4) for one-step or (sample, K, 4) for rolled-out scores (over all K steps)."""
     model.eval()
-    preds = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
-    p = torch.cat(preds) if preds else torch.zeros_like(y)
-    return float(moa_logcosh(p, y)), float(moa_r2_torch(p, y))
+    outs = list(model.outputs)
+    if y.ndim == 3:
+        pairs = [rollout(model, x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)]
+        p = torch.cat([a.flatten(0, 1) for a, _ in pairs])
+        t = torch.cat([b.flatten(0, 1) for _, b in pairs])
+    else:
+        preds = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
+        t = y[:, outs]
+        p = torch.cat(preds) if preds else torch.zeros_like(t)
+    return float(moa_logcosh(p, t)), float(moa_r2_torch(p, t))
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from insarcloud.forecast.dataset import (
     make_windows,
     prepare,
 )
-from insarcloud.forecast.harmonic import fit_harmonic, predict_harmonic
+from insarcloud.forecast.harmonic import factor_climatology, fit_harmonic, harmonic_residual, predict_harmonic
 from insarcloud.forecast.metrics import moa_r2, scores
 from insarcloud.forecast.resample import interp_time, interp_weights, monthly_fill, regrid_bilinear
 from insarcloud.simulate.factors import simulate_factors, simulate_permafrost_ts, simulate_region
@@ -131,6 +131,26 @@ def test_harmonic_recovers_truth_and_extrapolates():
     lst = np.stack([5 * np.cos(2 * np.pi * (t - 0.55))] * 2, axis=1)
     fit2 = fit_harmonic(dates[:70], truth[:70], lst=lst[:70])
     assert predict_harmonic(fit2, dates[70:]).shape == (30, 2)
+
+
+def test_harmonic_residual_and_factor_climatology():
+    dates = (np.datetime64("2019-01-01") + np.arange(100) * np.timedelta64(12, "D")).astype("datetime64[ns]")
+    t = (dates - dates[0]) / np.timedelta64(1, "D") / 365.25
+    smooth = 3 - 10 * t + 4 * np.cos(2 * np.pi * t) + 1.5 * np.sin(4 * np.pi * t)
+    d = np.stack([smooth, smooth], axis=1)
+    d[85:, 1] += 20.0  # a step after the fit window: must not leak into the fit
+    hr = harmonic_residual(dates, d, n_fit=80)
+    assert hr.residual.shape == (100, 2) and hr.residual.dtype == np.float32
+    np.testing.assert_allclose(hr.residual[:, 0], 0, atol=1e-3)
+    np.testing.assert_allclose(hr.residual[85:, 1], 20.0, atol=1e-3)  # the residual keeps what the fit misses
+    np.testing.assert_allclose(hr.residual[:85, 1], 0, atol=1e-3)
+    with pytest.raises(InputArrayError):
+        harmonic_residual(dates, d, n_fit=5)
+    # climatology: annual + semi-annual per pixel and factor, extrapolated on future dates (no trend)
+    f = np.stack([np.stack([5 + 10 * np.cos(2 * np.pi * (t - 0.55)), 0.3 + 0 * t], 1)] * 3)  # (3, 100, 2)
+    clim = factor_climatology(dates[:60], f[:, :60], dates[60:])
+    assert clim.shape == (3, 40, 2)
+    np.testing.assert_allclose(clim, f[:, 60:], atol=1e-4)
 
 
 def test_scores_known_values():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from insarcloud.errors import InputArrayError
 from insarcloud.forecast.dataset import prepare
 from insarcloud.forecast.models import (
     EF_MODELS,
@@ -135,6 +136,33 @@ def test_cyclic_length_and_inverse_transforms():
     np.testing.assert_allclose(one, d[-11:-1] + inc, rtol=1e-4, atol=1e-3)
 
 
+def test_forecast_pixels_harmonic_residual_adds_the_fit_back():
+    """With target harmonic_residual, a model predicting a residual of (unscaled) r gives harmonic + r on the
+    forecast dates; the one-step test uses a fit without the held-out dates."""
+    from insarcloud.forecast.dataset import Scaler
+    from insarcloud.forecast.harmonic import fit_harmonic, predict_harmonic
+    from insarcloud.forecast.predict import forecast_pixels, future_dates
+
+    dates = (np.datetime64("2019-01-01") + np.arange(60) * np.timedelta64(12, "D")).astype("datetime64[ns]")
+    t = (dates - dates[0]) / np.timedelta64(1, "D") / 365.25
+    d = np.stack([2 - 8 * t + 5 * np.cos(2 * np.pi * t), 1 + 3 * np.sin(2 * np.pi * t)], 1).astype(np.float32)
+    d[-3:, 1] += 4.0  # held-out dates that differ from the fit
+    f = np.stack([10 * np.cos(2 * np.pi * t)[:, None] * np.ones((1, 2))] * 3).astype(np.float32)
+    scaler = Scaler(np.array([0.5, 0.0, 0.0, 0.0]), np.array([2.0, 1.0, 1.0, 1.0]))
+    model = _Const([0.25, 0.0, 0.0, 0.0])  # scaled 0.25 -> residual 0.25 * 2 + 0.5 = 1 mm
+    out = forecast_pixels(model, scaler, 12, dates, d, f, 30, target="harmonic_residual",
+                          factor_future="climatology", n_test=10)
+    fdates = future_dates(dates, 30)
+    assert out.displacement.shape == (30, 2) and out.one_step.shape == (10, 2)
+    np.testing.assert_array_equal(out.dates, fdates)
+    np.testing.assert_allclose(out.displacement, predict_harmonic(fit_harmonic(dates, d), fdates) + 1.0,
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out.one_step, predict_harmonic(fit_harmonic(dates[:50], d[:50]), dates[50:]) + 1.0,
+                               rtol=1e-5, atol=1e-4)
+    inc = forecast_pixels(model, scaler, 12, dates, d, f, 5)  # the paper's increments: integrated from the end
+    np.testing.assert_allclose(inc.displacement, d[-1] + 1.0 * np.arange(1, 6)[:, None], rtol=1e-5, atol=1e-4)
+
+
 def test_cyclic_feeds_predictions_back():
     """A model predicting 'last value + 1' produces a ramp only if each prediction is fed back in."""
 
@@ -152,3 +180,56 @@ def test_cyclic_feeds_predictions_back():
     out = cyclic_predict(_Next(), win, 10)
     np.testing.assert_allclose(out[:, 0, 0], np.arange(1, 11))
     np.testing.assert_allclose(out[..., 1:], 0)
+
+
+def test_cyclic_feeds_known_factor_future():
+    """With factor_future, the factor channels of the window are the given values, not predictions: a model
+    returning the window's last LST as deformation reproduces the fed LST one step later."""
+
+    class _EchoLST(torch.nn.Module):
+        outputs = (0, 1, 2, 3)
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            out = torch.full((x.shape[0], 4), 7.0)  # predicted factors would be 7: must never be fed back
+            out[:, 0] = x[:, -1, 1]
+            return out
+
+    win = np.zeros((3, 12, 4), np.float32)
+    ff = np.random.default_rng(0).normal(size=(5, 3, 3)).astype(np.float32)
+    out = cyclic_predict(_EchoLST(), win, 5, factor_future=ff)
+    np.testing.assert_allclose(out[1:, :, 0], ff[:-1, :, 0])
+    np.testing.assert_allclose(out[0, :, 0], 0.0)
+    with pytest.raises(InputArrayError):
+        cyclic_predict(_EchoLST(), win, 4, factor_future=ff)
+
+
+def test_training_cpu_budget_stops_within_first_epoch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 10, 4)).astype(np.float32)
+    y = rng.normal(size=(256, 4)).astype(np.float32)
+    m = build_model("gru", 10, ModelConfig(width=8, rnn_layers=1))
+    res = train_model(m, x, y, x[:32], y[:32], TrainConfig(epochs=5, batch_size=32, max_cpu_seconds=1e-6))
+    assert res.epochs == 1 and len(res.history["val_loss"]) == 1
+
+
+def test_batched_cyclic_equals_per_pixel_reference():
+    """One forward pass per step over all pixels (in batches) == session 1's per-pixel view: each pixel's
+    window run alone through the network, step by step."""
+    torch.manual_seed(0)
+    m = build_model("gler", 12, ModelConfig(width=16, rnn_layers=3)).eval()
+    rng = np.random.default_rng(0)
+    win = rng.normal(size=(9, 12, 4)).astype(np.float32)
+    got = cyclic_predict(m, win, 6, batch=4)  # 3 batches, the last one partial
+    ref = np.zeros_like(got)
+    with torch.no_grad():
+        for p in range(win.shape[0]):
+            w = torch.as_tensor(win[p : p + 1])
+            for s in range(6):
+                nxt = m(w)
+                ref[s, p] = nxt[0].numpy()
+                w = torch.cat([w[:, 1:], nxt[:, None]], dim=1)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

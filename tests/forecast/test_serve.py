@@ -96,7 +96,25 @@ def test_actor_pool_writes_forecast_group(ray_local, bucket, storage_options):
 
     rc = main(["forecast", url, "--factors", furl, "--model", "gru", "--group", "forecast_cli", "--steps", "6",
                "--train-pixels", "20", "--epochs", "1", "--batch-size", "256", "--lr", "1e-3",
-               "--actors", "1"])
+               "--actors", "1", "--target", "harmonic_residual", "--factor-future", "climatology",
+               "--rollout", "2"])
     assert rc == 0
     cli = open_cube(url, storage_options, group="forecast_cli")
     assert cli["displacement"].shape == (6, 16, 16) and cli.attrs["model"] == "gru"
+    assert cli.attrs["training"]["target"] == "harmonic_residual"
+    # harmonic part + residual forecast: the first step stays near the last observation
+    step1 = np.abs(cli["displacement"].values[0, 1:, :] - r.ts.displacement[-1, 1:, :])
+    assert np.median(step1) < 5.0
+
+
+def test_work_blocks_split_small_frames_for_all_actors():
+    from insarcloud.forecast.serve import work_blocks
+
+    # the demo's 96 x 96 frame lies in one 512 chunk: 4 blocks of 48 x 48 for 2 actors
+    assert work_blocks(512, 512, 96, 96, 2, 16384) == (48, 48)
+    # a large frame: 512 chunks split 4 x 4 into 128 x 128 blocks (16384 pixels), each inside one ts chunk
+    assert work_blocks(512, 512, 4096, 4096, 2, 16384) == (128, 128)
+    # one actor, tiny frame: two blocks at least, never below one pixel
+    fy, fx = work_blocks(8, 8, 3, 1, 1, 16384)
+    assert (fy, fx) == (2, 1) and fy * fx >= 1
+    assert work_blocks(4, 4, 1, 1, 4, 16384) == (1, 1)
