@@ -403,6 +403,13 @@ class ForecastParams(_Model):
     )
     early_stop: int | None = Field(None, ge=1, le=10000, description="Stop after this many epochs without "
                                    "validation improvement; unset = off (Table III).")
+    target: Literal["increments", "harmonic_residual"] = Field(
+        "increments", description="increments: the paper's 12-day increments; harmonic_residual: the network "
+        "forecasts the residual about a per-pixel trend + annual + semi-annual fit (ties the harmonic baseline "
+        "at 2 years where the paper's design drifts; notes/forecast.md).")
+    factor_future: Literal["predicted", "climatology"] = Field(
+        "predicted", description="Factors fed back in cyclic prediction: the model's own (paper) or their "
+        "per-pixel seasonal climatology.")
 
     def train_cfg(self) -> dict[str, Any]:
         """The training options ``run_forecast`` takes (``insarcloud.forecast.train.TrainConfig`` fields)."""

@@ -144,7 +144,8 @@ def _forecast(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
     factors = p.factors_url.format(frame=frame, output_url=cfg.output_url.rstrip("/"))
     summary = run_forecast(cfg.cube_url(frame), factors, model=p.model, ts_group=_ts_group(cfg),
                            storage_options=ctx["so"], n_actors=p.num_actors, train_pixels=p.train_pixels,
-                           n_steps=p.horizon, seed=p.seed, train_cfg=p.train_cfg())
+                           n_steps=p.horizon, seed=p.seed, train_cfg=p.train_cfg(), target=p.target,
+                           factor_future=p.factor_future)
     return summary._asdict() if hasattr(summary, "_asdict") else summary
 
 
