@@ -27,8 +27,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from insarcloud.noise.cofactors import build_cofactors, design_matrix  # noqa: E402
-from insarcloud.noise.estimate import SLOTS, estimate_class  # noqa: E402
+from insarcloud.noise.estimate import MODEL_NAMES, MODELS, SLOTS, estimate_class  # noqa: E402
 from insarcloud.noise.lsvce import multivariate_lsvce  # noqa: E402
+from insarcloud.noise.select import choose_model  # noqa: E402
 from insarcloud.noise.spatial import make_pair_bins  # noqa: E402
 from insarcloud.noise.synth import grid_coords, regular_days, simulate_class  # noqa: E402
 
@@ -39,6 +40,7 @@ SCENARIOS = {  # effective residual variances (mm^2)
     "white+ar1+flicker": {"white": 2.0, "ar1": 4.0, "flicker": 2.0},
 }
 ALPHA = 0.05  # 1/day, the paper's most probable value
+LEVELS = (0.01, 0.05, 0.1, 0.2)  # test levels of the LR rule reported side by side (same fits)
 
 
 def raw_components(days: np.ndarray, eff: dict[str, float]) -> dict[str, float]:
@@ -121,32 +123,79 @@ def timing(rs: list[int], ms: list[int], rng: np.random.Generator) -> dict:
     return res
 
 
-def recovery(n_trials: int, r: int, m: int, rng: np.random.Generator) -> dict:
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial rate k / n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(c - h), float(c + h)
+
+
+def recovery(n_trials: int, r: int, m: int, seed: int, alpha_pixels: int = 200, level: float = 0.05) -> dict:
+    """Model choice and component precision on simulated classes with a known truth.
+
+    Trial i of scenario k draws from ``default_rng([seed, r, k, i])`` (independent streams; the design runs of
+    notes/noise.md used ``default_rng(1000 + i)``, so ``--seed`` gives fresh classes). Reported in the same
+    run: the LR rule at ``level`` (and at LEVELS from the same fits) and the earlier Akaike rule, the propagated
+    precision and plain LS-VCE N^-1, with 95 % Wilson intervals.
+    """
     days = regular_days(m)
     xy = grid_coords(r, 100.0)
     out = {}
-    for name, eff in SCENARIOS.items():
+    for si, (name, eff) in enumerate(SCENARIOS.items()):
         truth = raw_components(days, eff)
-        within, chosen, c0e, de, t = [], 0, [], [], 0.0
-        for _ in range(n_trials):
+        z_new, z_old, chosen, chosen_aic, c0e, de, t, models = [], [], 0, 0, [], [], 0.0, []
+        by_level = dict.fromkeys(LEVELS, 0)
+        for i in range(n_trials):
+            rng = np.random.default_rng([seed, r, si, i])
             s = simulate_class(rng, days, xy, truth, alpha=ALPHA, rho0=0.5, d_m=300.0)
             t0 = time.perf_counter()
-            c = estimate_class(s.Y, days, xy)
+            c = estimate_class(s.Y, days, xy, profile_pixels=alpha_pixels, level=level)
             t += time.perf_counter() - t0
             chosen += c.model == name
-            # components of the true model, estimated with that model, against its own precision
-            ct = estimate_class(s.Y, days, xy, models=(name,))
+            models.append(c.model)
+            reml = dict(zip(MODEL_NAMES, c.reml, strict=True))
+            chosen_aic += choose_model(reml, MODELS, selection="aic").model == name
+            for lev in LEVELS:
+                by_level[lev] += choose_model(reml, MODELS, level=lev).model == name
+            # components of the true model, estimated with that model, against its own precision (the
+            # chosen fit is reused when it is the true model: the same fits in the same order)
+            ct = c if c.model == name else estimate_class(s.Y, days, xy, models=(name,),
+                                                          profile_pixels=alpha_pixels)
+            zn, zo = [], []
             for j, k in enumerate(SLOTS):
                 if k in truth:
-                    within.append(bool(abs(ct.sigma[j] - truth[k]) <= 2 * ct.sigma_std[j]))
+                    zn.append((ct.sigma[j] - truth[k]) / ct.sigma_std[j])
+                    zo.append((ct.sigma[j] - truth[k]) / ct.fit.sigma_std[ct.fit.names.index(k)])
+            z_new.append(zn)
+            z_old.append(zo)
             c0e.append(ct.c0 - 0.5)
             de.append(ct.d - 300.0)
-        out[name] = {"truth_mm2": truth, "chosen_rate": chosen / n_trials, "within_2sigma": float(np.mean(within)),
-                     "c0_bias": float(np.mean(c0e)), "c0_rmse": float(np.sqrt(np.mean(np.square(c0e)))),
-                     "d_bias_m": float(np.mean(de)), "d_rmse_m": float(np.sqrt(np.mean(np.square(de)))),
-                     "s_per_class": t / n_trials}
-        print(f"{name:18s} chosen {chosen}/{n_trials}, within 2 sigma {np.mean(within):.2f}, "
-              f"C0 bias {np.mean(c0e):+.3f} (true 0.5), d bias {np.mean(de):+.0f} m (true 300)", flush=True)
+        zn_a, zo_a = np.abs(np.array(z_new)), np.abs(np.array(z_old))
+        k_new, k_old, n_comp = int(np.sum(zn_a <= 2)), int(np.sum(zo_a <= 2)), zn_a.size
+        out[name] = {
+            "truth_mm2": truth, "trials": n_trials,
+            "chosen_rate": chosen / n_trials, "chosen_ci95": wilson(chosen, n_trials),
+            "chosen_rate_aic": chosen_aic / n_trials, "chosen_aic_ci95": wilson(chosen_aic, n_trials),
+            "chosen_rate_by_level": {lev: k / n_trials for lev, k in by_level.items()},
+            "models_chosen": {k: models.count(k) for k in MODEL_NAMES if k in models},
+            "within_2sigma": k_new / n_comp, "within_2sigma_ci95": wilson(k_new, n_comp),
+            "within_2sigma_plain_N": k_old / n_comp, "within_2sigma_plain_N_ci95": wilson(k_old, n_comp),
+            "within_2sigma_per_component": dict(zip([k for k in SLOTS if k in truth],
+                                                    np.mean(zn_a <= 2, axis=0).tolist(), strict=True)),
+            "z_std_per_component": np.std(np.array(z_new), axis=0).tolist(),
+            "z_std_per_component_plain_N": np.std(np.array(z_old), axis=0).tolist(),
+            "c0_bias": float(np.mean(c0e)), "c0_rmse": float(np.sqrt(np.mean(np.square(c0e)))),
+            "d_bias_m": float(np.mean(de)), "d_rmse_m": float(np.sqrt(np.mean(np.square(de)))),
+            "s_per_class": t / n_trials}
+        lo, hi = out[name]["chosen_ci95"]
+        wl, wh = out[name]["within_2sigma_ci95"]
+        print(f"{name:18s} chosen {chosen}/{n_trials} [{lo:.2f}, {hi:.2f}] (AIC rule {chosen_aic}/{n_trials}), "
+              f"within 2 sigma {k_new}/{n_comp} = {k_new / n_comp:.2f} [{wl:.2f}, {wh:.2f}] "
+              f"(plain N^-1 {k_old / n_comp:.2f}), C0 bias {np.mean(c0e):+.3f}, d bias {np.mean(de):+.0f} m",
+              flush=True)
     return out
 
 
@@ -181,9 +230,13 @@ def main() -> None:
     ap.add_argument("--r", type=int, nargs="+", default=[250, 500, 1000])
     ap.add_argument("--m", type=int, nargs="+", default=[50, 100, 200])
     ap.add_argument("--trials", type=int, default=20, help="recovery trials per scenario")
-    ap.add_argument("--sim-r", type=int, default=36, help="pixels per simulated class")
+    ap.add_argument("--sim-r", type=int, nargs="+", default=[36], help="pixels per simulated class (recovery: "
+                    "each value; coverage: the first)")
     ap.add_argument("--sim-m", type=int, default=80, help="epochs per simulated class")
     ap.add_argument("--coverage-classes", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=7, help="recovery seed (design runs used other streams)")
+    ap.add_argument("--level", type=float, default=0.05, help="test level of the model choice (LR rule)")
+    ap.add_argument("--alpha-pixels", type=int, default=200, help="pixels of the alpha profile (profile_pixels)")
     ap.add_argument("--plateau-pixels", type=float, default=1.0e8, help="pixels of the plateau to project")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--skip", nargs="*", default=[], choices=["timing", "recovery", "coverage"])
@@ -201,9 +254,13 @@ def main() -> None:
             for w in a.workers:
                 print(f"plateau {a.plateau_pixels:.0e} px: {n_cls * tc / w / 3600:.1f} h on {w} workers", flush=True)
     if "recovery" not in a.skip:
-        res["recovery"] = recovery(a.trials, a.sim_r, a.sim_m, rng)
+        res["recovery"] = {}
+        for r in a.sim_r:
+            print(f"recovery r={r}, m={a.sim_m}, {a.trials} trials per scenario, seed {a.seed}", flush=True)
+            res["recovery"][str(r)] = {"r": r, "m": a.sim_m, "seed": a.seed, "level": a.level,
+                                       "scenarios": recovery(a.trials, r, a.sim_m, a.seed, a.alpha_pixels, a.level)}
     if "coverage" not in a.skip:
-        res["coverage"] = coverage(a.coverage_classes, a.sim_r, a.sim_m, rng)
+        res["coverage"] = coverage(a.coverage_classes, a.sim_r[0], a.sim_m, rng)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(res, fh, indent=2, default=float)

@@ -8,6 +8,7 @@ from insarcloud.noise.classes import segment_velocity, tile_side
 from insarcloud.noise.cofactors import (
     CofactorSet,
     ar1_cofactor,
+    ar1_cofactor_dlogalpha,
     build_cofactors,
     design_matrix,
     epochs_to_days,
@@ -16,7 +17,16 @@ from insarcloud.noise.cofactors import (
     white_cofactor,
 )
 from insarcloud.noise.estimate import MODEL_NAMES, MODELS, SLOTS, ClassNoise, estimate_class
-from insarcloud.noise.lsvce import LSVCEResult, WTest, multivariate_lsvce, univariate_lsvce, wtest_alpha
+from insarcloud.noise.lsvce import (
+    LSVCEResult,
+    NuisancePrecision,
+    WTest,
+    multivariate_lsvce,
+    nuisance_precision,
+    univariate_lsvce,
+    wtest_alpha,
+)
+from insarcloud.noise.select import Choice, chibar_pvalue, choose_model
 from insarcloud.noise.spatial import (
     correlations,
     fit_gaussian,
@@ -24,6 +34,7 @@ from insarcloud.noise.spatial import (
     lonlat_to_local_m,
     make_pair_bins,
     predict_covariance,
+    scale_variance,
 )
 from insarcloud.noise.synth import SimClass, simulate_class
 
@@ -31,13 +42,18 @@ __all__ = [
     "MODELS",
     "MODEL_NAMES",
     "SLOTS",
+    "Choice",
     "ClassNoise",
     "CofactorSet",
     "LSVCEResult",
+    "NuisancePrecision",
     "SimClass",
     "WTest",
     "ar1_cofactor",
+    "ar1_cofactor_dlogalpha",
     "build_cofactors",
+    "chibar_pvalue",
+    "choose_model",
     "correlations",
     "design_matrix",
     "epochs_to_days",
@@ -48,8 +64,10 @@ __all__ = [
     "lonlat_to_local_m",
     "make_pair_bins",
     "multivariate_lsvce",
+    "nuisance_precision",
     "powerlaw_cofactor",
     "predict_covariance",
+    "scale_variance",
     "segment_velocity",
     "simulate_class",
     "tile_side",

@@ -96,6 +96,17 @@ def ar1_cofactor(days: np.ndarray, alpha: float) -> np.ndarray:
     return np.exp(-alpha * _lags(days))
 
 
+def ar1_cofactor_dlogalpha(days: np.ndarray, alpha: float) -> np.ndarray:
+    """Derivative of eq. 4 with respect to ln(alpha): ``-alpha tau exp(-alpha tau)`` (tau in days).
+
+    Used to propagate alpha's uncertainty into the components' precision (joint Fisher information).
+    """
+    if not alpha > 0:
+        raise InputArrayError(f"AR(1) alpha must be > 0 (1/day), got {alpha}")
+    at = alpha * _lags(days)
+    return -at * np.exp(-at)
+
+
 def flicker_cofactor(days: np.ndarray) -> np.ndarray:
     """Eq. 6 (Zhang et al. 1997): 9/8 at tau = 0, ``9/8 (1 - (log2(tau) + 2) / 24)`` otherwise (tau in days).
 

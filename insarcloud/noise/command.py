@@ -28,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="flicker cofactor: eq. 6 (default) or the GNSS power law")
     p.add_argument("--alpha-method", choices=("likelihood", "wtest"), default="likelihood",
                    help="AR(1) alpha by restricted likelihood (default) or by the w-test of eq. 5")
+    p.add_argument("--selection", choices=("lrt", "aic"), default="lrt",
+                   help="model choice: boundary likelihood-ratio tests from the 3-component model (default) "
+                        "or Akaike's penalty")
+    p.add_argument("--level", type=float, default=0.05,
+                   help="test level of --selection lrt (default 0.05: chance of keeping an absent component)")
     p.add_argument("--functional", choices=("seasonal", "linear"), default="seasonal",
                    help="functional model: eq. 13 (default) or offset + rate")
     p.add_argument("--group", default="noise", help="output group (default noise)")
@@ -43,8 +48,10 @@ def run_noise(args: argparse.Namespace) -> int:
 
     if args.class_size < 4:
         raise ConfigError(f"--class-size must be >= 4, got {args.class_size}")
+    if not 0.0 < args.level < 1.0:
+        raise ConfigError(f"--level must be in (0, 1), got {args.level}")
     opts = {"sigma_model": args.sigma_model, "flicker": args.flicker, "alpha_method": args.alpha_method,
-            "functional": args.functional}
+            "functional": args.functional, "selection": args.selection, "level": args.level}
     with dask_client(args.scheduler, n_workers=args.workers):
         group, skipped = noise_cube(args.cube_url, ts_group=args.ts, group=args.group, classes=args.classes,
                                     class_size=args.class_size, opts=opts)

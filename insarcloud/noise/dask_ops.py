@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 PIXEL_FIELDS = ("velocity", "velocity_std", "velocity_std_white", "series_std", "series_std_std", "class_id")
 CLASS_FIELDS = (("model", "sigma_white", "sigma_ar1", "sigma_flicker", "sigma_white_std", "sigma_ar1_std",
-                 "sigma_flicker_std", "negative_white", "negative_ar1", "negative_flicker", "alpha", "c0",
-                 "c0_mm2", "d", "n_iter", "converged", "n_valid", "n_epochs")
+                 "sigma_flicker_std", "negative_white", "negative_ar1", "negative_flicker", "alpha", "alpha_std",
+                 "lrt_p_white", "lrt_p_ar1", "lrt_p_flicker", "c0", "c0_mm2", "d", "n_iter", "converged", "n_valid",
+                 "n_epochs")
                 + tuple(f"loglik_{k}" for k in range(len(MODEL_NAMES)))
                 + tuple(f"reml_{k}" for k in range(len(MODEL_NAMES))))
 FIELDS = PIXEL_FIELDS + CLASS_FIELDS
@@ -38,7 +39,7 @@ MODEL_CODES = {name: i for i, name in enumerate(MODEL_NAMES)}  # -1 = "none"
 
 def _class_values(c: Any) -> list[float]:
     return ([float(MODEL_CODES.get(c.model, -1))] + list(c.sigma) + list(c.sigma_std)
-            + [float(x) for x in c.negative] + [c.alpha, c.c0, c.c0_mm2, c.d, float(c.n_iter),
+            + [float(x) for x in c.negative] + [c.alpha, c.alpha_std, *c.lrt_p, c.c0, c.c0_mm2, c.d, float(c.n_iter),
                                                  float(c.converged), float(c.n_valid), float(c.n_epochs)]
             + list(c.loglik) + list(c.reml))
 
@@ -124,7 +125,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     units = {"velocity": "mm/yr", "velocity_std": "mm/yr", "velocity_std_white": "mm/yr", "series_std": "mm",
              "series_std_std": "mm", "sigma_white": "mm2", "sigma_ar1": "mm2", "sigma_flicker": "mm2",
              "sigma_white_std": "mm2", "sigma_ar1_std": "mm2", "sigma_flicker_std": "mm2", "alpha": "1/day",
-             "c0": "1", "c0_mm2": "mm2", "d": "m"}
+             "alpha_std": "1/day", "c0": "1", "c0_mm2": "mm2", "d": "m"}
     desc = {
         "velocity": "GLS LOS velocity with the chosen noise model (positive toward the satellite)",
         "velocity_std": "velocity std from Sigma_ii (A^T Q^-1 A)^-1 (eq. 12) with the estimated noise model",
@@ -134,6 +135,10 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         "class_id": "class of the pixel (block index * 65536 + class within block); -1 none",
         "model": "chosen noise model: index into attrs model_names; -1 = not estimated",
         "alpha": "AR(1) time-scale, exp(-alpha tau) with tau in days",
+        "alpha_std": "std of alpha from the joint REML Fisher information (NaN: not fitted by likelihood)",
+        "lrt_p_white": "p-value of removing white from the 3-component model (boundary LR test); NaN untested",
+        "lrt_p_ar1": "p-value of removing AR(1) (and its alpha) from the 3-component model; NaN untested",
+        "lrt_p_flicker": "p-value of removing flicker from the 3-component model; NaN untested",
         "c0": "Gaussian spatial covariance C0 in Sigma units (Sigma has unit mean diagonal per class)",
         "c0_mm2": "C0 times the class-mean epoch variance mean(diag Q)",
         "d": "Gaussian correlation distance of C0 exp(-r^2/d^2)",

@@ -5,6 +5,7 @@ with and without the noise model (eq. 12)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -12,9 +13,10 @@ from scipy.optimize import minimize_scalar
 
 from insarcloud.errors import InputArrayError
 
-from .cofactors import build_cofactors, design_matrix
-from .lsvce import LSVCEResult, multivariate_lsvce, wtest_alpha
-from .spatial import SigmaModel, correlations, make_pair_bins
+from .cofactors import ar1_cofactor_dlogalpha, build_cofactors, design_matrix
+from .lsvce import LSVCEResult, multivariate_lsvce, nuisance_precision, reml_score, wtest_alpha
+from .select import DEFAULT_LEVEL, Selection, choose_model
+from .spatial import SigmaModel, correlations, make_pair_bins, scale_variance
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ MODELS: dict[str, tuple[str, ...]] = {
     "white+ar1+flicker": ("white", "ar1", "flicker"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+#: Tolerance of the profile-likelihood search in ln(alpha). 0.05 (session 1) left an optimisation error of up
+#: to 5 % in alpha, about half its statistical std at r = 100, m = 100 (0.0041/day at alpha = 0.05/day).
+ALPHA_XATOL = 0.01
 
 FlickerForm = Literal["flicker", "flicker_powerlaw"]
 AlphaMethod = Literal["wtest", "likelihood"]
@@ -58,7 +64,15 @@ class ClassNoise(NamedTuple):
     reml : (4,) float64  restricted log-likelihood of each model; the model choice uses this one
     sigma, sigma_std : (3,) float64  components of the chosen model in :data:`SLOTS` order (mm^2), NaN if absent
     negative : (3,) bool  component was negative and constrained to zero
+    sigma_std is N^-1 of LS-VCE widened by (a) alpha's own uncertainty when the chosen model has an AR(1)
+        whose alpha was fitted by likelihood (joint REML Fisher information in (sigma, ln alpha)) and (b) the
+        common-scale noise of Sigma's normalisation (:func:`.spatial.scale_variance`); ``fit.sigma_std``
+        keeps plain N^-1
     alpha : float  AR(1) time-scale (1/day) of the chosen model (the w-test value when it has no AR(1))
+    alpha_std : float  its std (1/day) from the joint REML Fisher information; NaN when not estimated by
+        likelihood or the model has no AR(1)
+    lrt_p : (3,) float64  p-value of removing each component (SLOTS order) from the 3-component model
+        (boundary likelihood-ratio test, :mod:`.select`); NaN when not tested
     c0 : float  Gaussian covariance at zero distance (Sigma units: fraction of class-mean variance)
     c0_mm2 : float  c0 times the class-mean epoch variance mean(diag Q) (mm^2)
     d : float  correlation distance (m)
@@ -78,6 +92,8 @@ class ClassNoise(NamedTuple):
     sigma_std: np.ndarray
     negative: np.ndarray
     alpha: float
+    alpha_std: float
+    lrt_p: np.ndarray
     c0: float
     c0_mm2: float
     d: float
@@ -122,8 +138,71 @@ def _empty(r: int, m: int, n_valid: int) -> ClassNoise:
     nan = np.full(r, np.nan)
     k = len(MODEL_NAMES)
     return ClassNoise("none", np.full(k, np.nan), np.full(k, np.nan), np.full(3, np.nan), np.full(3, np.nan),
-                      np.zeros(3, bool), np.nan, np.nan, np.nan, np.nan, 0, False, n_valid, m,
-                      np.zeros(r, bool), nan, nan.copy(), nan.copy(), nan.copy(), nan.copy(), None)
+                      np.zeros(3, bool), np.nan, np.nan, np.full(3, np.nan), np.nan, np.nan, np.nan, 0, False,
+                      n_valid, m, np.zeros(r, bool), nan, nan.copy(), nan.copy(), nan.copy(), nan.copy(), None)
+
+
+def _profile_max(fun: Callable[[float], float], lo: float, hi: float, n_grid: int = 9) -> float:
+    """Maximise a profile likelihood over ln(alpha) in [lo, hi]: a grid first (the 3-component profile can
+    have 2-3 local maxima), then a bounded Brent search between the best point's neighbours."""
+    grid = np.linspace(lo, hi, n_grid)
+    vals = np.array([fun(float(g)) for g in grid])
+    k = int(np.argmax(vals))
+    a, b = grid[max(k - 1, 0)], grid[min(k + 1, n_grid - 1)]
+    opt = minimize_scalar(lambda x: -fun(float(x)), bounds=(a, b), method="bounded",
+                          options={"xatol": ALPHA_XATOL})
+    return float(opt.x) if -opt.fun >= vals[k] else float(grid[k])
+
+
+def _refine_alpha(f: LSVCEResult, refit: Callable[[float], LSVCEResult], Y: np.ndarray, A: np.ndarray,
+                  days: np.ndarray, alpha: float, lo: float, hi: float, comps: tuple[str, ...],
+                  steps: int = 3) -> tuple[LSVCEResult, float]:
+    """Fisher-scoring steps in ln(alpha) on the whole class (:func:`.lsvce.reml_score`), each accepted only
+    when the restricted likelihood rises."""
+    la = float(np.log(alpha))
+    for _ in range(steps):
+        k = f.names.index("ar1")
+        if not f.sigma[k] > 0:
+            break
+        Qk = build_cofactors(days, comps, alpha=float(np.exp(la))).Q
+        dQ = (f.sigma[k] * ar1_cofactor_dlogalpha(days, float(np.exp(la))))[None]
+        try:
+            U, info = reml_score(Y, A, Qk, f.sigma, f.sigma_factor, dQ)
+            step = float(np.linalg.solve(info, U)[-1])
+        except np.linalg.LinAlgError:
+            break
+        new = float(np.clip(la + np.clip(step, -0.5, 0.5), lo, hi))
+        if abs(new - la) < ALPHA_XATOL:
+            break
+        g = refit(float(np.exp(new)))
+        if not g.reml > f.reml:
+            break
+        f, la = g, new
+    return f, float(np.exp(la))
+
+
+def _alpha_propagated(f: LSVCEResult, A: np.ndarray, Qk: np.ndarray, days: np.ndarray, alpha: float,
+                      n_alpha: int) -> tuple[np.ndarray, float]:
+    """Component covariance with the AR(1) alpha's own uncertainty propagated (joint REML Fisher information in
+    (sigma, ln alpha), see :func:`.lsvce.nuisance_precision`), and alpha's std (1/day).
+
+    Why: alpha and the AR(1)/white/flicker amplitudes trade off (a larger alpha makes AR(1) whiter and takes
+    variance from the white part), so ``N^-1`` at the estimated alpha is too small (measured: 3-component
+    truth, within-2-sigma 0.78 with ``N^-1``). Components constrained to zero keep ``N^-1`` (the information
+    about alpha vanishes with the AR(1) amplitude).
+    """
+    k = f.names.index("ar1")
+    if not f.sigma[k] > 0 or f.negative.any():
+        return f.Q_sigma, np.nan
+    dQ = (f.sigma[k] * ar1_cofactor_dlogalpha(days, alpha))[None]  # d Q / d ln(alpha)
+    try:
+        npr = nuisance_precision(A, Qk, f.sigma, dQ, f.X.shape[1], nuisance_pixels=n_alpha)
+    except np.linalg.LinAlgError:
+        return f.Q_sigma, np.nan
+    var_la = float(npr.Q_nuisance[0, 0])
+    if not (np.all(np.isfinite(npr.Q_sigma)) and var_la > 0):
+        return f.Q_sigma, np.nan
+    return npr.Q_sigma, alpha * np.sqrt(var_la)
 
 
 def estimate_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None = None, *,
@@ -131,8 +210,8 @@ def estimate_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None 
                    flicker: FlickerForm = "flicker", alphas: np.ndarray | None = None,
                    alpha_method: AlphaMethod = "likelihood", profile_pixels: int = 200,
                    functional: Literal["seasonal", "linear"] = "seasonal",
-                   penalty: float = 1.0, min_pixels: int = 3,
-                   max_iter: int = 50, tol: float = 1e-3) -> ClassNoise:
+                   selection: Selection = "lrt", level: float = DEFAULT_LEVEL, penalty: float = 1.0,
+                   min_pixels: int = 3, max_iter: int = 50, tol: float = 1e-3) -> ClassNoise:
     """Estimate the noise model of one class of r displacement series.
 
     Parameters
@@ -149,11 +228,14 @@ def estimate_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None 
         "wtest" (eq. 5, the paper's: one alpha maximising |w| under the white null, for every AR model)
     profile_pixels : int  pixels used for the alpha profile (a spread subset; all when fewer)
     functional : "seasonal" (eq. 13) or "linear"
-    penalty : float
-        Model choice maximises ``reml - penalty * n_parameters`` (1 = Akaike's criterion; 0 = plain maximum
-        likelihood as eq. 7 reads). Parameters: the variance components, plus alpha when it was fitted by
-        likelihood. The plain maximum always prefers the 3-component model (it nests the others) and
-        AR(1) models whose alpha was tuned; the penalty makes the comparison fair.
+    selection : "lrt" (default) or "aic"
+        Model choice on the restricted likelihood (:func:`.select.choose_model`): "lrt" = backward
+        elimination from the 3-component model by boundary likelihood-ratio tests (chi-bar-square) at
+        ``level``; "aic" = maximise ``reml - penalty * n_parameters`` (parameters: the variance components
+        plus alpha when fitted by likelihood). The plain maximum of eq. 7 always prefers the 3-component
+        model (it nests the others).
+    level : float  test level of "lrt" (default :data:`.select.DEFAULT_LEVEL` = 0.05)
+    penalty : float  per-parameter penalty of "aic" (1 = Akaike; 0 = plain maximum as eq. 7 reads)
     min_pixels : int  fewer valid pixels -> model "none"
 
     Returns
@@ -212,33 +294,44 @@ def estimate_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None 
                 Ys, sub = Yv, kw
             lo, hi = np.log(float(np.min(alphas))), np.log(float(np.max(alphas)))
             for name in ar_models:
-                opt = minimize_scalar(lambda la, nm=name: -fit(nm, float(np.exp(la)), Ys, sub).reml,
-                                      bounds=(lo, hi), method="bounded", options={"xatol": 0.05})
-                alpha_of[name] = float(np.exp(opt.x))
+                la = _profile_max(lambda x, nm=name: fit(nm, float(np.exp(x)), Ys, sub).reml, lo, hi)
+                alpha_of[name] = float(np.exp(la))
     ll = np.full(len(MODEL_NAMES), np.nan)
     rl = np.full(len(MODEL_NAMES), np.nan)
     fits: dict[str, LSVCEResult] = {}
+    refine = alpha_method == "likelihood" and rv > profile_pixels
     for name in models:
         fits[name] = fit(name, alpha_of[name])
+        if refine and "ar1" in MODELS[name]:
+            # alpha came from a pixel subset; the REML comparison needs each model at its whole-class
+            # optimum (measured r = 400: the subset alpha cost up to 1 log-unit per model, which inflated
+            # the LR statistic): Fisher-scoring steps in ln alpha on the whole class
+            fits[name], alpha_of[name] = _refine_alpha(fits[name], lambda a, nm=name: fit(nm, a), Yv, A, d_v,
+                                                       alpha_of[name], np.log(float(np.min(alphas))),
+                                                       np.log(float(np.max(alphas))), comps_of(name))
         ll[MODEL_NAMES.index(name)] = fits[name].loglik
         rl[MODEL_NAMES.index(name)] = fits[name].reml
-    # Akaike-type choice on the restricted likelihood: each variance component and a fitted AR(1) alpha
-    # count one parameter (the profile over alpha otherwise favours AR(1) models, and the 3-component
-    # model nests the others). With lr_threshold=None the 3-component model needs that margin instead.
-    def n_par(k: str) -> int:
-        return len(MODELS[k]) + int("ar1" in MODELS[k] and alpha_method == "likelihood")
-
-    chosen = max(models, key=lambda k: fits[k].reml - penalty * n_par(k))
+    choice = choose_model({k: fits[k].reml for k in models}, MODELS, alpha_fitted=alpha_method == "likelihood",
+                          selection=selection, level=level, penalty=penalty)
+    chosen = choice.model
+    lrt_p = np.array([choice.pvalues.get(c, np.nan) for c in SLOTS])
     f = fits[chosen]
 
+    alpha = alpha_of[chosen] if "ar1" in MODELS[chosen] else w_alpha
+    cs = build_cofactors(d_v, comps_of(chosen), alpha=None if np.isnan(alpha) else float(alpha))
+    Qs, alpha_std = f.Q_sigma, np.nan
+    if "ar1" in MODELS[chosen] and alpha_method == "likelihood":
+        # alpha's information: the subset's, unless it was refined on the whole class
+        Qs, alpha_std = _alpha_propagated(f, A, cs.Q, d_v, float(alpha), rv if refine else min(rv, profile_pixels))
+    # the common scale fixed by Sigma's normalisation is noisier than N^-1 assumes (spatial correlation)
+    Qs = Qs + scale_variance(f.sigma_factor, cv, m - A.shape[1]) * np.outer(f.sigma, f.sigma)
+    comp_std = np.sqrt(np.clip(np.diag(Qs), 0, None))
     sig = np.full(3, np.nan)
     sstd = np.full(3, np.nan)
     neg = np.zeros(3, bool)
     for j, c in enumerate(f.names):
         s = SLOTS.index(c)
-        sig[s], sstd[s], neg[s] = f.sigma[j], f.sigma_std[j], f.negative[j]
-    alpha = alpha_of[chosen] if "ar1" in MODELS[chosen] else w_alpha
-    cs = build_cofactors(d_v, comps_of(chosen), alpha=None if np.isnan(alpha) else float(alpha))
+        sig[s], sstd[s], neg[s] = f.sigma[j], comp_std[j], f.negative[j]
     qbar = float(np.mean(np.diag(np.tensordot(f.sigma, cs.Q, axes=1))))
     gfit = f.sigma_factor.fit
     c0 = gfit.c0 if gfit is not None else np.nan
@@ -257,5 +350,6 @@ def estimate_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None 
     res = Yv - A @ (AtAi @ (A.T @ Yv))
     vwhite[pix] = np.sqrt(np.sum(res**2, axis=0) / (m - A.shape[1]) * AtAi[1, 1])
     sstd_px[pix], sstd_std[pix] = corr.std, corr.std_std
-    return ClassNoise(chosen, ll, rl, sig, sstd, neg, float(alpha), float(c0), float(c0 * qbar), float(dist),
-                      f.n_iter, f.converged, rv, m, pix, vel, vstd, vwhite, sstd_px, sstd_std, f)
+    return ClassNoise(chosen, ll, rl, sig, sstd, neg, float(alpha), float(alpha_std), lrt_p, float(c0),
+                      float(c0 * qbar), float(dist), f.n_iter, f.converged, rv, m, pix, vel, vstd, vwhite, sstd_px,
+                      sstd_std, f)

@@ -225,6 +225,85 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
                        reml, X, w.Qx, it, converged)
 
 
+class NuisancePrecision(NamedTuple):
+    """Precision of the variance components when nuisance parameters of Q (e.g. AR(1) log alpha) were
+    estimated too.
+
+    Attributes
+    ----------
+    Q_sigma : (p, p) float64  covariance of the components with the nuisance uncertainty propagated
+    Q_nuisance : (q, q) float64  covariance of the nuisance parameters
+    fisher : (p + q, p + q) float64  joint REML Fisher information of (sigma, nuisance), Sigma fixed
+    """
+
+    Q_sigma: np.ndarray
+    Q_nuisance: np.ndarray
+    fisher: np.ndarray
+
+
+def nuisance_precision(A: np.ndarray, Qk: np.ndarray, sigma: np.ndarray, dQ: np.ndarray, r: int, *,
+                       nuisance_pixels: int | None = None) -> NuisancePrecision:
+    """Propagate the uncertainty of nuisance parameters of Q into the components' precision.
+
+    LS-VCE's ``N^-1`` is the precision of the components with every cofactor known. When a cofactor has an
+    estimated parameter theta (the AR(1) time-scale), the joint REML Fisher information of
+    ``(sigma, theta)`` is ``I_ij = r/2 tr(D_i W D_j W)`` with ``D = (Q_1 .. Q_p, dQ/dtheta_1 ..)`` (Sigma
+    fixed; Kronecker identity as in :func:`multivariate_lsvce`), and the components' covariance is the
+    sigma block of ``I^-1``: ``N^-1 + G S^-1 G^T`` with ``G = N^-1 I_s,theta`` (the slope of sigma-hat with
+    theta) and ``S`` the Schur complement (the profile information of theta).
+
+    Parameters
+    ----------
+    A : (date, n) float64 ;  Qk : (p, date, date) float64 ;  sigma : (p,) float64 the estimated components
+    dQ : (q, date, date) float64  derivatives of ``Q = sum sigma_k Q_k`` with respect to the nuisance
+        parameters (already multiplied by the component that carries them)
+    r : int  series in the class (the ``r`` of the Kronecker trace)
+    nuisance_pixels : int, optional  when theta was estimated from fewer series (a subset, as the alpha
+        profile does), its variance is scaled by ``r / nuisance_pixels``
+
+    Returns
+    -------
+    NuisancePrecision
+    """
+    p = Qk.shape[0]
+    w = _weights(A, np.tensordot(sigma, Qk, axes=1))
+    fisher = _normal_matrix(np.concatenate([Qk, dQ]), w.W, r)
+    N, B, C = fisher[:p, :p], fisher[:p, p:], fisher[p:, p:]
+    Ni = np.linalg.inv(N)
+    G = Ni @ B
+    Qn = np.linalg.inv(C - B.T @ G)
+    if nuisance_pixels is not None and nuisance_pixels < r:
+        Qn = Qn * (r / nuisance_pixels)
+    Qs = Ni + G @ Qn @ G.T
+    return NuisancePrecision(0.5 * (Qs + Qs.T), Qn, fisher)
+
+
+def reml_score(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, sigma: np.ndarray, sf: SigmaFactor,
+               dQ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Score and Fisher information of the restricted likelihood in (sigma, nuisance), Sigma fixed.
+
+    ``U_i = 1/2 [tr(Sigma^-1 F^T D_i F) - r tr(W D_i)]`` with ``F = W Y`` and ``I_ij = r/2 tr(D_i W D_j W)``,
+    ``D = (Q_1 .. Q_p, dQ_1 ..)``; a Fisher-scoring step is ``I^-1 U`` (used to refine alpha on a whole class
+    after its profile on a pixel subset).
+
+    Parameters
+    ----------
+    Y : (date, r) ;  A : (date, n) ;  Qk : (p, date, date) ;  sigma : (p,) ;  sf : SigmaFactor (r series)
+    dQ : (q, date, date)  derivatives of Q with respect to the nuisance parameters
+
+    Returns
+    -------
+    U : (p + q,) float64 ;  I : (p + q, p + q) float64
+    """
+    r = Y.shape[1]
+    w = _weights(A, np.tensordot(sigma, Qk, axes=1))
+    F = w.W @ Y
+    H = F @ sf.solve(F.T)
+    D = np.concatenate([Qk, dQ])
+    U = 0.5 * (np.einsum("kij,ij->k", D, H) - r * np.einsum("kij,ji->k", D, w.W))
+    return U, _normal_matrix(D, w.W, r)
+
+
 def univariate_lsvce(y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tuple[str, ...] | None = None,
                      **kw) -> LSVCEResult:
     """Univariate LS-VCE of one series (Teunissen & Amiri-Simkooei 2008): Q_y = sum sigma_k Q_k,

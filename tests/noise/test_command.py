@@ -21,6 +21,9 @@ def test_parser_defaults_and_options() -> None:
                "--scheduler", "tcp://h:8786", "--flicker", "flicker_powerlaw")
     assert (a.ts, a.class_size, a.classes, a.scheduler, a.flicker) == ("ts_none", 400, "segments", "tcp://h:8786",
                                                                        "flicker_powerlaw")
+    assert (a.selection, a.level) == ("lrt", 0.05)
+    a = _parse("s3://b/c.zarr", "--selection", "aic", "--level", "0.1")
+    assert (a.selection, a.level) == ("aic", 0.1)
     with pytest.raises(SystemExit):
         _parse("x", "--classes", "hexagons")
 
@@ -28,3 +31,5 @@ def test_parser_defaults_and_options() -> None:
 def test_bad_class_size_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="class-size"):
         run_noise(_parse("s3://b/c.zarr", "--class-size", "2"))
+    with pytest.raises(ConfigError, match="level"):
+        run_noise(_parse("s3://b/c.zarr", "--level", "1.5"))

@@ -120,3 +120,47 @@ def test_segments_follow_velocity_regions() -> None:
     assert lab[0, 0] == -1
     assert len(np.unique(lab[:, :10][lab[:, :10] >= 0])) == 1
     assert set(np.unique(lab[:, 10:])).isdisjoint(np.unique(lab[:, :10]))
+
+
+def test_alpha_precision_propagated_and_calibrated() -> None:
+    # white + AR(1) truth, alpha fitted by likelihood: the reported alpha std matches the spread of alpha
+    # over trials, and the components' std (alpha propagated, normalisation scale) is never below N^-1
+    rng = np.random.default_rng(13)
+    truth = _raw({"white": 2.0, "ar1": 4.0})
+    alphas, astd = [], []
+    for _ in range(12):
+        s = simulate_class(rng, DAYS, XY, truth, alpha=0.05, rho0=0.5, d_m=300.0)
+        c = estimate_class(s.Y, DAYS, XY, models=("white+ar1",))
+        assert c.model == "white+ar1" and np.isfinite(c.alpha_std) and c.alpha_std > 0
+        plain = c.fit.sigma_std
+        assert np.all(c.sigma_std[[0, 1]] >= plain - 1e-12)
+        alphas.append(c.alpha)
+        astd.append(c.alpha_std)
+    ratio = np.std(alphas, ddof=1) / np.mean(astd)
+    assert 0.5 <= ratio <= 1.8, (ratio, alphas, astd)
+    assert abs(np.mean(alphas) - 0.05) <= 3 * np.mean(astd) / np.sqrt(12)
+
+
+def test_model_choice_reports_lrt_pvalues() -> None:
+    rng = np.random.default_rng(14)
+    s = simulate_class(rng, DAYS, XY, _raw({"white": 2.0, "ar1": 4.0, "flicker": 2.0}), alpha=0.05, rho0=0.5,
+                       d_m=300.0)
+    c = estimate_class(s.Y, DAYS, XY)
+    assert np.all((c.lrt_p >= 0) & (c.lrt_p <= 1)), c.lrt_p
+    # the choice follows the tests: 3 components iff every removal is rejected at the level
+    assert (c.model == "white+ar1+flicker") == bool(np.all(c.lrt_p < 0.05))
+    lo = estimate_class(s.Y, DAYS, XY, level=0.5)
+    np.testing.assert_allclose(lo.lrt_p, c.lrt_p)
+    assert (lo.model == "white+ar1+flicker") == bool(np.all(c.lrt_p < 0.5))
+    a = estimate_class(s.Y, DAYS, XY, selection="aic")
+    assert np.all(np.isnan(a.lrt_p)) and a.model in ("white+flicker", "white+ar1", "ar1+flicker", "white+ar1+flicker")
+
+
+def test_alpha_from_subset_is_refined_to_whole_class_optimum() -> None:
+    # alpha profiled on 8 of 25 pixels, then Fisher-scoring on the whole class, against the profile on all 25
+    rng = np.random.default_rng(15)
+    s = simulate_class(rng, DAYS, XY, _raw({"white": 2.0, "ar1": 4.0}), alpha=0.05, rho0=0.5, d_m=300.0)
+    full = estimate_class(s.Y, DAYS, XY, models=("white+ar1",), profile_pixels=25)
+    sub = estimate_class(s.Y, DAYS, XY, models=("white+ar1",), profile_pixels=8)
+    assert abs(np.log(sub.alpha / full.alpha)) < 0.03, (sub.alpha, full.alpha)
+    assert sub.reml[1] >= full.reml[1] - 0.01
