@@ -102,8 +102,9 @@ def dask_client(s3_endpoint: str) -> Iterator[object]:
     try:
         yield client
     finally:
-        client.close()
-        cluster.close()
+        # generous timeouts: on a saturated 2-core box the workers' shutdown can take longer than the default
+        client.close(timeout=60)
+        cluster.close(timeout=120)
 
 
 @pytest.fixture(scope="session")
