@@ -259,7 +259,7 @@ def _truth(cfg: AreaJobConfig, good: list[str], mosaic: dict[str, Any] | None) -
     area = cfg.area_url() if mosaic is not None and "error" not in mosaic else None
     try:
         truth = compare_to_truth(urls, {f: (cfg.cube_url(f), _ts_group(cfg)) for f in good}, area,
-                                 cfg.output_storage_options())
+                                 cfg.output_storage_options(), precision_group=cfg.params.mosaic.precision_group)
     except (OSError, KeyError, ValueError) as exc:
         log.warning("could not compare with the truth at %s: %s", pattern, exc)
         return None

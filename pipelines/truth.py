@@ -61,9 +61,27 @@ def _place(area: xr.Dataset, name: str, truth: xr.DataArray, out: np.ndarray, co
     count[np.ix_(iy[oky], ix[okx])] += 1
 
 
+def _complete_group(cube: str, group: str, so: dict[str, Any] | None) -> xr.Dataset | None:
+    """The cube's ``group`` when its stage marked it complete and it has velocity and velocity_std, else None."""
+    try:
+        ds = xr.open_zarr(cube, group=group, storage_options=so)
+    except (OSError, KeyError, ValueError):  # absent group: zarr/fsspec raise one of these
+        return None
+    if not (ds.attrs.get("insarcloud") or {}).get("complete") or not {"velocity", "velocity_std"} <= set(ds):
+        return None
+    return ds
+
+
 def compare_to_truth(truth_urls: Mapping[str, str], ts_urls: Mapping[str, tuple[str, str]],
-                     area_url: str | None, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                     area_url: str | None, storage_options: dict[str, Any] | None = None,
+                     precision_group: str | None = None) -> dict[str, Any]:
     """Velocity RMSE against the truth per frame and for the mosaic.
+
+    ``frames`` scores each frame's ts group: its WLS velocity and the white-noise ``velocity_std`` scaled by the
+    residual variance. With ``precision_group`` (the noise stage's group, the one the mosaic takes its velocity
+    and precision from), ``frames_<group>`` scores that group's GLS velocity and its precision under the
+    estimated noise model too, for the frames that have it complete: both are reported because the white-noise
+    sigma is the one LiCSBAS/MintPy users know, and the demo shows it covers far less than 95%.
 
     Parameters
     ----------
@@ -82,6 +100,11 @@ def compare_to_truth(truth_urls: Mapping[str, str], ts_urls: Mapping[str, tuple[
             continue
         ts = xr.open_zarr(cube, group=group, storage_options=so)
         out["frames"][f] = rmse_after_datum(ts.velocity.values, truths[f].velocity.values, ts.velocity_std.values)
+        if precision_group:
+            pg = _complete_group(cube, precision_group, so)
+            if pg is not None:
+                out.setdefault(f"frames_{precision_group}", {})[f] = rmse_after_datum(
+                    pg.velocity.values, truths[f].velocity.values, pg.velocity_std.values)
     if area_url is None:
         return out
     area = xr.open_zarr(area_url, storage_options=so)

@@ -123,7 +123,11 @@ def _series_png(points: Sequence[dict], cubes: dict[str, str], ts_group: str, fo
 
 
 def _truth_table(truth: dict[str, Any]) -> str:
-    rows = [(f"frame {f} (LOS)", "whole frame", st) for f, st in truth.get("frames", {}).items()]
+    rows = [(f"frame {f} (LOS, ts group, white-noise sigma)", "whole frame", st)
+            for f, st in truth.get("frames", {}).items()]
+    for key in sorted(k for k in truth if k.startswith("frames_")):
+        rows += [(f"frame {f} (LOS, {key[7:]} group: GLS, estimated noise model)", "whole frame", st)
+                 for f, st in truth[key].items()]
     for name, st in truth.get("mosaic", {}).items():
         if "whole" in st:
             rows += [(f"mosaic {name}", "whole area", st["whole"]), (f"mosaic {name}", "overlaps", st["overlaps"])]

@@ -53,3 +53,27 @@ def test_compare_to_truth_places_frames_on_the_area_grid(tmp_path):
     assert whole["datum_mm_yr"] == pytest.approx(3.0, abs=1e-5)
     assert out["mosaic"]["velocity_A"]["overlaps"] == {"n": 0}
     assert out["mosaic"]["velocity_up"]["n"] == 400
+
+
+def test_compare_to_truth_scores_the_noise_group_only_when_complete(tmp_path):
+    field = np.random.default_rng(2).normal(0, 5, (20, 20))
+    _grid(31.5, 90.0, 20, field, ("velocity",)).to_zarr(tmp_path / "t.zarr")
+    ts = _grid(31.5, 90.0, 20, field + 1.0, ("velocity",))
+    ts["velocity_std"] = ts.velocity * 0 + 0.1
+    ts.to_zarr(tmp_path / "cube.zarr", group="ts_quality")
+    gls = _grid(31.5, 90.0, 20, field + np.random.default_rng(3).normal(0, 1.0, (20, 20)), ("velocity",))
+    gls["velocity_std"] = gls.velocity * 0 + 1.0
+    gls.attrs["insarcloud"] = {"stage": "noise", "complete": False}
+    gls.to_zarr(tmp_path / "cube.zarr", group="noise")
+    args = ({"012A_00001_000001": str(tmp_path / "t.zarr")},
+            {"012A_00001_000001": (str(tmp_path / "cube.zarr"), "ts_quality")}, None)
+    assert "frames_noise" not in compare_to_truth(*args, precision_group="noise")  # unfinished: not scored
+
+    gls.attrs["insarcloud"] = {"stage": "noise", "complete": True}
+    gls.to_zarr(tmp_path / "cube.zarr", group="noise", mode="w")
+    out = compare_to_truth(*args, precision_group="noise")
+    white, noise = out["frames"]["012A_00001_000001"], out["frames_noise"]["012A_00001_000001"]
+    assert white["rmse_mm_yr"] == pytest.approx(0.0, abs=1e-5) and white["median_std_mm_yr"] == 0.1
+    # unit-variance errors against a reported sigma of 1: about 95% within 1.96 sigma
+    assert 0.88 < noise["frac_within_1.96_sigma"] < 0.99 and noise["median_std_mm_yr"] == 1.0
+    assert "frames_noise" not in compare_to_truth(*args)  # no precision group asked for
