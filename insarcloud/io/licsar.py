@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from insarcloud.errors import GridMismatchError, MissingProductError, ProductError
-from insarcloud.io.storage import get_fs, join, protocol_of, read_bytes, storage_options_for, with_retries
+from insarcloud.io.storage import get_fs, join, protocol_of, storage_options_for, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,42 @@ def _list(fs: Any, path: str) -> list[dict[str, Any]]:
         return []
 
 
+def _pair_files(fs: Any, ifg_root: str, protocol: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{pair_dir_name: {file_name: info}}`` under ``interferograms/``.
+
+    Object stores and local disks answer one recursive listing (``find``: one request per 1000 keys on
+    S3) instead of one listing per pair directory; HTTP directory trees are walked one level at a time,
+    as LiCSAR's web server offers nothing else."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    if protocol in _FLAT_LISTING:
+        try:
+            found = with_retries(fs.find, ifg_root, detail=True)
+        except FileNotFoundError:
+            return out
+        root = ifg_root.rstrip("/") + "/"
+        for path, info in found.items():
+            rel = path[len(root):] if path.startswith(root) else path
+            parts = rel.split("/")
+            if len(parts) == 2:
+                out.setdefault(parts[0], {})[parts[1]] = info
+        return out
+    for entry in _list(fs, ifg_root):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if PAIR_RE.match(name):
+            out[name] = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e for e in _list(fs, entry["name"].rstrip("/"))}
+    return out
+
+
+_FLAT_LISTING = ("s3", "s3a", "gs", "gcs", "az", "abfs", "memory", "file")
+
+
 def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] | None = None) -> FrameProducts:
     """List a frame's products on any fsspec URL (s3://, file://, https:// directory listings)."""
     furl = frame_url(source_url, frame, storage_options)
     fs, fpath = get_fs(furl, storage_options)
     out = FrameProducts(frame=frame, url=furl)
     ifg_root = f"{fpath.rstrip('/')}/interferograms"
-    for entry in sorted(_list(fs, ifg_root), key=lambda e: e["name"]):
-        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+    for name, files in sorted(_pair_files(fs, ifg_root, protocol_of(furl)).items()):
         m = PAIR_RE.match(name)
         if not m:
             continue
@@ -118,7 +146,6 @@ def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] 
             log.warning("skipping %s: primary date is not before secondary", name)
             out.missing.append(f"interferograms/{name} (primary not before secondary)")
             continue
-        files = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e for e in _list(fs, entry["name"].rstrip("/"))}
         refs: dict[str, ProductRef] = {}
         for kind in PAIR_KINDS:
             fname = f"{name}.geo.{kind}.tif"
@@ -137,17 +164,25 @@ def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] 
             out.statics[kind] = ProductRef(_url_of(fs, furl, info["name"]), int(info.get("size") or 0), _etag(info))
         else:
             out.missing.append(f"metadata/{fname}")
+    texts = {"metadata.txt": "", "baselines": "", f"{frame}-poly.txt": ""}
+    wanted = [n for n in texts if n in meta_files]
+    if wanted:  # the small text files in one concurrent batch
+        # cat_ranges, not cat: cat first asks for every path's info (one HEAD each on S3)
+        got = with_retries(fs.cat_ranges, [f"{meta_root}/{n}" for n in wanted], None, None)
+        for n, data in zip(wanted, got, strict=True):
+            if isinstance(data, BaseException):
+                raise ProductError(f"{join(furl, 'metadata', n)}: cannot read ({data})") from data
+            texts[n] = bytes(data).decode()
     if "metadata.txt" in meta_files:
-        out.metadata = parse_metadata_txt(read_bytes(join(furl, "metadata", "metadata.txt"), storage_options).decode())
+        out.metadata = parse_metadata_txt(texts["metadata.txt"])
     else:
         out.missing.append("metadata/metadata.txt")
     if "baselines" in meta_files:
-        out.baselines = parse_baselines(read_bytes(join(furl, "metadata", "baselines"), storage_options).decode())
+        out.baselines = parse_baselines(texts["baselines"])
     else:
         out.missing.append("metadata/baselines")
-    poly = f"{frame}-poly.txt"
-    if poly in meta_files:
-        out.polygon = parse_polygon(read_bytes(join(furl, "metadata", poly), storage_options).decode())
+    if f"{frame}-poly.txt" in meta_files:
+        out.polygon = parse_polygon(texts[f"{frame}-poly.txt"])
     if not out.pairs:
         raise MissingProductError(f"no interferograms under {join(furl, 'interferograms')}")
     return out
@@ -302,6 +337,70 @@ def check_grid(header: Header, shape: tuple[int, int], transform: tuple[float, .
         raise GridMismatchError(f"{header.url}: geotransform {header.transform} differs from the frame's {transform}")
 
 
+def header_of(ds: Any, url: str) -> Header:
+    """The :class:`Header` of an open rasterio dataset."""
+    epsg = ds.crs.to_epsg() if ds.crs else None
+    return Header(url, (ds.height, ds.width), tuple(ds.transform)[:6], ds.dtypes[0], epsg)
+
+
+def open_product(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """Open a product GeoTIFF (a context manager yielding a rasterio dataset); errors name the file."""
+    import rasterio
+
+    try:
+        return _open(url, storage_options)
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise ProductError(f"{url}: cannot open GeoTIFF ({exc})") from exc
+
+
+def read_window(ds: Any, url: str, row0: int, row1: int) -> np.ndarray:
+    """Rows ``row0:row1`` of band 1 of an open product, in its own dtype; a corrupt strip names the file."""
+    import rasterio
+    from rasterio.windows import Window
+
+    try:
+        return ds.read(1, window=Window(0, row0, ds.width, row1 - row0))
+    except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+        raise ProductError(f"{url}: cannot read rows {row0}:{row1} ({exc})") from exc
+
+
+def coherence_to_uint8(raw: np.ndarray) -> np.ndarray:
+    """LiCSAR cc (uint8 0..255, or float32 0..1) as the cube stores it: uint8 k = round(255 c), 0 = no data.
+
+    uint8 input is returned as is (lossless); float input is rounded to LiCSAR's own 1/255 steps, a valid
+    coherence never becoming the no-data value 0."""
+    if raw.dtype == np.uint8:
+        return raw
+    c = raw.astype("float32", copy=False)
+    valid = np.isfinite(c) & (c > 0)
+    return np.where(valid, np.clip(np.rint(np.where(valid, c, 0) * 255.0), 1, 255), 0).astype(np.uint8)
+
+
+def to_cube_values(raw: np.ndarray, kind: str, nodata: float | None, dtype: Any = "float32") -> np.ndarray:
+    """Product values -> cube values of ``dtype``: float32 with LiCSAR's no-data as NaN (phase/unw in rad,
+    coherence 0..1, E/N/U unit components, hgt in m), or uint8 coherence (:func:`coherence_to_uint8`).
+
+    Works in place on ``raw`` when it is already float32 (the caller's buffer is not kept)."""
+    if np.dtype(dtype) == np.uint8:
+        if kind != "cc":
+            raise ProductError(f"only coherence is stored as uint8, not {kind!r}")
+        return coherence_to_uint8(raw)
+    if kind == "cc":
+        out = raw.astype("float32")
+        if raw.dtype == np.uint8:
+            return np.where(raw == 0, np.nan, out / 255.0).astype("float32")
+        return np.where((out <= 0) | ~np.isfinite(out), np.nan, np.clip(out, 0.0, 1.0)).astype("float32")
+    out = raw.astype("float32", copy=False)
+    if kind == "landmask":
+        return out
+    bad = raw == 0
+    bad |= ~np.isfinite(out)
+    if nodata is not None and not np.isnan(nodata):
+        bad |= raw == nodata
+    out[bad] = np.nan
+    return out
+
+
 def read_rows(url: str, row0: int, row1: int, kind: str, storage_options: dict[str, Any] | None = None,
               grid: tuple[tuple[int, int], tuple[float, ...]] | None = None) -> np.ndarray:
     """Read rows ``row0:row1`` of a product as float32 with LiCSAR's no-data turned into NaN.
@@ -311,33 +410,18 @@ def read_rows(url: str, row0: int, row1: int, kind: str, storage_options: dict[s
     0..1, E/N/U unit components, hgt in m.
     """
     import rasterio
-    from rasterio.windows import Window
 
     try:
-        with _open(url, storage_options) as ds:
+        with open_product(url, storage_options) as ds:
             if grid is not None:
-                epsg = ds.crs.to_epsg() if ds.crs else None
-                check_grid(Header(url, (ds.height, ds.width), tuple(ds.transform)[:6], ds.dtypes[0], epsg), *grid)
-            raw = ds.read(1, window=Window(0, row0, ds.width, row1 - row0))
+                check_grid(header_of(ds, url), *grid)
+            raw = read_window(ds, url, row0, row1)
             nodata = ds.nodata
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
         if isinstance(exc, ProductError):
             raise
         raise ProductError(f"{url}: cannot read rows {row0}:{row1} ({exc})") from exc
-    out = raw.astype("float32")
-    if kind == "cc":
-        if raw.dtype == np.uint8:
-            out = np.where(raw == 0, np.nan, out / 255.0).astype("float32")
-        else:
-            out = np.where((out <= 0) | ~np.isfinite(out), np.nan, np.clip(out, 0.0, 1.0)).astype("float32")
-    elif kind == "landmask":
-        out = np.where(np.isfinite(out), out, np.nan).astype("float32")
-    else:
-        bad = (raw == 0) | ~np.isfinite(out)
-        if nodata is not None and not np.isnan(nodata):
-            bad |= raw == nodata
-        out[bad] = np.nan
-    return out
+    return to_cube_values(raw, kind, nodata)
 
 
 def pair_dates(pairs: list[str]) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:

@@ -15,10 +15,11 @@ import pytest
 import rasterio
 import s3fs
 import xarray as xr
+import zarr
 
 from insarcloud.io import open_cube
 from insarcloud.io.ingest import ingest_frame
-from insarcloud.io.licsar import discover_frame, read_rows
+from insarcloud.io.licsar import coherence_to_uint8, discover_frame, read_rows, to_cube_values
 
 FRAME = "106A_09048_000909"
 PAIRS = ["20240106_20240118", "20240106_20240130", "20240106_20240211",
@@ -67,7 +68,20 @@ def test_ingest_s3_real_frame(licsar_frame_dir, bucket, storage_options, dask_cl
     assert list(ds.pair.values) == PAIRS
     assert ds.primary.dtype.kind == "M" and ds.date.size == 4
     np.testing.assert_array_equal(ds.phase.sel(pair=PAIRS[2]).values, _truth(licsar_frame_dir, PAIRS[2], "diff_pha"))
-    np.testing.assert_array_equal(ds.coh.sel(pair=PAIRS[4]).values, _truth(licsar_frame_dir, PAIRS[4], "cc"))
+    # coherence is stored as LiCSAR stores it (uint8 k, 0 = no data), losslessly; CF decoding gives k/255
+    coh_truth = _truth(licsar_frame_dir, PAIRS[4], "cc")
+    np.testing.assert_allclose(ds.coh.sel(pair=PAIRS[4]).values, coh_truth, rtol=1e-7)
+    assert ds.coh.encoding["dtype"] == np.uint8 and ds.coh.encoding["scale_factor"] == pytest.approx(1 / 255)
+    with rasterio.open(licsar_frame_dir / "interferograms" / PAIRS[4] / f"{PAIRS[4]}.geo.cc.tif") as src_cc:
+        np.testing.assert_array_equal(zarr.open_array(cube, path="coh", storage_options=storage_options)[4],
+                                      src_cc.read(1))
+    cube_ds = open_cube(cube, storage_options)  # the contract's float32, equal to the product's cc / 255
+    assert cube_ds.coh.dtype == np.float32
+    np.testing.assert_array_equal(cube_ds.coh.sel(pair=PAIRS[4]).values, coh_truth)
+    # one object per pair and variable (shards of 128 x 128 chunks), not one per chunk
+    assert ds.phase.encoding["chunks"] == (1, 128, 128) and ds.phase.encoding["shards"] == (1, 384, 384)
+    fs = s3fs.S3FileSystem(**storage_options)
+    assert len(fs.find(f"{cube}/phase/c")) == len(PAIRS)
     assert "unw" not in ds and "hgt" not in ds  # the real frame has neither; reported, not invented
     assert ds.attrs["heading_deg"] == pytest.approx(-12.019061)
     assert ds.phase.attrs["units"] == "rad"
@@ -183,3 +197,34 @@ def _wait_port(port: int, timeout: float = 30) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(port)
+
+
+def test_coherence_to_uint8_is_licsar_steps():
+    """Float coherence is stored in LiCSAR's 1/255 steps; uint8 passes through; no valid value becomes 0."""
+    raw = np.array([[np.nan, 0.0, -0.1, 1e-4, 0.5, 1.0, 1.7]], dtype=np.float32)
+    np.testing.assert_array_equal(coherence_to_uint8(raw), [[0, 0, 0, 1, 128, 255, 255]])
+    u8 = np.arange(256, dtype=np.uint8)[None]
+    assert coherence_to_uint8(u8) is u8
+    # what open_cube gives back for every stored k is exactly float32(k / 255), as read_rows returns it
+    decoded = (u8.astype(np.float64) * (1 / 255)).astype(np.float32)
+    np.testing.assert_array_equal(decoded[:, 1:], to_cube_values(u8, "cc", None)[:, 1:])
+
+
+def test_whole_object_writer_replaces_shards(tmp_path):
+    """Ingest's writer never reads the shard it replaces: a re-write (a resumed run) leaves exactly the
+    new data, including inner chunks that are now empty (all NaN) and held data before."""
+    from insarcloud.io.ingest import _cube_array
+
+    arr = zarr.create_array(str(tmp_path / "c.zarr"), name="phase", shape=(2, 40, 24), chunks=(1, 8, 8),
+                            shards=(1, 16, 16), dtype="float32", fill_value=np.nan, zarr_format=3)
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(40, 24)).astype(np.float32)
+    second = rng.normal(size=(40, 24)).astype(np.float32)
+    second[:8, :8] = np.nan  # an inner chunk that had data and now has none
+    second[16:32] = np.nan  # a whole shard row that had data and now has none
+    for run, data in (("a", first), ("b", second)):
+        w = _cube_array(str(tmp_path / "c.zarr"), "{}", "phase", run)
+        for r0 in range(0, 40, 16):
+            w[1, r0:r0 + 16, :] = data[r0:r0 + 16]
+    np.testing.assert_array_equal(arr[1], second)
+    assert np.isnan(arr[0]).all()
