@@ -21,9 +21,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate ``proc``; kill it when it has not exited within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @contextlib.contextmanager
-def local_s3(port: int | None = None) -> Iterator[str]:
-    """Start moto's server, export the AWS variables, yield the endpoint URL, stop it at the end."""
+def local_s3(port: int | None = None, key: str = "demo", secret: str = "demo") -> Iterator[str]:
+    """Start moto's server, export the AWS variables, yield the endpoint URL, stop it at the end.
+
+    ``key``/``secret`` are what the AWS variables say (moto accepts any); the test suite's fixtures use their
+    own so that a test's storage options and the environment agree.
+    """
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -43,15 +56,11 @@ def local_s3(port: int | None = None) -> Iterator[str]:
                     raise TimeoutError(f"moto server on {endpoint} did not answer") from None
                 time.sleep(0.1)
         # moto accepts any credentials; these are not secrets.
-        os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1",
+        os.environ.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION="us-east-1",
                           AWS_ENDPOINT_URL=endpoint)
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -20,6 +20,7 @@ import zarr
 from insarcloud.io import open_cube
 from insarcloud.io.ingest import ingest_frame
 from insarcloud.io.licsar import coherence_to_uint8, discover_frame, read_rows, to_cube_values
+from pipelines.local_s3 import free_port
 
 FRAME = "106A_09048_000909"
 PAIRS = ["20240106_20240118", "20240106_20240130", "20240106_20240211",
@@ -133,7 +134,7 @@ def test_append_new_pair_and_bad_products(licsar_frame_dir, tmp_path, bucket, st
 def test_http_directory_listing(licsar_frame_dir):
     """LiCSAR's own web tree is an HTTP directory listing: discovery and reads work over it."""
     root = licsar_frame_dir.parent.parent
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                              "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -177,14 +178,6 @@ def test_kill_mid_ingest_then_resume(licsar_frame_dir, tmp_path):
     assert ds.sizes["pair"] == 6 and bool(ds.ingested.all())
     for pair in PAIRS:
         np.testing.assert_array_equal(ds.phase.sel(pair=pair).values, _truth(licsar_frame_dir, pair, "diff_pha"))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, timeout: float = 30) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from insarcloud import io
 from insarcloud.qc import dataset, labels
+from pipelines.local_s3 import stop_process
 
 from .conftest import synthetic_cube
 
@@ -66,11 +67,7 @@ def review_server(review_dataset: str, s3_endpoint: str):  # type: ignore[no-unt
             raise RuntimeError(f"review server did not start: {line!r} {proc.stderr.read()[-2000:]}")
         yield line.split()[1], review_dataset
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 @pytest.mark.slow
