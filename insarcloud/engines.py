@@ -75,3 +75,29 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
         ray.init(address="local", num_cpus=num_cpus or max(1, os.cpu_count() or 1),
                  object_store_memory=object_store_memory, include_dashboard=False, log_to_driver=False)
     return ray
+
+
+def started_actors(actors: list[Any], probe: str, *, grace_s: float = 10.0, label: str = "") -> list[Any]:
+    """The actors of a pool that start; the others are killed.
+
+    Frames run in parallel on one Ray cluster, so on a small cluster some of a pool's actors wait for a CPU
+    (or GPU) that another frame's pool holds. A job handed to such a pending actor waits as long as the other
+    pool, which may itself wait on its own pending actor while its started actors idle on their resources:
+    the two pools deadlock (the demo did, with two actors per pool on two CPUs). So wait for one actor to
+    answer ``probe`` (a no-argument method), give the others ``grace_s`` seconds, and drop the rest.
+    """
+    import ray
+
+    if not actors:
+        return []
+    probes = {getattr(a, probe).remote(): a for a in actors}
+    started, pending = ray.wait(list(probes), num_returns=1)
+    if pending:
+        more, pending = ray.wait(pending, num_returns=len(pending), timeout=grace_s)
+        started += more
+    for ref in pending:
+        ray.kill(probes[ref])
+    if pending:
+        log.info("%s%d of %d actors started; the others wait for resources and are dropped",
+                 f"{label}: " if label else "", len(started), len(probes))
+    return [probes[ref] for ref in started]

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError, InputArrayError
 
 log = logging.getLogger(__name__)
@@ -306,21 +307,7 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     xbounds = np.cumsum((0,) + tuple(cx))
     blocks = [((int(ybounds[i]), int(ybounds[i + 1])), (int(xbounds[j]), int(xbounds[j + 1])))
               for i in range(len(cy)) for j in range(len(cx))]
-    # Frames run in parallel on one Ray cluster: on a small one, some of this frame's actors may wait for a
-    # CPU that another frame's pool holds. ActorPool hands blocks to every actor, so a block given to a
-    # pending actor waits as long as the other pool, which may itself wait on its own pending actor (the
-    # demo deadlocked so). Use the actors that start: wait for one, give the others a moment, drop the rest.
-    probes = {a.ready.remote(): a for a in actors}
-    started, pending = ray.wait(list(probes), num_returns=1)
-    if pending:
-        more, pending = ray.wait(pending, num_returns=len(pending), timeout=10.0)
-        started += more
-    for ref in pending:
-        ray.kill(probes[ref])
-    actors = [probes[ref] for ref in started]
-    if pending:
-        log.info("forecast: %d of %d actors started; the others wait for resources and are dropped",
-                 len(actors), len(probes))
+    actors = started_actors(actors, "ready", label="forecast")  # the others could deadlock parallel frames
     pool = ActorPool(actors)
     n_pix, sse, sae = 0, 0.0, 0.0
     for k, (n, s, a) in enumerate(pool.map_unordered(lambda act, b: act.run.remote(*b), blocks), start=1):

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError
 
 log = logging.getLogger(__name__)
@@ -369,6 +370,9 @@ def run_quality(
         for _ in range(max(1, min(n_actors, len(todo))) if todo else 0):
             new_actor()
         replaced = 0
+        # a pending actor holding a job while this pool's started actors idle on their CPUs deadlocks frames
+        # running in parallel on a small cluster (engines.started_actors); in place: new_actor appends to it
+        actors[:] = started_actors(actors, "info", label="quality")
         if actors:
             device = ray.get(actors[0].info.remote())["device"]
             log.info("%d actor(s) on %s for %d chunk(s) of %s", len(actors), device, len(todo), cube_url)
