@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--stages", nargs="*", default=None)
     args = ap.parse_args()
+    # the job's own progress and failures (with tracebacks) on stderr, as in the demo
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("insarcloud.area_job").setLevel(logging.INFO)
     t0 = time.perf_counter()
     with local_s3() as endpoint:
         import s3fs
@@ -51,7 +55,8 @@ def main() -> None:
         result = run_area(cfg)
         out: dict = {"frames": {}, "mosaic": {}, "wall_s": {"simulate": round(t_sim, 1), **result.seconds},
                      "stage_seconds": {f: r.stage_seconds for f, r in result.frames.items()},
-                     "failed": result.failed, "size": args.size, "epochs": args.epochs}
+                     "failed": result.failed, "size": args.size, "epochs": args.epochs,
+                     "errors": {f: r.error for f, r in result.frames.items() if r.error}}
         # the job itself compares with the truth (report.truth_url in the demo's config)
         out.update(result.truth or {"truth": "not computed (see the run log)"})
     out["wall_s"]["benchmark_total"] = round(time.perf_counter() - t0, 1)
