@@ -36,6 +36,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -124,6 +125,10 @@ def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
     return keep & ~(in_bad & ~in_good)
 
 
+# --checkpoint: a candidate ConvNeXt export to score instead of the shipped one (None = the shipped one)
+CHECKPOINT: str | None = None
+
+
 def model_quality(frame: Any) -> tuple[np.ndarray | None, str]:
     """The real ConvNeXt quality map (pair, y, x) as the quality stage computes it; else (None, reason).
 
@@ -141,10 +146,11 @@ def model_quality(frame: Any) -> tuple[np.ndarray | None, str]:
         from insarcloud.qc.train import load_model
     except Exception as exc:  # the qc stage is optional here
         return None, f"qc model unavailable: {exc}"
-    if not DEFAULT_CHECKPOINT.exists():
-        return None, f"no checkpoint at {DEFAULT_CHECKPOINT}"
+    ckpt = Path(CHECKPOINT) if CHECKPOINT else DEFAULT_CHECKPOINT
+    if not ckpt.exists():
+        return None, f"no checkpoint at {ckpt}"
     try:
-        model = load_model(str(DEFAULT_CHECKPOINT)).eval()
+        model = load_model(str(ckpt)).eval()
         chans = tuple(model.config.channels)
         sp = ServeParams()
         closure = None
@@ -161,7 +167,7 @@ def model_quality(frame: Any) -> tuple[np.ndarray | None, str]:
                 win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
                 out[i] = infer_region(model, win, plan, (0, ny), (0, nx), sp.tile, sp.overlap,
                                       batch_size=sp.batch_size)
-        return out, (f"ConvNeXt checkpoint {DEFAULT_CHECKPOINT.name}, channels {list(chans)}, tile {sp.tile}, "
+        return out, (f"ConvNeXt checkpoint {ckpt}, channels {list(chans)}, tile {sp.tile}, "
                      f"overlap {sp.overlap}, closure = qc frame_qc pair_closure")
     except Exception as exc:
         return None, f"model inference failed: {type(exc).__name__}: {exc}"
@@ -599,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", required=True, help="output JSON path")
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--checkpoint", default=None, help="ConvNeXt export to score (default: the shipped one)")
     ap.add_argument("--sim-shape", type=int, default=128)
     ap.add_argument("--sim-epochs", type=int, default=40)
     ap.add_argument("--sim-seeds", type=int, default=3, help="report frames (seeds seed..seed+n-1)")
@@ -614,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
                     default=["accuracy", "speed", "memory"],
                     help="parts to run (default all); e.g. --parts accuracy")
     args = ap.parse_args(argv)
+    global CHECKPOINT
+    CHECKPOINT = args.checkpoint
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.quick:
         args.sim_shape, args.sim_epochs, args.pixels, args.mintpy_pixels, args.repeat = 64, 24, 20_000, 200, 1

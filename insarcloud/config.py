@@ -330,7 +330,9 @@ class QcParams(_Model):
 class QualityParams(_Model):
     """ConvNeXt-InSAR quality maps served by Ray actors (``insarcloud.qc.serve``)."""
 
-    checkpoint: str | None = Field(None, max_length=2048, description="Checkpoint URL; unset = the packaged one.")
+    checkpoint: str | None = Field(None, max_length=2048, description=(
+        "Checkpoint URL, or a packaged export: 'default' (unwrapping error or decorrelation; unset = this) or "
+        "'unw_error' (unwrapping errors only: the better weights for the inversion, notes/invert.md)."))
     tile: int = Field(256, ge=32, le=4096, description="Model tile side, pixels.")
     overlap: int = Field(64, ge=0, le=2048, description="Tile overlap blended with sin^2 tapers, pixels.")
     batch_size: int = Field(4, ge=1, le=256, description="Tiles per forward pass.")

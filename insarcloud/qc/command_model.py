@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ray-address", dest="ray_address", default=None,
                    help="Ray address (ray://head:10001, auto); default $INSARCLOUD_RAY_ADDRESS or a local Ray")
     q.add_argument("--actors", type=int, default=2, help="actors in the pool (default 2)")
-    q.add_argument("--checkpoint", default=None, help="checkpoint URL/path (default: the shipped one)")
+    q.add_argument("--checkpoint", default=None,
+                   help="checkpoint URL/path, or a packaged model: default (the shipped one), unw_error")
     q.add_argument("--tile", type=int, default=256, help="model tile side, pixels (default 256)")
     q.add_argument("--overlap", type=int, default=64, help="blended tile overlap, pixels (default 64)")
     q.add_argument("--threads", type=int, default=1, help="torch threads / Ray CPUs per actor (default 1)")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 STAGE = "quality"
 GROUP = "quality"
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "convnext_insar_atto.pt"
+# Packaged exports by name (checkpoints/README.md): "default" maps P(unwrapping error or decorrelation), the
+# quality map of the paper; "unw_error" maps P(unwrapping error) alone, the better inversion weight
+# (notes/invert.md: +16% velocity RMSE vs unweighted on the report frames against +6% for "default").
+PACKAGED_CHECKPOINTS = {"default": DEFAULT_CHECKPOINT,
+                        "unw_error": DEFAULT_CHECKPOINT.with_name("convnext_insar_atto_unw.pt")}
 
 
 class ServeParams(BaseModel):
@@ -45,7 +50,8 @@ class ServeParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    checkpoint: str = Field(str(DEFAULT_CHECKPOINT), description="checkpoint URL or path")
+    checkpoint: str = Field(str(DEFAULT_CHECKPOINT), description="checkpoint URL or path, or a packaged "
+                            "export's name: 'default' or 'unw_error'")
     tile: int = Field(256, ge=32, le=4096, description="model tile side, pixels")
     overlap: int = Field(64, ge=0, le=2048, description="tile overlap blended with sin^2 tapers, pixels")
     batch_size: int = Field(4, ge=1, le=256, description="tiles per forward pass")
@@ -53,6 +59,11 @@ class ServeParams(BaseModel):
     channels_last: bool = Field(True, description="NHWC tensors (faster oneDNN convolutions on CPU)")
     threads: int = Field(1, ge=1, le=256, description="torch threads (and Ray CPUs) per actor")
     chunk: int | None = Field(None, ge=32, description="output chunk side; None: the cube's chunks")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _packaged(cls, v: str) -> str:
+        return str(PACKAGED_CHECKPOINTS[v]) if v in PACKAGED_CHECKPOINTS else v
 
     def model_post_init(self, __context: object) -> None:
         if self.overlap >= self.tile:

@@ -44,7 +44,7 @@ def _patch_triplets_sizeof() -> None:
         return int(sum(getattr(a, "nbytes", 64) for a in tuple.__iter__(t)))
 
 
-def build(work: str, shape: tuple[int, int], n_epochs: int, tile: int) -> str:
+def build(work: str, shape: tuple[int, int], n_epochs: int, tile: int, target: str = "bad") -> str:
     from insarcloud import io
     from insarcloud.qc.dataset import build_dataset, write_truth
     from insarcloud.simulate.frame import simulate_frame
@@ -58,7 +58,10 @@ def build(work: str, shape: tuple[int, int], n_epochs: int, tile: int) -> str:
         cube = f"{work}/cubes/{frame}.zarr"
         io.write_new_cube(ds, cube)
         truth = f"{work}/truth/{frame}.zarr"
-        write_truth(truth, sf.pairs, ds["y"].values, ds["x"].values, sf.unw_cycles != 0, sf.coherence)
+        # target "unw_error": the truth's coherence is written as 1, so the dataset's truth (unw_error |
+        # coherence < 0.2) is the unwrapping errors alone: what inversion weights need (notes/invert.md)
+        coh_truth = np.ones_like(sf.coherence) if target == "unw_error" else sf.coherence
+        write_truth(truth, sf.pairs, ds["y"].values, ds["x"].values, sf.unw_cycles != 0, coh_truth)
         cubes.append(cube)
         truths.append(truth)
         splits[frame] = split
@@ -86,10 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-build", action="store_true", help="reuse the dataset under --work")
     ap.add_argument("--ablation", action="store_true", help="also train the plain baseline and loss variants")
     ap.add_argument("--json", default=None, help="write the evaluation table here")
+    ap.add_argument("--target", choices=("bad", "unw_error"), default="bad",
+                    help="bad: unwrapping error or true coherence < 0.2 (the default quality map); unw_error: "
+                         "unwrapping errors only (convnext_insar_atto_unw.pt, for inversion weights)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     shape = tuple(int(v) for v in a.shape.lower().split("x"))
-    ds_url = f"{a.work}/datasets/qc_tiles.zarr" if a.skip_build else build(a.work, shape, a.epochs_sim, a.tile)
+    ds_url = (f"{a.work}/datasets/qc_tiles.zarr" if a.skip_build
+              else build(a.work, shape, a.epochs_sim, a.tile, a.target))
     chans = ("cos_phase", "sin_phase", "coh", "unw_grad", "closure")
     variants = {"improved": ModelConfig(channels=chans, num_stages=3)}
     if a.ablation:
@@ -109,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: %s", key, {k: v for k, v in r.evaluation.items()})
             if key == "improved/bce_dice":
                 state = read_checkpoint(ck)
-                dst = Path(a.out) / "convnext_insar_atto.pt"
+                dst = Path(a.out) / ("convnext_insar_atto_unw.pt" if a.target == "unw_error"
+                                     else "convnext_insar_atto.pt")
                 save_checkpoint(str(dst), export_checkpoint(state))
                 log.info("exported %s (%.2f MB)", dst, dst.stat().st_size / 1e6)
     if a.json:
