@@ -95,6 +95,9 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
     d = ts.velocity.values - truth.velocity.values  # the same grid, pixel for pixel
     d = d[np.isfinite(d)]
     assert frame_stats["rmse_mm_yr"] == pytest.approx(np.sqrt(np.mean((d - np.median(d)) ** 2)), abs=2e-3)
+    # the noise group (the mosaic's input) is scored too, with its own precision, on the same frame
+    noise_stats = result.truth["frames_noise"][FRAMES[0][0]]
+    assert noise_stats["n"] > 0.9 * frame_stats["n"] and 0.0 <= noise_stats["frac_within_1.96_sigma"] <= 1.0
     assert result.truth["mosaic"]["velocity_A"]["whole"]["rmse_mm_yr"] < 10.0
     assert result.truth["mosaic"]["velocity_up"]["rmse_mm_yr"] < 15.0
 
