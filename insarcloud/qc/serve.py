@@ -218,9 +218,13 @@ class QualityWorker:
         from insarcloud import io
         from insarcloud.qc.model import cube_channels, infer_region, plan_window
 
-        if self.fault_file and os.path.exists(self.fault_file):
-            os.remove(self.fault_file)
-            os._exit(1)
+        if self.fault_file:  # fault injection for tests: the one actor whose remove succeeds dies (no race)
+            try:
+                os.remove(self.fault_file)
+            except FileNotFoundError:
+                pass
+            else:
+                os._exit(1)
         t0 = time.perf_counter()
         ds, qc = self._open()
         p = self.p
