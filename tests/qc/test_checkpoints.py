@@ -12,22 +12,12 @@ import torch
 
 from insarcloud.qc.model import cube_channels, infer_region, plan_window
 from insarcloud.qc.products import frame_qc
-from insarcloud.qc.serve import DEFAULT_CHECKPOINT
-from insarcloud.qc.train import load_model
+from insarcloud.qc.serve import DEFAULT_CHECKPOINT, PACKAGED_CHECKPOINTS
+from insarcloud.qc.train import load_model, roc_auc
 from insarcloud.simulate import simulate_frame
 
-UNW_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("convnext_insar_atto_unw.pt")
+UNW_CHECKPOINT = PACKAGED_CHECKPOINTS["unw_error"]
 TILE, OVERLAP = 64, 16
-
-
-def _auc(score: np.ndarray, label: np.ndarray) -> float:
-    """ROC AUC by ranks (Mann-Whitney), ties averaged."""
-    from scipy.stats import rankdata
-
-    r = rankdata(score)
-    pos = label.astype(bool)
-    n1, n0 = pos.sum(), (~pos).sum()
-    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +49,11 @@ def test_shipped_checkpoint_ranks_its_target(frame, ckpt, target) -> None:  # ty
     truth = err | (frame.coherence < 0.2) if target == "bad" else err
     ok = np.isfinite(p) & np.isfinite(frame.unw)
     assert 0.002 < truth[ok].mean() < 0.98, "the test frame needs both classes"
-    assert _auc(p[ok], truth[ok]) > 0.85
+    assert roc_auc(p[ok], truth[ok]) > 0.85
     if target == "unw_error":
         # and it is not just a decorrelation detector: among decorrelated pixel-pairs it still finds the errors
         low = ok & (frame.coherence < 0.3)
-        assert _auc(p[low], err[low]) > 0.75
+        assert roc_auc(p[low], err[low]) > 0.75
 
 
 def test_packaged_checkpoints_by_name() -> None:
