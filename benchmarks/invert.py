@@ -125,11 +125,7 @@ def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
     return keep & ~(in_bad & ~in_good)
 
 
-# --checkpoint: a candidate ConvNeXt export to score instead of the shipped one (None = the shipped one)
-CHECKPOINT: str | None = None
-
-
-def model_quality(frame: Any) -> tuple[np.ndarray | None, str]:
+def model_quality(frame: Any, checkpoint: str | None = None) -> tuple[np.ndarray | None, str]:
     """The real ConvNeXt quality map (pair, y, x) as the quality stage computes it; else (None, reason).
 
     Same inputs as ``insarcloud.qc.serve.QualityWorker.run``: ``cube_channels`` of the cube's phase / coh /
@@ -146,7 +142,7 @@ def model_quality(frame: Any) -> tuple[np.ndarray | None, str]:
         from insarcloud.qc.train import load_model
     except Exception as exc:  # the qc stage is optional here
         return None, f"qc model unavailable: {exc}"
-    ckpt = Path(CHECKPOINT) if CHECKPOINT else DEFAULT_CHECKPOINT
+    ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if not ckpt.exists():
         return None, f"no checkpoint at {ckpt}"
     try:
@@ -301,7 +297,8 @@ def propagate_reference(w: np.ndarray, r: int) -> np.ndarray:
         return np.where((w > 0) & (wr > 0), w * wr / (w + wr), 0.0)
 
 
-def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 12.0) -> dict[str, Any]:
+def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 12.0,
+             checkpoint: str | None = None) -> dict[str, Any]:
     from insarcloud.simulate.frame import simulate_frame
 
     t0 = time.time()
@@ -346,7 +343,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
             np.where(np.isfinite(unw), fr.unw_true.reshape(npair, -1), np.nan)
             - fr.unw_true.reshape(npair, -1)[:, [r]], None),
     }
-    q_model, model_note = model_quality(fr)
+    q_model, model_note = model_quality(fr, checkpoint)
     diag: dict[str, Any] = {}
     if q_model is not None:
         q = q_model.reshape(npair, -1).astype(np.float64)
@@ -621,8 +618,6 @@ def main(argv: list[str] | None = None) -> int:
                     default=["accuracy", "speed", "memory"],
                     help="parts to run (default all); e.g. --parts accuracy")
     args = ap.parse_args(argv)
-    global CHECKPOINT
-    CHECKPOINT = args.checkpoint
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.quick:
         args.sim_shape, args.sim_epochs, args.pixels, args.mintpy_pixels, args.repeat = 64, 24, 20_000, 200, 1
@@ -637,9 +632,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("accuracy on simulated frames ...")
         # design frames (seeds 10, 11): where the weight mappings were chosen; report frames: seed .. seed+n-1
         report["accuracy_design_frames"] = accuracy_summary(
-            [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4) for s in args.design_seeds])
+            [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4, checkpoint=args.checkpoint)
+             for s in args.design_seeds])
         report["accuracy"] = accuracy_summary(
-            [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4) for k in range(args.sim_seeds)])
+            [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4, checkpoint=args.checkpoint)
+             for k in range(args.sim_seeds)])
         log.info("%s", json.dumps(report["accuracy"]["mean_rmse_reduction_vs_none_pct"], indent=1))
     if "speed" in args.parts:
         log.info("agreement with MintPy and throughput ...")

@@ -63,13 +63,12 @@ def _place(area: xr.Dataset, name: str, truth: xr.DataArray, out: np.ndarray, co
 
 def _complete_group(cube: str, group: str, so: dict[str, Any] | None) -> xr.Dataset | None:
     """The cube's ``group`` when its stage marked it complete and it has velocity and velocity_std, else None."""
-    try:
-        ds = xr.open_zarr(cube, group=group, storage_options=so)
-    except (OSError, KeyError, ValueError):  # absent group: zarr/fsspec raise one of these
+    from insarcloud.io import read_marker
+
+    if not (read_marker(cube, group, so) or {}).get("complete"):
         return None
-    if not (ds.attrs.get("insarcloud") or {}).get("complete") or not {"velocity", "velocity_std"} <= set(ds):
-        return None
-    return ds
+    ds = xr.open_zarr(cube, group=group, storage_options=so)
+    return ds if {"velocity", "velocity_std"} <= set(ds) else None
 
 
 def compare_to_truth(truth_urls: Mapping[str, str], ts_urls: Mapping[str, tuple[str, str]],
