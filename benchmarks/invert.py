@@ -134,9 +134,7 @@ def model_quality(frame: Any, checkpoint: str | None = None) -> tuple[np.ndarray
     (``ServeParams``), the whole frame as one region (chunked == whole-image inference by construction).
     """
     try:
-        import torch
-
-        from insarcloud.qc.model import cube_channels, infer_region, plan_window
+        from insarcloud.qc.model import stack_quality
         from insarcloud.qc.products import frame_qc
         from insarcloud.qc.serve import DEFAULT_CHECKPOINT, ServeParams
         from insarcloud.qc.train import load_model
@@ -153,16 +151,8 @@ def model_quality(frame: Any, checkpoint: str | None = None) -> tuple[np.ndarray
         if "closure" in chans:
             closure = frame_qc(frame.pairs, frame.phase.astype(np.float32), frame.coherence_est.astype(np.float32),
                                frame.unw.astype(np.float32)).pixels.pair_closure
-        ny, nx = frame.shape
-        plan = plan_window((ny, nx), (0, ny), (0, nx), sp.tile, sp.overlap)
-        out = np.empty(frame.unw.shape, np.float32)
-        with torch.no_grad():
-            for i in range(frame.unw.shape[0]):
-                img = cube_channels(chans, frame.phase[i], frame.coherence_est[i], frame.unw[i],
-                                    closure=None if closure is None else closure[i])
-                win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
-                out[i] = infer_region(model, win, plan, (0, ny), (0, nx), sp.tile, sp.overlap,
-                                      batch_size=sp.batch_size)
+        out = stack_quality(model, frame.phase, frame.coherence_est, frame.unw, closure, tile=sp.tile,
+                            overlap=sp.overlap, batch_size=sp.batch_size)
         return out, (f"ConvNeXt checkpoint {ckpt}, channels {list(chans)}, tile {sp.tile}, "
                      f"overlap {sp.overlap}, closure = qc frame_qc pair_closure")
     except Exception as exc:

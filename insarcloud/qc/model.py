@@ -374,6 +374,38 @@ def infer_region(
     return out
 
 
+def stack_quality(
+    model: ConvNeXtInSAR,
+    phase: np.ndarray,
+    coh: np.ndarray,
+    unw: np.ndarray | None = None,
+    closure: np.ndarray | None = None,
+    *,
+    tile: int = 256,
+    overlap: int = 64,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Quality of a whole in-memory stack, pair by pair, the whole image as one region.
+
+    ``phase``, ``coh``, ``unw``, ``closure``: (pair, y, x) float32 (closure: the qc group's ``pair_closure``).
+    Returns (pair, y, x) float32 quality in [0, 1], equal to what the quality stage writes for the same
+    inputs and tile/overlap (its chunks blend the same global tile grid). For benchmarks and tests; the
+    stage itself reads and writes chunk by chunk (``insarcloud.qc.serve``).
+    """
+    import torch
+
+    ny, nx = phase.shape[1:]
+    plan = plan_window((ny, nx), (0, ny), (0, nx), tile, overlap)
+    out = np.empty(phase.shape, np.float32)
+    with torch.no_grad():
+        for i in range(phase.shape[0]):
+            img = cube_channels(tuple(model.config.channels), phase[i], coh[i],
+                                None if unw is None else unw[i], closure=None if closure is None else closure[i])
+            win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
+            out[i] = infer_region(model, win, plan, (0, ny), (0, nx), tile, overlap, batch_size=batch_size)
+    return out
+
+
 def cube_channels(
     channels: tuple[str, ...],
     phase: np.ndarray,

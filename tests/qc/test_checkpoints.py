@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from insarcloud.qc.model import cube_channels, infer_region, plan_window
+from insarcloud.qc.model import stack_quality
 from insarcloud.qc.products import frame_qc
 from insarcloud.qc.serve import DEFAULT_CHECKPOINT, PACKAGED_CHECKPOINTS
 from insarcloud.qc.train import load_model, roc_auc
@@ -28,18 +27,10 @@ def frame():  # type: ignore[no-untyped-def]
 
 
 def _p_bad(ckpt: str, sf) -> np.ndarray:  # type: ignore[no-untyped-def]
-    model = load_model(ckpt).eval()
     phase, coh, unw = (a.astype(np.float32) for a in (sf.phase, sf.coherence_est, sf.unw))
     closure = frame_qc(sf.pairs, phase, coh, unw).pixels.pair_closure
-    ny, nx = phase.shape[1:]
-    plan = plan_window((ny, nx), (0, ny), (0, nx), TILE, OVERLAP)
-    out = np.empty(phase.shape, np.float32)
-    with torch.no_grad():
-        for i in range(phase.shape[0]):
-            img = cube_channels(tuple(model.config.channels), phase[i], coh[i], unw[i], closure=closure[i])
-            win = img[:, plan.read_y[0]: plan.read_y[1], plan.read_x[0]: plan.read_x[1]]
-            out[i] = 1.0 - infer_region(model, win, plan, (0, ny), (0, nx), TILE, OVERLAP, batch_size=8)
-    return out
+    return 1.0 - stack_quality(load_model(ckpt).eval(), phase, coh, unw, closure, tile=TILE, overlap=OVERLAP,
+                               batch_size=8)
 
 
 @pytest.mark.parametrize("ckpt,target", [(DEFAULT_CHECKPOINT, "bad"), (UNW_CHECKPOINT, "unw_error")])
