@@ -98,11 +98,14 @@ def run_case(region, seed, args, models, device, result_rows, timings):
         prep = dz["prep"]
         torch.manual_seed(seed)
         model = build_model(name, prep.window, mcfg)
+        # models without factors never read the factor channels: p = 0 keeps them bit for bit as before
+        p_clim = args.train_factor_climatology if name in EF_MODELS else 0.0
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, early_stop=args.early_stop,
                           max_seconds=args.max_train_seconds, max_cpu_seconds=args.max_train_cpu_seconds,
-                          device=device, seed=seed)
+                          device=device, seed=seed, factor_climatology_prob=p_clim)
         c0 = time.process_time()
-        res = train_model(model, prep.x_train, prep.y_train, prep.x_val, prep.y_val, cfg)
+        res = train_model(model, prep.x_train, prep.y_train, prep.x_val, prep.y_val, cfg,
+                          climatology=prep.climatology)
         train_cpu = time.process_time() - c0
         one = one_step_test(res.model, prep, dz["s_test"]) + dz["base_test"]
         cyc = cyclic_forecast(res.model, prep, dz["s_test"], -10, 10,
@@ -139,8 +142,14 @@ def design_inputs(dates, dh, fh, target, factor_future, rollout, args, seed):
         s_test = s_full = dh
         base_test = base_future = np.float32(0)
     differenced = target == "increments"
+    # "train as you forecast": the training windows' factor climatology, fitted like ff_test (before the test
+    # dates) and evaluated on the history dates
+    fc_train = None
+    if args.train_factor_climatology > 0:
+        fc_train = factor_climatology(dates[: T - 10], fh[:, : T - 10], dates[:T])
     prep = prepare(s_test, fh, window=args.window, n_test=10, differenced=differenced,
-                   rng=np.random.default_rng(seed), max_samples=args.max_samples, horizon=rollout)
+                   rng=np.random.default_rng(seed), max_samples=args.max_samples, horizon=rollout,
+                   factor_climatology=fc_train)
     prep_full = prep if s_full is s_test else transform_for_inference(s_full, fh, prep.scaler, prep.window,
                                                                       differenced, 10)
     # future of the factors in the cyclic loop: the model's own predictions (paper) or their climatology
@@ -331,6 +340,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rollout", type=int, default=None, help="K free-running steps in the training loss (1 = paper)")
     ap.add_argument("--max-samples", type=int, default=None, help="training + validation windows per case")
     ap.add_argument("--lr", type=float, default=None, help="Nadam learning rate")
+    ap.add_argument("--train-factor-climatology", type=float, default=None, metavar="P",
+                    help="train as you forecast: share of training windows of the factor models whose factors are "
+                    "replaced by their climatology (0 = paper)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="merge the rows (and timings / demo stage) of runs with the same config into --json")
     ap.add_argument("--paper-gler", action="store_true", help="add GLER trained and run as the paper (gler_paper)")
@@ -353,7 +365,8 @@ def main(argv=None) -> int:
     # the wall time but not the results
     cfg = dict(regions="A,B", repeats=2, side=20, history=110, window=None, max_samples=3000, epochs=10,
                batch_size=128, lr=2e-3, early_stop=6, max_train_seconds=None, max_train_cpu_seconds=12.0,
-               width=16, rnn_layers=2, mp_pixels=1000, target="increments", factor_future="predicted", rollout=1)
+               width=16, rnn_layers=2, mp_pixels=1000, target="increments", factor_future="predicted", rollout=1,
+               train_factor_climatology=0.0)
     if args.quick:
         cfg.update(regions="A", repeats=1, side=8, max_samples=600, epochs=2, max_train_seconds=10.0,
                    width=8, rnn_layers=1, mp_pixels=2000)
@@ -365,7 +378,7 @@ def main(argv=None) -> int:
     if args.repeats:
         cfg["repeats"] = args.repeats
     for k in ("max_train_seconds", "epochs", "side", "target", "factor_future", "max_train_cpu_seconds",
-              "mp_pixels", "rollout", "max_samples", "lr"):
+              "mp_pixels", "rollout", "max_samples", "lr", "train_factor_climatology"):
         if getattr(args, k) is not None:
             cfg[k] = getattr(args, k)
     cfg["paper_gler"] = args.paper_gler

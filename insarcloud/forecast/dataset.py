@@ -116,6 +116,20 @@ def make_windows(series: np.ndarray, window: int, start: int = 0, stop: int | No
     return np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32)
 
 
+class ClimatologyWindows(NamedTuple):
+    """The training/validation windows of :class:`Prepared` with the factor channels replaced by the factors'
+    climatology (same samples, same order, same scaler; the deformation channel is identical).
+
+    Used by "train as you forecast" (``TrainConfig.factor_climatology_prob``): the cyclic forecast feeds the
+    factors' climatology, so a network trained only on true factors learns to use anomalies it will never see.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
 class Prepared(NamedTuple):
     """A region ready for training and evaluation.
 
@@ -131,6 +145,8 @@ class Prepared(NamedTuple):
     first_level : ndarray (pixel,) float32, mm; the deformation at the first date (levels = first_level +
         cumsum of increments)
     x_train, y_train, x_val, y_val : windows from the non-test part (see :func:`make_windows`)
+    climatology : ClimatologyWindows or None
+        The same windows with climatological factors, when :func:`prepare` was given them.
     """
 
     series: np.ndarray
@@ -143,11 +159,13 @@ class Prepared(NamedTuple):
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    climatology: ClimatologyWindows | None = None
 
 
 def prepare(deformation: np.ndarray, factors: np.ndarray, *, window: int | None = None, n_test: int = 10,
             differenced: bool = True, train_fraction: float = 0.7,
-            rng: np.random.Generator | None = None, max_samples: int | None = None, horizon: int = 1) -> Prepared:
+            rng: np.random.Generator | None = None, max_samples: int | None = None, horizon: int = 1,
+            factor_climatology: np.ndarray | None = None) -> Prepared:
     """Build the scaled series and the train/validation windows.
 
     Parameters
@@ -167,6 +185,10 @@ def prepare(deformation: np.ndarray, factors: np.ndarray, *, window: int | None 
     horizon : int
         Target steps per window: 1 (the paper's one-step training) or K > 1 for rolled-out training, where
         y_train/y_val are (sample, K, variable) (see ``insarcloud.forecast.train``).
+    factor_climatology : ndarray (3, date, pixel) float, optional
+        The factors' climatology on the same dates (physical units, e.g. from
+        :func:`insarcloud.forecast.harmonic.factor_climatology`); when given, ``Prepared.climatology`` holds
+        the same windows with these factors, scaled with the scaler of the true series.
     """
     d = np.asarray(deformation, np.float32)
     f = np.asarray(factors, np.float32)
@@ -196,8 +218,18 @@ def prepare(deformation: np.ndarray, factors: np.ndarray, *, window: int | None 
         order = order[:max_samples]
     n_tr = int(round(train_fraction * len(order)))
     tr, va = order[:n_tr], order[n_tr:]
+    clim = None
+    if factor_climatology is not None:
+        fc = np.asarray(factor_climatology, np.float32)
+        if fc.shape != f.shape:
+            raise InputArrayError(f"factor_climatology {fc.shape} must match factors {f.shape}")
+        fc_model = fc[:, 1:] if differenced else fc
+        # the scaler of the true series: the climatology must land where the forecast loop will put it
+        xc, yc = make_windows(scaler.transform(np.concatenate([d_model[None], fc_model], axis=0)), window, 0,
+                              n_steps - n_test, horizon=horizon)
+        clim = ClimatologyWindows(xc[tr], yc[tr], xc[va], yc[va])
     return Prepared(scaled, scaler, int(window), n_test, differenced, first_level,
-                    x[tr], y[tr], x[va], y[va])
+                    x[tr], y[tr], x[va], y[va], clim)
 
 
 def levels_from_model(pred: np.ndarray, prepared: Prepared, level_before: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from insarcloud.forecast.dataset import ClimatologyWindows
+
 log = logging.getLogger(__name__)
 
 DeviceName = Literal["auto", "cpu", "cuda"]
@@ -41,6 +43,11 @@ class TrainConfig(BaseModel):
                                           "(comparable across models on a shared machine, unlike wall time)")
     device: DeviceName = Field("auto", description="auto = cuda when available")
     seed: int = Field(0, description="torch seed")
+    factor_climatology_prob: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="'train as you forecast' (ours): share of windows whose factor channels (inputs and "
+        "targets) are replaced by the factors' climatology, drawn anew per batch; the validation windows get "
+        "one fixed draw. Needs the climatology windows (prepare(factor_climatology=...)). 0 = the paper")
 
 
 class TrainResult(NamedTuple):
@@ -103,6 +110,21 @@ def rollout(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.T
     return torch.stack(preds, dim=1), y[:, :, outs]
 
 
+def mix_factor_climatology(x: torch.Tensor, y: torch.Tensor, xc: torch.Tensor, yc: torch.Tensor, p: float,
+                           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows ``x`` (B, L, 4) and targets ``y`` (B, 4) or (B, K, 4) where each sample, with probability
+    ``p``, takes its climatology version ``xc``, ``yc`` (same shapes; only the factor channels differ).
+
+    Whole windows are swapped: after L steps of a cyclic forecast every factor in the window is climatology,
+    which is the state of most of the 72 steps of the 2-year horizon.
+    """
+    if p <= 0.0:
+        return x, y
+    mask = torch.rand(x.shape[0], generator=gen).to(x.device) < p
+    return (torch.where(mask.view(-1, *([1] * (x.ndim - 1))), xc, x),
+            torch.where(mask.view(-1, *([1] * (y.ndim - 1))), yc, y))
+
+
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, outs: list[int]) -> torch.Tensor:
     if y.ndim == 3:  # rolled out: MOA-LogCosh over outputs, averaged over the K steps
         p, t = rollout(model, x, y)
@@ -111,14 +133,19 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, outs: list[int]) -
 
 
 def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-                y_val: np.ndarray, cfg: TrainConfig | None = None) -> TrainResult:
+                y_val: np.ndarray, cfg: TrainConfig | None = None,
+                climatology: ClimatologyWindows | None = None) -> TrainResult:
     """Fit ``model`` on windows (sample, L, 4) -> targets (sample, 4); only ``model.outputs`` are scored.
 
     With targets (sample, K, 4) the loss is that of :func:`rollout` (K free-running steps), for training and
-    for the validation loss that selects the kept weights. Returns the model with its best validation-loss
-    weights.
+    for the validation loss that selects the kept weights. With ``cfg.factor_climatology_prob`` > 0,
+    ``climatology`` (the same windows with climatological factors) is mixed in by
+    :func:`mix_factor_climatology`. Returns the model with its best validation-loss weights.
     """
     cfg = cfg or TrainConfig()
+    p_clim = cfg.factor_climatology_prob
+    if p_clim > 0 and climatology is None:
+        raise ValueError("factor_climatology_prob > 0 needs the climatology windows (prepare(factor_climatology=))")
     torch.manual_seed(cfg.seed)
     dev = resolve_device(cfg.device)
     outs = list(model.outputs)
@@ -127,6 +154,15 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
     yt = torch.as_tensor(y_train, device=dev)
     xv = torch.as_tensor(x_val, device=dev)
     yv = torch.as_tensor(y_val, device=dev)
+    # its own generator: the batch order and dropout draws stay those of p = 0
+    clim_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    if p_clim > 0:
+        assert climatology is not None
+        xct = torch.as_tensor(climatology.x_train, device=dev)
+        yct = torch.as_tensor(climatology.y_train, device=dev)
+        # one fixed draw, so that the kept weights are chosen on the mixture the net is trained for
+        xv, yv = mix_factor_climatology(xv, yv, torch.as_tensor(climatology.x_val, device=dev),
+                                        torch.as_tensor(climatology.y_val, device=dev), p_clim, clim_gen)
     opt = torch.optim.NAdam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
@@ -145,7 +181,10 @@ def train_model(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_va
             for b in _batches(len(xt), cfg.batch_size, gen):
                 b = b.to(dev)
                 opt.zero_grad(set_to_none=True)
-                loss = _loss(model, xt[b], yt[b], outs)
+                xb, yb = xt[b], yt[b]
+                if p_clim > 0:
+                    xb, yb = mix_factor_climatology(xb, yb, xct[b], yct[b], p_clim, clim_gen)
+                loss = _loss(model, xb, yb, outs)
                 loss.backward()
                 opt.step()
                 tot += float(loss.detach()) * len(b)
