@@ -41,6 +41,8 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from insarcloud.invert.closure import closure_weights, loop_triplets  # noqa: E402
+from insarcloud.invert.dask_ops import resolve_quality_floor  # noqa: E402
 from insarcloud.invert.network import Network, build_network  # noqa: E402
 from insarcloud.invert.reference import choose_reference  # noqa: E402
 from insarcloud.invert.sbas import invert_pixels  # noqa: E402
@@ -65,38 +67,10 @@ def cpu_time(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-def triplets(net: Network) -> np.ndarray:
-    """(loop, 3) pair indices (ij, jk, ik) of every closed triplet in the network."""
-    key = {(int(p), int(s)): i for i, (p, s) in enumerate(zip(net.primary_idx, net.secondary_idx, strict=True))}
-    out = []
-    for (i, j), a in key.items():
-        for (j2, k), b in key.items():
-            if j2 == j and (i, k) in key:
-                out.append((a, b, key[(i, k)]))
-    return np.array(out, dtype=np.int64).reshape(-1, 3)
-
-
-def closure_quality(unw: np.ndarray, trip: np.ndarray, shape: tuple[int, int], thre: float = np.pi,
-                    window: int = 5) -> np.ndarray:
-    """Data-only quality (pair, pix) from loop closures, the way a QC rule would build it.
-
-    A loop is flagged at a pixel when most pixels of the ``window`` x ``window`` box around it have
-    |closure| > ``thre`` (unwrapping errors come in patches; noise-driven closures are scattered); the
-    quality of a pair is 1 - the share of its loops flagged there. Pixels in no loop keep quality 1.
-    Fixed parameters (pi, 5, majority), not tuned per frame.
-    """
-    from scipy.ndimage import uniform_filter
-
-    clo = unw[trip[:, 0]] + unw[trip[:, 1]] - unw[trip[:, 2]]
-    bad = ((np.abs(clo) > thre) & np.isfinite(clo)).astype(np.float32).reshape(len(trip), *shape)
-    bad = uniform_filter(bad, size=(1, window, window)).reshape(len(trip), -1) > 0.5
-    n_bad = np.zeros(unw.shape)
-    n_all = np.zeros(unw.shape)
-    for c in range(3):
-        np.add.at(n_bad, trip[:, c], bad)
-        np.add.at(n_all, trip[:, c], 1.0)
-    frac = np.where(n_all > 0, n_bad / np.maximum(n_all, 1), 0.0)
-    return np.clip(1.0 - frac, 0.0, 1.0).astype(np.float32)
+def closure_quality(unw: np.ndarray, trip: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(pair, pix) loop-closure weights as ``insarcloud invert --weights closure`` computes them (the
+    product's kernel, ``insarcloud.invert.closure``; sessions 2-4 of this benchmark had the same rule here)."""
+    return closure_weights(unw.reshape(len(unw), *shape), trip).reshape(len(unw), -1)
 
 
 def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
@@ -123,6 +97,15 @@ def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
         in_bad[trip[~good_loop, c]] = True
         in_good[trip[good_loop, c]] = True
     return keep & ~(in_bad & ~in_good)
+
+
+def checkpoint_target_of(checkpoint: str | None) -> str:
+    """``quality_target`` the quality stage would write for this checkpoint (the product's floor reads it)."""
+    import hashlib
+
+    from insarcloud.qc.serve import DEFAULT_CHECKPOINT, checkpoint_target
+
+    return checkpoint_target(hashlib.sha256(Path(checkpoint or DEFAULT_CHECKPOINT).read_bytes()).hexdigest())
 
 
 def model_quality(frame: Any, checkpoint: str | None = None) -> tuple[np.ndarray | None, str]:
@@ -307,7 +290,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
     ref = choose_reference(n_valid, np.nanmean(fr.coherence_est, axis=0))
     r = ref.y * fr.shape[1] + ref.x
     unw_ref = unw - unw[:, [r]]
-    trip = triplets(net)
+    trip = loop_triplets(net)
     v_true = (fr.velocity - fr.velocity[ref.y, ref.x]).ravel()
 
     q_clo = closure_quality(unw_ref, trip, fr.shape).astype(np.float64)
@@ -320,7 +303,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
         "coherence (LiCSBAS/MintPy 1/var, var=(1-c^2)/(2c^2))": (unw_ref, w_coh),
         "coherence, reference-propagated 1/(1/w_p+1/w_ref)": (unw_ref, propagate_reference(w_coh, r)),
         f"coherence, multilook phase-pdf variance (L={looks:g})": (unw_ref, w_pdf),
-        "quality_closure (data-derived, no truth) [chosen]": (unw_ref, q_clo),
+        "[PRODUCT --weights closure] loop-closure weights (data-derived, no truth)": (unw_ref, q_clo),
         "quality_closure, reference-propagated (q as 1/var)": (unw_ref, propagate_reference(q_clo, r)),
         "quality_closure thresholded (w = q >= 0.5)": (unw_ref, (q_clo >= 0.5).astype(np.float64)),
         "quality_closure x phase-pdf variance": (unw_ref, q_clo * w_pdf),
@@ -337,6 +320,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
     diag: dict[str, Any] = {}
     if q_model is not None:
         q = q_model.reshape(npair, -1).astype(np.float64)
+        floor = resolve_quality_floor(None, {"quality_target": checkpoint_target_of(checkpoint)})
         valid_pp = np.isfinite(unw)
         dt = np.broadcast_to((net.t_years[net.secondary_idx] - net.t_years[net.primary_idx])[:, None], q.shape)
         diag = quality_diagnostics(q, err_mask & valid_pp, valid_pp, fr.coherence.reshape(npair, -1), coh, dt,
@@ -347,7 +331,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
                         for b in range(20)])
         inputs |= {
             "quality_convnext linear (w = q; paper-literal, product before session 3)": (unw_ref, q),
-            f"quality_convnext [PRODUCT DEFAULT quality_weights: w = max(q, {QUALITY_FLOOR:g})]":
+            f"quality_convnext w = max(q, {QUALITY_FLOOR:g}) (the fixed floor of sessions 3-4)":
                 (unw_ref, quality_weights(q).astype(np.float64)),
             **{f"quality_convnext w = max(q, {f:g})": (unw_ref, np.maximum(q, f)) for f in (0.05, 0.1, 0.3, 0.5)},
             **{f"quality_convnext w = q^{k:g}": (unw_ref, q**k) for k in (0.25, 0.5)},
@@ -355,6 +339,10 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
             "quality_convnext / frame median q at the same coherence (clip 1)":
                 (unw_ref, np.clip(q / np.maximum(med[bins], 1e-3), 0.0, 1.0)),
             "quality_convnext x quality_closure": (unw_ref, q * q_clo),
+            f"[PRODUCT --weights quality] w = max(q, {floor:g}) (floor of this export)":
+                (unw_ref, quality_weights(q, floor).astype(np.float64)),
+            f"[PRODUCT --weights quality_closure] w = max(q, {floor:g}) x closure (floor of this export)":
+                (unw_ref, quality_weights(q, floor).astype(np.float64) * q_clo),
             "DIAG convnext q on unw-error pixel-pairs only (1 elsewhere)": (unw_ref, np.where(err_mask, q, 1.0)),
             "DIAG convnext q on clean pixel-pairs only (1 on errors)": (unw_ref, np.where(err_mask, 1.0, q)),
             "DIAG oracle x convnext q": (unw_ref, oracle * q),
@@ -559,6 +547,7 @@ import os, resource, sys
 os.environ["OMP_NUM_THREADS"] = "1"
 import numpy as np
 from insarcloud.invert.dask_ops import _block_kernel
+from insarcloud.invert.weights import coherence_weights
 from insarcloud.invert.network import build_network
 side, n_date, nb = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 dates = np.datetime64("2019-01-05", "ns") + np.arange(n_date) * np.timedelta64(12, "D")
@@ -570,7 +559,7 @@ unw = rng.normal(0, 1, (len(p), side, side)).astype(np.float32)
 coh = rng.uniform(0.1, 0.9, unw.shape).astype(np.float32)
 import tracemalloc
 tracemalloc.start()
-_block_kernel(unw, coh, net=net, gamma=1e-4, mode="coherence", weight_name="coh", wavelength_m=0.05546576)
+_block_kernel(unw, coherence_weights(coh), net=net, gamma=1e-4, wavelength_m=0.05546576)
 _, peak = tracemalloc.get_traced_memory()
 print(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, unw.nbytes + coh.nbytes)
 """
@@ -597,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-epochs", type=int, default=40)
     ap.add_argument("--sim-seeds", type=int, default=3, help="report frames (seeds seed..seed+n-1)")
     ap.add_argument("--design-seeds", type=int, nargs="*", default=[10, 11],
-                    help="design frames (choices were made on these; reported apart)")
+                    help="design frames (choices were made on these; reported apart); none: skip")
     ap.add_argument("--pixels", type=int, default=250_000, help="pixels of the speed stack (500 x 500)")
     ap.add_argument("--dates", type=int, default=60)
     ap.add_argument("--neighbours", type=int, default=4, help="pairs per epoch (60 dates x 4 -> 230 pairs)")
@@ -621,9 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     if "accuracy" in args.parts:
         log.info("accuracy on simulated frames ...")
         # design frames (seeds 10, 11): where the weight mappings were chosen; report frames: seed .. seed+n-1
-        report["accuracy_design_frames"] = accuracy_summary(
-            [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4, checkpoint=args.checkpoint)
-             for s in args.design_seeds])
+        if args.design_seeds:
+            report["accuracy_design_frames"] = accuracy_summary(
+                [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4, checkpoint=args.checkpoint)
+                 for s in args.design_seeds])
         report["accuracy"] = accuracy_summary(
             [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4, checkpoint=args.checkpoint)
              for k in range(args.sim_seeds)])

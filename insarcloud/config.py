@@ -81,7 +81,7 @@ STAGE_ORDER: tuple[StageName, ...] = ("ingest", "qc", "quality", "unwrap", "inve
 # These mirror the stages' own option names (unwrap/_common.py Method, invert/weights.py WeightMode,
 # forecast/models.py ModelName, noise/command.py choices); a config test checks they stay in step.
 UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
-InversionWeights = Literal["none", "coherence", "quality"]
+InversionWeights = Literal["none", "coherence", "quality", "closure", "quality_closure"]
 ForecastModel = Literal[
     "gler",
     "conv1d_mhca_bigru",
@@ -365,7 +365,12 @@ class UnwrapParams(_Model):
 class InvertParams(_Model):
     """SBAS / NSBAS inversion (``insarcloud.invert.dask_ops.invert_cube``)."""
 
-    weights: InversionWeights = Field("quality", description="Per-pair weights: none, coherence or quality.")
+    weights: InversionWeights = Field("quality", description=(
+        "Per-pixel-pair weights: none, coherence, quality (the ConvNeXt map), closure (loop closures of the "
+        "unwrapped stack) or quality_closure (their product)."))
+    quality_floor: float | None = Field(None, ge=0.0, le=1.0, description=(
+        "Smallest weight of a positive quality; unset: 0 for a map of unwrapping errors alone "
+        "(quality.checkpoint: unw_error), else 0.2."))
     nsbas_gamma: float = Field(
         1e-4, ge=0.0, le=1e3, description="NSBAS temporal constraint weight (LiCSBAS default 1e-4; 0 = plain SBAS)."
     )

@@ -121,7 +121,7 @@ def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
                                           else f"unw_{cfg.params.unwrap.method}")
     ref = (p.reference[1], p.reference[0]) if p.reference else None
     group, _ = invert_cube(cfg.cube_url(frame), weights=p.weights, source=source, gamma=p.nsbas_gamma,
-                           ref_latlon=ref, storage_options=ctx["so"])
+                           ref_latlon=ref, storage_options=ctx["so"], quality_floor=p.quality_floor)
     return group
 
 

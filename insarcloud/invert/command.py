@@ -19,8 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "residual_rms, n_pairs_used.")
     p.add_argument("cube_url", metavar="CUBE_URL")
     p.add_argument("--weights", default="none",
-                   help="none | coherence | quality | the name of any (pair, y, x) variable or group "
-                        "(default none)")
+                   help="none | coherence | quality | closure | quality_closure | the name of any "
+                        "(pair, y, x) variable or group (default none). closure: each pixel-pair weighed by "
+                        "its loop closures; quality_closure: the quality weight times that")
+    p.add_argument("--quality-floor", type=float, default=None,
+                   help="smallest weight of a positive quality (0..1; default: 0 for a quality map of "
+                        "unwrapping errors alone, else 0.2)")
     p.add_argument("--source", default="unw", help="unw (root) or unw_METHOD (an unwrap group)")
     p.add_argument("--gamma", type=float, default=1e-4,
                    help="NSBAS temporal constraint (LiCSBAS default 1e-4); 0 = per-component SBAS")
@@ -54,10 +58,13 @@ def run_invert(args: argparse.Namespace) -> int:
 
     if args.gamma < 0:
         raise ConfigError(f"--gamma must be >= 0, got {args.gamma}")
+    if args.quality_floor is not None and not 0.0 <= args.quality_floor <= 1.0:
+        raise ConfigError(f"--quality-floor must be in [0, 1], got {args.quality_floor}")
     ref_yx, ref_ll = _reference(args)
     with dask_client(args.scheduler, n_workers=args.workers):
         group, plan = invert_cube(args.cube_url, weights=args.weights, source=args.source, gamma=args.gamma,
-                                  ref_yx=ref_yx, ref_latlon=ref_ll, chunk=args.chunk, group=args.group)
+                                  ref_yx=ref_yx, ref_latlon=ref_ll, chunk=args.chunk, group=args.group,
+                                  quality_floor=args.quality_floor)
     report = {"group": group, "skipped": plan is None}
     if plan is not None:
         report.update({"reference": plan.reference._asdict(), "network_components": plan.n_components,

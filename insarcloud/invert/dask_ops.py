@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from insarcloud.errors import CubeError
+from insarcloud.invert.closure import CLOSURE_HALO, CLOSURE_THRESHOLD, CLOSURE_WINDOW, closure_weights, loop_triplets
 from insarcloud.invert.network import analyse_network, build_network
 from insarcloud.invert.reference import ReferencePoint, choose_reference
 from insarcloud.invert.sbas import DEFAULT_GAMMA, invert_pixels
@@ -37,19 +38,12 @@ class InversionPlan(NamedTuple):
     pairs_dropped_by_reference: list[str]
 
 
-def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: float, mode: str,
-                  weight_name: str, wavelength_m: float) -> np.ndarray:
-    """(pair, y, x) block(s) -> (2*date + N_MAPS, y, x) float32 stack."""
+def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: float,
+                  wavelength_m: float) -> np.ndarray:
+    """(pair, y, x) block and its final weights (or None) -> (2*date + N_MAPS, y, x) float32 stack."""
     npair, ny, nx = unw.shape
     flat = unw.reshape(npair, ny * nx)
-    if wts is None:
-        w = None
-    elif mode == "coherence":
-        w = coherence_weights(wts.reshape(npair, -1))
-    elif mode == "quality":
-        w = quality_weights(wts.reshape(npair, -1))
-    else:
-        w = variable_weights(wts.reshape(npair, -1), weight_name)
+    w = None if wts is None else wts.reshape(npair, -1)
     res = invert_pixels(flat, w, net, gamma=gamma)
     nd = net.n_date
     out = np.empty((2 * nd + N_MAPS, ny * nx), np.float32)
@@ -64,14 +58,44 @@ def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: f
     return out.reshape(-1, ny, nx)
 
 
+def _closure_block(unw: np.ndarray, *, trip: np.ndarray) -> np.ndarray:
+    return closure_weights(unw, trip)
+
+
+def _quality_block(q: np.ndarray, *, floor: float) -> np.ndarray:
+    return quality_weights(q, floor)
+
+
+def _variable_block(v: np.ndarray, *, var: str) -> np.ndarray:
+    return variable_weights(v, var)
+
+
+def resolve_quality_floor(floor: float | None, weight_attrs: Mapping[str, Any]) -> float:
+    """The quality -> weight floor: the one given, else by the export that wrote the quality map.
+
+    A map of unwrapping errors alone (the quality group's ``quality_target`` attribute is ``unw_error``)
+    is used linearly (floor 0): its low values are errors, which should lose their weight. Any other map
+    (the paper's "usable pixel-pair", where decorrelation is part of "bad") gets :data:`QUALITY_FLOOR`, so
+    clean decorrelated pairs keep a fifth of the weight (notes/invert.md, sessions 3-5).
+    """
+    if floor is not None:
+        return float(floor)
+    return 0.0 if str(weight_attrs.get("quality_target", "")) == "unw_error" else QUALITY_FLOOR
+
+
+def weight_variable(mode: str) -> str | None:
+    """The cube variable (root or group of that name) a weight mode reads; None: the unwrapped stack only."""
+    return {"none": None, "closure": None, "coherence": "coh", "quality_closure": "quality"}.get(mode, mode)
+
+
 def _weights_array(mode: str, root: xr.Dataset, extra: xr.Dataset | None, pairs: np.ndarray
                    ) -> xr.DataArray | None:
-    if mode == "none":
+    if mode in ("none", "closure"):
         return None
     if mode == "coherence":
         src, name = root, "coh"
     else:
-        name = mode
+        name = weight_variable(mode)
         src = extra if extra is not None and name in extra else root
     if name not in src:
         raise CubeError(f"weight variable {name!r} is in neither the cube root nor its group {name!r}")
@@ -95,19 +119,23 @@ def select_reference(unw: xr.DataArray, coh: xr.DataArray | None) -> ReferencePo
 def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "unw",
                    source_ds: xr.Dataset | None = None, weight_ds: xr.Dataset | None = None,
                    gamma: float = DEFAULT_GAMMA, ref_yx: tuple[int, int] | None = None,
-                   ref_latlon: tuple[float, float] | None = None, chunk: int | None = None
-                   ) -> tuple[xr.Dataset, InversionPlan]:
+                   ref_latlon: tuple[float, float] | None = None, chunk: int | None = None,
+                   quality_floor: float | None = None) -> tuple[xr.Dataset, InversionPlan]:
     """Lazy ``ts_<weights>`` dataset from an opened cube.
 
     Parameters
     ----------
     root : the cube's root dataset (``insarcloud.io.open_cube``).
-    weights : "none", "coherence", "quality" or a (pair, y, x) variable name (root or group).
+    weights : "none", "coherence", "quality", "closure", "quality_closure" or a (pair, y, x) variable
+        name (root or group). "closure" weighs each pixel-pair by its loop closures
+        (:mod:`insarcloud.invert.closure`); "quality_closure" multiplies that by the quality weight.
     source : "unw" (root) or "unw_<method>" (read from ``source_ds``, that group).
     source_ds, weight_ds : the opened groups for ``source`` and for ``weights`` when they are groups.
     gamma : NSBAS constraint (0 = per-component SBAS).
     ref_yx, ref_latlon : reference pixel (indices) or location; automatic when both are None.
     chunk : spatial chunk (pixels) of the tasks; default the source's own chunks.
+    quality_floor : smallest weight of a positive quality ("quality", "quality_closure"); None: by the
+        quality map's export (:func:`resolve_quality_floor`).
     """
     src = source_ds if source_ds is not None else root
     if source not in src:
@@ -154,13 +182,28 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
     # LiCSBAS/MintPy reference every interferogram to the reference pixel before the inversion
     unw_d = unw_d - da.from_array(ref_series.astype(np.float32), chunks=-1)[:, None, None]
     nd = net.n_date
-    kw = dict(net=net, gamma=float(gamma), mode=weights, weight_name=weights, wavelength_m=wl)
+    floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
+    w_d = None
+    if warr is not None:
+        raw = warr.data if isinstance(warr.data, da.Array) else da.from_array(warr.values)
+        raw = raw.rechunk(unw_d.chunks)
+        if weights == "coherence":
+            w_d = da.map_blocks(coherence_weights, raw, dtype=np.float32)
+        elif weights in ("quality", "quality_closure"):
+            w_d = da.map_blocks(_quality_block, raw, floor=floor, dtype=np.float32)
+        else:
+            w_d = da.map_blocks(_variable_block, raw, var=weights, dtype=np.float32)  # not name=: dask's key
+    if weights in ("closure", "quality_closure"):
+        # the majority box needs CLOSURE_HALO pixels of the neighbouring chunks: with them (and no padding
+        # at the frame's edges, where the filter reflects) every chunk equals the whole-frame computation
+        cw = da.map_overlap(_closure_block, unw_d, depth={0: 0, 1: CLOSURE_HALO, 2: CLOSURE_HALO},
+                            boundary="none", dtype=np.float32, trip=loop_triplets(net))
+        w_d = cw if w_d is None else w_d * cw
+    kw = dict(net=net, gamma=float(gamma), wavelength_m=wl)
     out_chunks = ((2 * nd + N_MAPS,), unw_d.chunks[1], unw_d.chunks[2])
-    if warr is None:
+    if w_d is None:
         stack = da.map_blocks(_kernel_none, unw_d, dtype=np.float32, chunks=out_chunks, **kw)
     else:
-        w_d = warr.data if isinstance(warr.data, da.Array) else da.from_array(warr.values)
-        w_d = w_d.rechunk(unw_d.chunks)
         stack = da.map_blocks(_block_kernel, unw_d, w_d, dtype=np.float32, chunks=out_chunks, **kw)
 
     coords = {"date": net.dates, "y": unw["y"].values, "x": unw["x"].values}
@@ -198,8 +241,11 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
             ds[name].attrs["grid_mapping"] = "spatial_ref"
     ds.attrs.update({
         "weights": weights, "source": source, "gamma": float(gamma),
-        **({"quality_weight": f"max(quality, {QUALITY_FLOOR}) where quality > 0, else 0"}
-           if weights == "quality" else {}),
+        **({"quality_weight": f"max(quality, {floor:g}) where quality > 0, else 0", "quality_floor": floor}
+           if weights in ("quality", "quality_closure") else {}),
+        **({"closure_weight": f"1 - share of the pair's loops with |closure| > {CLOSURE_THRESHOLD:.4f} rad over "
+                              f"most of a {CLOSURE_WINDOW}x{CLOSURE_WINDOW} box (insarcloud.invert.closure)"}
+           if weights in ("closure", "quality_closure") else {}),
         "method": "NSBAS (LiCSBAS step 13 constraint)" if gamma > 0 else "SBAS, per-component",
         "ref_y": ref.y, "ref_x": ref.x,
         "ref_lat": float(unw["y"].values[ref.y]), "ref_lon": float(unw["x"].values[ref.x]),
@@ -217,19 +263,23 @@ def _kernel_none(unw: np.ndarray, **kw: Any) -> np.ndarray:
     return _block_kernel(unw, None, **kw)
 
 
-def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any] | None) -> dict[str, Any]:
+def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any] | None,
+                 quality_floor: float = QUALITY_FLOOR) -> dict[str, Any]:
     """The parameters that identify an inversion output (for ``resolve_output``)."""
     out = {"weights": weights, "source": source, "gamma": float(gamma), "reference": dict(ref or {"auto": True})}
-    if weights == "quality":
+    if weights in ("quality", "quality_closure"):
         # the quality -> weight mapping is part of the result: a cube inverted with another floor is redone
-        out["quality_floor"] = QUALITY_FLOOR
+        out["quality_floor"] = float(quality_floor)
+    if weights in ("closure", "quality_closure"):
+        out["closure"] = {"threshold_rad": float(CLOSURE_THRESHOLD), "window": CLOSURE_WINDOW}
     return out
 
 
 def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: float = DEFAULT_GAMMA,
                 ref_yx: tuple[int, int] | None = None, ref_latlon: tuple[float, float] | None = None,
                 chunk: int | None = None, storage_options: dict[str, Any] | None = None,
-                group: str | None = None) -> tuple[str, InversionPlan | None]:
+                group: str | None = None, quality_floor: float | None = None
+                ) -> tuple[str, InversionPlan | None]:
     """Invert a frame cube into its ``ts_<weights>`` group (workers write the chunks).
 
     Returns the group written (or found complete with the same parameters, then the plan is None).
@@ -239,19 +289,21 @@ def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: 
 
     ref = {"y": ref_yx[0], "x": ref_yx[1]} if ref_yx else (
         {"lat": ref_latlon[0], "lon": ref_latlon[1]} if ref_latlon else None)
-    params = stage_params(weights, source, gamma, ref)
+    root = open_cube(url, storage_options)
+    var = weight_variable(weights)
+    weight_ds = None
+    if var is not None and var not in root:
+        weight_ds = open_cube(url, storage_options, group=var)
+    floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
+    params = stage_params(weights, source, gamma, ref, floor)
     target = group or f"ts_{weights}"
     plan = resolve_output(url, target, params, storage_options)
     if plan.done:
         log.info("%s of %s is complete with the same parameters: nothing to do", plan.group, url)
         return plan.group, None
-    root = open_cube(url, storage_options)
     source_ds = None if source == "unw" else open_cube(url, storage_options, group=source)
-    weight_ds = None
-    if weights not in ("none", "coherence") and weights not in root:
-        weight_ds = open_cube(url, storage_options, group=weights)
     ds, info = invert_dataset(root, weights=weights, source=source, source_ds=source_ds, weight_ds=weight_ds,
-                              gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk)
+                              gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk, quality_floor=floor)
     log.info("inverting %s (%d pairs, %d dates, %s) into %s", url, root.sizes.get("pair", 0),
              ds.sizes["date"], weights, plan.group)
     write_stage_output(ds, url, plan.group, stage="invert", params=params, storage_options=storage_options)

@@ -13,7 +13,8 @@ import numpy as np
 
 from insarcloud.errors import InputArrayError
 
-WeightMode = Literal["none", "coherence", "quality"]  # or any (pair, y, x) variable name
+# or any (pair, y, x) variable name; "closure" and "quality_closure": insarcloud.invert.closure
+WeightMode = Literal["none", "coherence", "quality", "closure", "quality_closure"]
 COH_MIN, COH_MAX = 0.01, 0.99  # LiCSBAS/MintPy clip before the variance formula
 # smallest weight of a positive ConvNeXt quality (design frames 10-11; see quality_weights)
 QUALITY_FLOOR = 0.2

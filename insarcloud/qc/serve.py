@@ -43,6 +43,17 @@ DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "convnext_insar_att
 # (notes/invert.md: +16% velocity RMSE vs unweighted on the report frames against +6% for "default").
 PACKAGED_CHECKPOINTS = {"default": DEFAULT_CHECKPOINT,
                         "unw_error": DEFAULT_CHECKPOINT.with_name("convnext_insar_atto_unw.pt")}
+# What "bad" means to each packaged export, written as the quality group's ``quality_target`` attribute so
+# that consumers (the inversion's quality -> weight floor) know the map's meaning without reading the model.
+PACKAGED_TARGETS = {"default": "unw_error_or_decorrelation", "unw_error": "unw_error"}
+
+
+def checkpoint_target(sha256: str) -> str:
+    """The target of a packaged export with this file hash; "unknown" for any other checkpoint."""
+    for name, path in PACKAGED_CHECKPOINTS.items():
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+            return PACKAGED_TARGETS[name]
+    return "unknown"
 
 
 class ServeParams(BaseModel):
@@ -271,7 +282,8 @@ def _template(ds: Any, chunk: tuple[int, int], params: Mapping[str, Any]) -> Any
         units="1", valid_min=0.0, valid_max=1.0,
     )
     out.attrs.update(source_url=str(ds.attrs.get("source_url", "")), frame=str(ds.attrs.get("frame", "")),
-                     model_checkpoint=str(params["checkpoint"]), model_sha256=str(params["checkpoint_sha256"]))
+                     model_checkpoint=str(params["checkpoint"]), model_sha256=str(params["checkpoint_sha256"]),
+                     quality_target=checkpoint_target(str(params["checkpoint_sha256"])))
     return out
 
 

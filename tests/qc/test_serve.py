@@ -52,6 +52,7 @@ def test_actor_pool_writes_seamless_quality_and_reruns(ray_local, bucket, storag
     qv = q["quality"].values
     assert np.isfinite(qv).all() and (qv >= 0).all() and (qv <= 1).all()
     assert q.attrs["insarcloud"]["complete"]
+    assert q.attrs["quality_target"] == "unknown"  # a checkpoint that is not a packaged export
     # chunked actor inference == whole-image inference (no seams at the 48-pixel chunk borders)
     model = load_model(ck, storage_options)
     for p in range(3):
@@ -107,3 +108,15 @@ def test_cli_registers_quality_train_eval():
     assert ap.parse_args(["qc-eval", "d.zarr"]).split == "test"
     with pytest.raises(ValueError, match="overlap"):
         ServeParams(tile=64, overlap=64)
+
+
+def test_packaged_exports_name_their_target():
+    """The quality group says what "bad" means for the packaged exports (the inversion's floor reads it)."""
+    import hashlib
+
+    from insarcloud.qc.serve import PACKAGED_CHECKPOINTS, checkpoint_target
+
+    for name, target in (("default", "unw_error_or_decorrelation"), ("unw_error", "unw_error")):
+        sha = hashlib.sha256(PACKAGED_CHECKPOINTS[name].read_bytes()).hexdigest()
+        assert checkpoint_target(sha) == target
+    assert checkpoint_target("0" * 64) == "unknown"
