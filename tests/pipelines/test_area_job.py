@@ -91,7 +91,7 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
 
     # the job's own truth comparison (report.truth_url) agrees with this independent one
     frame_stats = result.truth["frames"][FRAMES[0][0]]
-    ts = xr.open_zarr(cfg.cube_url(FRAMES[0][0]), group="ts_quality", storage_options=storage_options)
+    ts = xr.open_zarr(cfg.cube_url(FRAMES[0][0]), group="ts_quality_closure", storage_options=storage_options)
     d = ts.velocity.values - truth.velocity.values  # the same grid, pixel for pixel
     d = d[np.isfinite(d)]
     assert frame_stats["rmse_mm_yr"] == pytest.approx(np.sqrt(np.mean((d - np.median(d)) ** 2)), abs=2e-3)
@@ -103,7 +103,7 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
 
     for f, _, _, _ in FRAMES:
         cube = cfg.cube_url(f)
-        for group in ("qc", "quality", "ts_quality", "noise", "forecast"):
+        for group in ("qc", "quality", "ts_quality_closure", "noise", "forecast"):
             assert (read_marker(cube, group, storage_options) or {}).get("complete"), (f, group)
     assert fs.exists(result.report_url.removeprefix("s3://"))
     page = fs.cat_file(result.report_url.removeprefix("s3://")).decode()
