@@ -490,6 +490,12 @@ def agreement_and_speed(n_pix: int, n_date: int, neighbours: int, n_mintpy_w: in
             t, _ = cpu_time(lambda d=data, ww=wts, g=gamma: invert_pixels(d, ww, net, gamma=g), repeat)
             rate[f"{name}_gamma{gamma:g}"] = pp / t
 
+    # loop-closure weights (--weights closure / quality_closure) cost on top of the inversion
+    side = int(np.sqrt(n_pix))
+    trip = loop_triplets(net)
+    t, _ = cpu_time(lambda: closure_weights(unw[:, : side * side].reshape(npair, side, side), trip), repeat)
+    rate["insarcloud_closure_weights_only"] = side * side * npair / t
+
     try:
         import mintpy
 
@@ -520,7 +526,11 @@ def agreement_and_speed(n_pix: int, n_date: int, neighbours: int, n_mintpy_w: in
     except ImportError as exc:
         out["mintpy"] = {"available": False, "reason": str(exc)}
     out["pixel_pairs_per_s_per_core"] = rate
-    ratios = {"unweighted_full_vs_bare_pinv (goal >= 0.5)":
+    ratios = {"closure_weighted_vs_coherence_weighted (cost of --weights closure)":
+              1.0 / (1.0 / rate["insarcloud_coherence_weighted_gamma0.0001"]
+                     + 1.0 / rate["insarcloud_closure_weights_only"])
+              / rate["insarcloud_coherence_weighted_gamma0.0001"],
+              "unweighted_full_vs_bare_pinv (goal >= 0.5)":
               rate["insarcloud_unweighted_full_gamma0.0001"] / rate["bare_pinv"],
               "missing_vs_full_unweighted (goal >= 0.5)":
               rate["insarcloud_unweighted_5pct_missing_gamma0.0001"] / rate["insarcloud_unweighted_full_gamma0.0001"],
