@@ -58,15 +58,8 @@ def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: f
     return out.reshape(-1, ny, nx)
 
 
-def _closure_block(unw: np.ndarray, *, trip: np.ndarray) -> np.ndarray:
-    return closure_weights(unw, trip)
-
-
-def _quality_block(q: np.ndarray, *, floor: float) -> np.ndarray:
-    return quality_weights(q, floor)
-
-
 def _variable_block(v: np.ndarray, *, var: str) -> np.ndarray:
+    # map_blocks takes name= as the dask key name, so the variable's name travels as var=
     return variable_weights(v, var)
 
 
@@ -90,13 +83,10 @@ def weight_variable(mode: str) -> str | None:
 
 def _weights_array(mode: str, root: xr.Dataset, extra: xr.Dataset | None, pairs: np.ndarray
                    ) -> xr.DataArray | None:
-    if mode in ("none", "closure"):
+    name = weight_variable(mode)
+    if name is None:
         return None
-    if mode == "coherence":
-        src, name = root, "coh"
-    else:
-        name = weight_variable(mode)
-        src = extra if extra is not None and name in extra else root
+    src = extra if mode != "coherence" and extra is not None and name in extra else root
     if name not in src:
         raise CubeError(f"weight variable {name!r} is in neither the cube root nor its group {name!r}")
     var = src[name]
@@ -190,13 +180,13 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         if weights == "coherence":
             w_d = da.map_blocks(coherence_weights, raw, dtype=np.float32)
         elif weights in ("quality", "quality_closure"):
-            w_d = da.map_blocks(_quality_block, raw, floor=floor, dtype=np.float32)
+            w_d = da.map_blocks(quality_weights, raw, floor=floor, dtype=np.float32)
         else:
-            w_d = da.map_blocks(_variable_block, raw, var=weights, dtype=np.float32)  # not name=: dask's key
+            w_d = da.map_blocks(_variable_block, raw, var=weights, dtype=np.float32)
     if weights in ("closure", "quality_closure"):
         # the majority box needs CLOSURE_HALO pixels of the neighbouring chunks: with them (and no padding
         # at the frame's edges, where the filter reflects) every chunk equals the whole-frame computation
-        cw = da.map_overlap(_closure_block, unw_d, depth={0: 0, 1: CLOSURE_HALO, 2: CLOSURE_HALO},
+        cw = da.map_overlap(closure_weights, unw_d, depth={0: 0, 1: CLOSURE_HALO, 2: CLOSURE_HALO},
                             boundary="none", dtype=np.float32, trip=loop_triplets(net))
         w_d = cw if w_d is None else w_d * cw
     kw = dict(net=net, gamma=float(gamma), wavelength_m=wl)
