@@ -101,11 +101,9 @@ def licsbas_drop(unw: np.ndarray, coh: np.ndarray, trip: np.ndarray, ref: int,
 
 def checkpoint_target_of(checkpoint: str | None) -> str:
     """``quality_target`` the quality stage would write for this checkpoint (the product's floor reads it)."""
-    import hashlib
+    from insarcloud.qc.serve import DEFAULT_CHECKPOINT, checkpoint_target, file_sha256
 
-    from insarcloud.qc.serve import DEFAULT_CHECKPOINT, checkpoint_target
-
-    return checkpoint_target(hashlib.sha256(Path(checkpoint or DEFAULT_CHECKPOINT).read_bytes()).hexdigest())
+    return checkpoint_target(file_sha256(str(checkpoint or DEFAULT_CHECKPOINT)))
 
 
 def model_quality(frame: Any, checkpoint: str | None = None) -> tuple[np.ndarray | None, str]:
@@ -143,16 +141,11 @@ def model_quality(frame: Any, checkpoint: str | None = None) -> tuple[np.ndarray
 
 
 def roc_auc(score: np.ndarray, label: np.ndarray) -> float:
-    """ROC AUC of ``score`` (higher = bad) for boolean ``label`` (Mann-Whitney, mid-ranks); NaN if one class."""
-    from scipy.stats import rankdata
+    """ROC AUC of ``score`` (higher = bad) for boolean ``label`` over finite scores; NaN if one class."""
+    from insarcloud.qc.train import roc_auc as auc  # only called when the qc model ran
 
     ok = np.isfinite(score)
-    s, lab = score[ok], label[ok].astype(bool)
-    npos, nneg = int(lab.sum()), int((~lab).sum())
-    if npos == 0 or nneg == 0:
-        return float("nan")
-    r = rankdata(s)
-    return float((r[lab].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+    return auc(score[ok], label[ok])
 
 
 def auc_within_pixel(score: np.ndarray, label: np.ndarray) -> tuple[float, int]:

@@ -51,7 +51,7 @@ PACKAGED_TARGETS = {"default": "unw_error_or_decorrelation", "unw_error": "unw_e
 def checkpoint_target(sha256: str) -> str:
     """The target of a packaged export with this file hash; "unknown" for any other checkpoint."""
     for name, path in PACKAGED_CHECKPOINTS.items():
-        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
+        if path.exists() and file_sha256(str(path)) == sha256:
             return PACKAGED_TARGETS[name]
     return "unknown"
 

@@ -112,11 +112,8 @@ def test_cli_registers_quality_train_eval():
 
 def test_packaged_exports_name_their_target():
     """The quality group says what "bad" means for the packaged exports (the inversion's floor reads it)."""
-    import hashlib
-
-    from insarcloud.qc.serve import PACKAGED_CHECKPOINTS, checkpoint_target
+    from insarcloud.qc.serve import PACKAGED_CHECKPOINTS, checkpoint_target, file_sha256
 
     for name, target in (("default", "unw_error_or_decorrelation"), ("unw_error", "unw_error")):
-        sha = hashlib.sha256(PACKAGED_CHECKPOINTS[name].read_bytes()).hexdigest()
-        assert checkpoint_target(sha) == target
+        assert checkpoint_target(file_sha256(str(PACKAGED_CHECKPOINTS[name]))) == target
     assert checkpoint_target("0" * 64) == "unknown"
