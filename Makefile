@@ -30,13 +30,13 @@ chromium:
 	fi
 
 demo: $(STAMP)
-	$(PY) -m pipelines.demo
+	$(PY) -m insarcloud.pipelines.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check insarcloud pipelines tests benchmarks
+	$(VENV)/bin/ruff check insarcloud tests benchmarks
 
 bench-deps: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -4,7 +4,7 @@
 
 Runs the demo's area (two ascending frames and one descending frame over the central-southern Tibetan
 Plateau, one shared ground truth) on the embedded default (moto S3 on loopback, Dask LocalCluster, local
-Ray), and reports the job's own comparison with the truth Zarr the simulator wrote (``pipelines/truth.py``):
+Ray), and reports the job's own comparison with the truth Zarr the simulator wrote (``insarcloud/pipelines/truth.py``):
 - per frame: LOS velocity of ``ts_<weights>`` against the truth LOS velocity;
 - the mosaic: ``velocity_A``/``velocity_D`` against the truth LOS of the frames placed on the area grid, over
   the whole area and over the overlaps; ``velocity_east``/``velocity_up`` against the truth ENU velocity.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.demo import BUCKET, config_dict, simulate_inputs  # noqa: E402
-from pipelines.local_s3 import local_s3  # noqa: E402
+from insarcloud.pipelines.demo import BUCKET, config_dict, simulate_inputs  # noqa: E402
+from insarcloud.pipelines.local_s3 import local_s3  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
         import s3fs
 
         from insarcloud.config import parse_config
-        from pipelines.area_job import run_area
+        from insarcloud.pipelines.area_job import run_area
 
         so = {"endpoint_url": endpoint}
         s3fs.S3FileSystem(**so).mkdir(BUCKET.removeprefix("s3://"))

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from pipelines.local_s3 import local_s3  # noqa: E402  (the one moto start-up of the project)
+from insarcloud.pipelines.local_s3 import local_s3  # noqa: E402  (the one moto start-up of the project)
 
 REAL = ROOT.parent / "shared" / "data" / "licsar"
 CROP = ROOT / "tests" / "data" / "licsar"

@@ -10,7 +10,7 @@
 #   deploy/local_stack.sh status|env [--run-dir DIR]
 #
 # `up` prints `export ...` lines (also in DIR/env.sh) for the driver:
-#   eval "$(deploy/local_stack.sh up)"; insarcloud run pipelines/area.yaml; deploy/local_stack.sh down
+#   eval "$(deploy/local_stack.sh up)"; insarcloud run area.yaml; deploy/local_stack.sh down
 #
 # Every process is started in its own session (setsid), its PID written to DIR/pids/, and tagged with
 # INSARCLOUD_STACK_RUN_DIR=DIR in its environment. `down` stops each recorded process group by PID, then

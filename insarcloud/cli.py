@@ -24,7 +24,7 @@ COMMAND_MODULES = (
     "insarcloud.invert.command",
     "insarcloud.noise.command",
     "insarcloud.forecast.command",
-    "pipelines.command",
+    "insarcloud.pipelines.command",
 )
 
 

@@ -1,6 +1,6 @@
 """The area job's configuration: pydantic models, YAML load/dump, and frame selection from an index.
 
-One YAML file describes an area job (``insarcloud run CONFIG.yaml``, ``python pipelines/area_job.py
+One YAML file describes an area job (``insarcloud run CONFIG.yaml``, ``python -m insarcloud.pipelines.area_job
 CONFIG.yaml``, and the helm chart's ConfigMap)::
 
     version: 1

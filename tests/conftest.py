@@ -23,7 +23,7 @@ def s3_endpoint() -> Iterator[str]:
     Sets the standard AWS variables so that s3fs, GDAL-less code, Dask workers and Ray workers started
     afterwards all talk to it exactly as they would to AWS.
     """
-    from pipelines.local_s3 import local_s3
+    from insarcloud.pipelines.local_s3 import local_s3
 
     with local_s3(key="testing", secret="testing") as endpoint:
         yield endpoint

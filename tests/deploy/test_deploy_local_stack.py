@@ -17,7 +17,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "local_stack.sh"
-AREA_JOB = REPO / "pipelines" / "area_job.py"
+AREA_JOB = REPO / "insarcloud" / "pipelines" / "area_job.py"
 FRAME = "106A_09048_000909"
 LICSAR = Path("/work/shared/data/licsar") / FRAME
 
@@ -174,7 +174,7 @@ def test_ray_head_answers_a_client(stack):
     print(f"ray client round trip succeeded on attempt {attempt}")
 
 
-@pytest.mark.skipif(not AREA_JOB.exists(), reason="pipelines/area_job.py is not written yet (issue 10)")
+@pytest.mark.skipif(not AREA_JOB.exists(), reason="insarcloud/pipelines/area_job.py is missing")
 @pytest.mark.skipif(not LICSAR.exists(), reason=f"real LiCSAR test products not found at {LICSAR}")
 def test_small_area_job_against_the_stack(stack, tmp_path):
     import s3fs

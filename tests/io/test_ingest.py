@@ -20,7 +20,7 @@ import zarr
 from insarcloud.io import open_cube
 from insarcloud.io.ingest import ingest_frame
 from insarcloud.io.licsar import coherence_to_uint8, discover_frame, read_rows, to_cube_values
-from pipelines.local_s3 import free_port
+from insarcloud.pipelines.local_s3 import free_port
 
 FRAME = "106A_09048_000909"
 PAIRS = ["20240106_20240118", "20240106_20240130", "20240106_20240211",

@@ -62,7 +62,7 @@ def area_bucket(bucket, storage_options):
 
 
 def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, s3_endpoint, ray_local):
-    from pipelines.area_job import run_area
+    from insarcloud.pipelines.area_job import run_area
 
     bucket = area_bucket
     fs = s3fs.S3FileSystem(**storage_options)
@@ -141,7 +141,7 @@ def test_killed_area_job_resumes(area_bucket, storage_options, s3_endpoint, tmp_
     assert alive, "the job finished before it could be killed"
     assert not (read_marker(cfg.area_url(), "", storage_options) or {}).get("complete")
 
-    from pipelines.area_job import run_area
+    from insarcloud.pipelines.area_job import run_area
 
     result = run_area(cfg)
     assert not result.failed

@@ -1,4 +1,4 @@
-"""pipelines.truth: RMSE after the datum, and the area-grid placement of frame truths."""
+"""insarcloud.pipelines.truth: RMSE after the datum, and the area-grid placement of frame truths."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipelines.truth import compare_to_truth, rmse_after_datum
+from insarcloud.pipelines.truth import compare_to_truth, rmse_after_datum
 
 
 def test_rmse_after_datum_removes_the_offset_only():

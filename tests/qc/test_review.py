@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from insarcloud import io
+from insarcloud.pipelines.local_s3 import stop_process
 from insarcloud.qc import dataset, labels
-from pipelines.local_s3 import stop_process
 
 from .conftest import synthetic_cube
 

@@ -10,7 +10,7 @@ Usage (the exact command is in README.md here)::
 
     python insarcloud/qc/checkpoints/make_checkpoint.py --work /tmp/qc_ckpt --out DIR [--ablation]
 
-Stages never import each other; this script (like ``pipelines/``) is where simulate and qc meet.
+Stages never import each other; this script (like ``insarcloud.pipelines``) is where simulate and qc meet.
 """
 
 from __future__ import annotations

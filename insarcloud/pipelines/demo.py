@@ -7,7 +7,7 @@ area job runs every stage, mosaics the frames, and writes the report. Because th
 demo, the area cube, the report and the run log are copied to ``demo-output/`` at the end, and the line to
 open the cube with xarray is printed.
 
-    python -m pipelines.demo [--out demo-output] [--size 96] [--epochs 36] [--stages ...]
+    python -m insarcloud.pipelines.demo [--out demo-output] [--size 96] [--epochs 36] [--stages ...]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.local_s3 import local_s3
+from insarcloud.pipelines.local_s3 import local_s3
 
 BUCKET = "s3://insarcloud-demo"
 AREA = "tibet-demo"
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         import s3fs
 
         from insarcloud.config import parse_config
-        from pipelines.area_job import run_area
+        from insarcloud.pipelines.area_job import run_area
 
         so = {"endpoint_url": endpoint}
         s3fs.S3FileSystem(**so).mkdir(BUCKET.removeprefix("s3://"))

@@ -1,4 +1,7 @@
-"""CLI sub-command ``insarcloud run CONFIG.yaml`` (the same as ``python pipelines/area_job.py CONFIG.yaml``)."""
+"""CLI sub-command ``insarcloud run CONFIG.yaml``.
+
+The same as ``python -m insarcloud.pipelines.area_job CONFIG.yaml``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.area_job import run_from_path
+    from insarcloud.pipelines.area_job import run_from_path
 
     return run_from_path(args.config, args.json)

@@ -1,6 +1,6 @@
 """The area job: every stage for every frame of a bounding box, then the mosaic and the report.
 
-    python pipelines/area_job.py CONFIG.yaml        # same as: insarcloud run CONFIG.yaml
+    python -m insarcloud.pipelines.area_job CONFIG.yaml        # same as: insarcloud run CONFIG.yaml
 
 Stages run per frame in the fixed order ingest -> qc -> quality -> unwrap -> invert -> noise -> forecast,
 frames in parallel on one Dask cluster and one Ray cluster (threads of this driver submit the frames'
@@ -252,7 +252,7 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Cal
 
 def _truth(cfg: AreaJobConfig, good: list[str], mosaic: dict[str, Any] | None) -> dict[str, Any] | None:
     """Velocity RMSE against the simulator's truth (``report.truth_url``); a failure here only warns."""
-    from pipelines.truth import compare_to_truth
+    from insarcloud.pipelines.truth import compare_to_truth
 
     pattern = cfg.report.truth_url or ""
     urls = {f: pattern.format(frame=f, output_url=cfg.output_url.rstrip("/")) for f in good}
