@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "insarcloud.noise.command",
     "insarcloud.forecast.command",
     "insarcloud.pipelines.command",
+    "insarcloud.config_command",
+    "insarcloud.view.command",
+    "insarcloud.export.command",
 )
 
 
