@@ -20,7 +20,15 @@ import numpy as np
 import xarray as xr
 
 from insarcloud.errors import CubeError, NetworkError
-from insarcloud.io import open_cube, read_marker, resolve_output, write_stage_output
+from insarcloud.io import (
+    create_stage_template,
+    mark_stage_complete,
+    open_cube,
+    read_marker,
+    resolve_output,
+    write_stage_output,
+    write_stage_region,
+)
 from insarcloud.io.storage import read_bytes
 from insarcloud.mosaic.kernels import (
     Grid,
@@ -209,12 +217,15 @@ def _reference_region(grid: Grid, dir_maps: dict[str, dict[str, np.ndarray]],
 def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_quality",
                bbox: Sequence[float] | None = None, ramp: bool = False, min_overlap: int = 100,
                gnss_csv: str | None = None, reference_box: Sequence[float] | None = None,
-               precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+               precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None,
+               series: bool = True, series_tile: int | None = None) -> dict[str, Any]:
     """Mosaic the frames' ``ts_group`` velocities into ``area_url`` (group ``mosaic``); skip when done.
 
     ``precision_group``: take velocity and precision from this group where a frame has it complete (see
     :func:`load_frame`); None uses the ts group's white-noise precision only.
+    ``series``: also write the area displacement series (``displacement_A/D``, ``displacement_east/up`` on
+    common dates, :mod:`insarcloud.mosaic.series`) when every frame's ts group has a ``displacement``;
+    computed and written one ``series_tile`` area tile at a time.
     """
     inputs = [(read_marker(u, ts_group, storage_options) or {}).get("params_hash") for u in cube_urls]
     if precision_group:
@@ -222,6 +233,8 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_q
     params = {"cubes": list(cube_urls), "ts_group": ts_group, "bbox": list(bbox) if bbox else None, "ramp": ramp,
               "min_overlap": min_overlap, "gnss_csv": gnss_csv, "reference_box": reference_box,
               "precision_group": precision_group, "inputs": inputs}
+    if series:
+        params["series"] = True
     # The mosaic is the area cube's root (what ``xr.open_zarr(area_url)`` shows); a re-run with other
     # parameters goes to a group ``mosaic_<hash>`` instead of overwriting it.
     plan = resolve_output(area_url, "", params, storage_options)
@@ -235,6 +248,44 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_q
     gnss = read_gnss_csv(gnss_csv, storage_options) if gnss_csv else None
     ds, summary = mosaic_arrays(frames, bbox=bbox, ramp=ramp, min_overlap=min_overlap, gnss=gnss,
                                 reference_box=reference_box)
-    write_stage_output(ds, area_url, plan.group, stage="mosaic", params=params, storage_options=storage_options)
+    if series and _all_have_series(cube_urls, ts_group, storage_options):
+        _write_with_series(ds, summary, frames, cube_urls, ts_group, area_url, plan.group, params,
+                           storage_options, precision_group, series_tile)
+    else:
+        write_stage_output(ds, area_url, plan.group, stage="mosaic", params=params, storage_options=storage_options)
     summary["group"] = plan.group
     return summary
+
+
+def _all_have_series(cube_urls: Sequence[str], ts_group: str, storage_options: dict[str, Any] | None) -> bool:
+    return all("displacement" in open_cube(u, storage_options, group=ts_group) for u in cube_urls)
+
+
+def _write_with_series(ds: xr.Dataset, summary: dict[str, Any], frames: Sequence[tuple[FrameMaps, Any, Any]],
+                       cube_urls: Sequence[str], ts_group: str, area_url: str, group: str, params: dict[str, Any],
+                       storage_options: dict[str, Any] | None, precision_group: str | None,
+                       tile: int | None) -> None:
+    """Template (velocity maps + series placeholders), the maps, the series tile by tile, then the marker."""
+    import dask.array as da
+
+    from insarcloud.mosaic.area_series import SERIES_TILE, FrameSeries, series_dates, series_template, write_area_series
+
+    tile = tile or SERIES_TILE
+    grid_lat, grid_lon = ds["y"].values, ds["x"].values
+    fs = [FrameSeries(u, ts_group, f, lat, lon, grid_lat, grid_lon, storage_options, precision_group)
+          for u, (f, lat, lon) in zip(cube_urls, frames, strict=True)]
+    dates = series_dates(fs)
+    directions = sorted({f.frame.direction for f in fs})
+    tmpl = ds.copy()
+    for name, var in ds.data_vars.items():
+        tmpl[name] = (var.dims, da.zeros(var.shape, dtype=var.dtype, chunks=(tile, tile)), var.attrs)
+    tmpl = tmpl.merge(series_template(ds, dates, directions, tile))
+    tmpl.attrs = dict(ds.attrs)
+    create_stage_template(tmpl, area_url, group or None, stage="mosaic", params=params,  # type: ignore[arg-type]
+                          storage_options=storage_options)
+    write_stage_region(ds, area_url, group, {"y": slice(0, None), "x": slice(0, None)}, storage_options)
+    summary["series"] = write_area_series(fs, ds, summary, dates, area_url, group, storage_options, tile)
+    from insarcloud.io.cube import open_zarr_group
+
+    open_zarr_group(area_url, group, storage_options, mode="r+").attrs["mosaic"] = json.dumps(summary, default=float)
+    mark_stage_complete(area_url, group, storage_options, stage="mosaic", params=params)
