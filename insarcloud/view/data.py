@@ -82,7 +82,14 @@ class CubeView:
             from insarcloud.config import InvertParams
 
             self.group = group or f"ts_{InvertParams().weights}"
-            self.ts = _open(url, self.group, storage_options)
+            try:
+                self.ts = _open(url, self.group, storage_options)
+            except CubeError as exc:
+                from insarcloud.io import list_groups
+
+                ts_groups = [g for g in list_groups(url, storage_options) if g.startswith("ts_")]
+                raise CubeError(f"{url} has no group {self.group!r}; its ts groups: {ts_groups or 'none'} "
+                                "(choose one with --group)") from exc
             if not _complete(self.ts):
                 raise CubeError(f"group {self.group!r} of {url} is incomplete (its stage did not finish)")
             self.extra = {name: self._optional(name) for name in ("quality", "noise", "forecast")}

@@ -50,3 +50,17 @@ def test_fit_line_goes_through_a_linear_series() -> None:
     fit = fit_line(dates, 4.0 + 12.5 * t, 12.5)
     assert fit["value_start"] == pytest.approx(4.0, abs=1e-3)
     assert fit["value_end"] == pytest.approx(4.0 + 12.5 * t[-1], abs=1e-3)
+
+
+def test_missing_group_names_the_ones_there(tmp_path: Path) -> None:
+    from insarcloud.errors import CubeError
+
+    url = str(tmp_path / "012A_05443_131313.zarr")
+    lat, lon = np.array([31.6, 31.599]), np.array([90.0, 90.001])
+    write_new_cube(make_frame_dataset(frame="012A_05443_131313", pairs=["20200101_20200113"], lat=lat, lon=lon,
+                                      phase=np.zeros((1, 2, 2)), coh=np.ones((1, 2, 2))), url)
+    ts = xr.Dataset({"velocity": (("y", "x"), np.zeros((2, 2), "float32"))}, coords={"y": lat, "x": lon})
+    write_stage_output(ts, url, "ts_none", stage="invert", params={})
+    with pytest.raises(CubeError, match=r"no group 'ts_quality_closure'.*ts_none"):
+        CubeView(url)
+    assert CubeView(url, "ts_none").layers == ["velocity"]
