@@ -64,3 +64,31 @@ def test_missing_group_names_the_ones_there(tmp_path: Path) -> None:
     with pytest.raises(CubeError, match=r"no group 'ts_quality_closure'.*ts_none"):
         CubeView(url)
     assert CubeView(url, "ts_none").layers == ["velocity"]
+
+
+def test_server_process_serves_a_cube(tmp_path: Path) -> None:
+    """``python -m insarcloud.view.server URL`` (what ``insarcloud view`` runs) listens on 127.0.0.1 and answers."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from insarcloud.pipelines.local_s3 import stop_process
+
+    url = str(tmp_path / "012A_05443_131313.zarr")
+    lat, lon = np.array([31.6, 31.599]), np.array([90.0, 90.001])
+    write_new_cube(make_frame_dataset(frame="012A_05443_131313", pairs=["20200101_20200113"], lat=lat, lon=lon,
+                                      phase=np.zeros((1, 2, 2)), coh=np.ones((1, 2, 2))), url)
+    ts = xr.Dataset({"velocity": (("y", "x"), np.ones((2, 2), "float32"))}, coords={"y": lat, "x": lon})
+    write_stage_output(ts, url, "ts_quality_closure", stage="invert", params={})
+    proc = subprocess.Popen([sys.executable, "-m", "insarcloud.view.server", url, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:"), (line, proc.stderr.read()[-2000:] if proc.poll() else "")
+        base = line.split()[1]
+        with urllib.request.urlopen(base + "api/meta", timeout=30) as r:
+            meta = json.loads(r.read())
+        assert meta["kind"] == "frame" and meta["group"] == "ts_quality_closure" and meta["layers"] == ["velocity"]
+    finally:
+        stop_process(proc)
