@@ -225,7 +225,8 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_q
     :func:`load_frame`); None uses the ts group's white-noise precision only.
     ``series``: also write the area displacement series (``displacement_A/D``, ``displacement_east/up`` on
     common dates, :mod:`insarcloud.mosaic.series`) when every frame's ts group has a ``displacement``;
-    computed and written one ``series_tile`` area tile at a time.
+    computed and written one ``series_tile`` area tile at a time (default: from the number of dates,
+    :func:`insarcloud.mosaic.area_series.series_tile_for`).
     """
     inputs = [(read_marker(u, ts_group, storage_options) or {}).get("params_hash") for u in cube_urls]
     if precision_group:
@@ -268,13 +269,19 @@ def _write_with_series(ds: xr.Dataset, summary: dict[str, Any], frames: Sequence
     """Template (velocity maps + series placeholders), the maps, the series tile by tile, then the marker."""
     import dask.array as da
 
-    from insarcloud.mosaic.area_series import SERIES_TILE, FrameSeries, series_dates, series_template, write_area_series
+    from insarcloud.mosaic.area_series import (
+        FrameSeries,
+        series_dates,
+        series_template,
+        series_tile_for,
+        write_area_series,
+    )
 
-    tile = tile or SERIES_TILE
     grid_lat, grid_lon = ds["y"].values, ds["x"].values
     fs = [FrameSeries(u, ts_group, f, lat, lon, grid_lat, grid_lon, storage_options, precision_group)
           for u, (f, lat, lon) in zip(cube_urls, frames, strict=True)]
     dates = series_dates(fs)
+    tile = tile or series_tile_for(dates.size)
     directions = sorted({f.frame.direction for f in fs})
     tmpl = ds.copy()
     for name, var in ds.data_vars.items():

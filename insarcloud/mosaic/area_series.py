@@ -27,7 +27,20 @@ from insarcloud.mosaic.series import (
 
 log = logging.getLogger(__name__)
 
-SERIES_TILE = 256  # area pixels per tile side: with 300 dates, ~80 MB per (date, tile, tile) float32 array
+SERIES_TILE = 256  # default area tile side for up to 128 dates; see series_tile_for
+CHUNK_BUDGET = 32 * 2**20  # bytes of one (date, tile, tile) float32 chunk of a series
+
+
+def series_tile_for(n_dates: int) -> int:
+    """The largest tile side (512, 256, 128 or 64) whose (date, tile, tile) float32 chunk fits CHUNK_BUDGET.
+
+    One tile's working set is a few such arrays (measured: benchmarks/mosaic_series.py), so the memory of the
+    series stays near that of a chunk whatever the area's size or the number of dates.
+    """
+    for side in (512, 256, 128):
+        if n_dates * side * side * 4 <= CHUNK_BUDGET:
+            return side
+    return 64
 
 
 class FrameSeries:
@@ -140,8 +153,8 @@ def write_area_series(frames: Sequence[FrameSeries], ds: xr.Dataset, summary: di
             part: dict[str, Any] = {}
             per_dir: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for d in directions:
-                num = np.zeros((dates.size, *shape))
-                den = np.zeros((dates.size, *shape))
+                num = np.zeros((dates.size, *shape), "float32")
+                den = np.zeros((dates.size, *shape), "float32")
                 var_num = np.zeros(shape)
                 wsum2 = np.zeros(shape)
                 for f in (f for f in frames if f.frame.direction == d):
@@ -153,16 +166,21 @@ def write_area_series(frames: Sequence[FrameSeries], ds: xr.Dataset, summary: di
                     s, vstd, sstd = _frame_tile(f, win, weights[id(f)], years, corr, grid_lat, grid_lon, y0, x0,
                                                 shape)
                     w = np.where(np.isfinite(vstd) & (vstd > 0), 1.0 / np.maximum(vstd, 1e-6) ** 2, 0.0)
-                    w3 = np.where(np.isfinite(s), w[None], 0.0)
-                    num += w3 * np.nan_to_num(s)
+                    w3 = np.where(np.isfinite(s), w[None].astype("float32"), np.float32(0))
                     den += w3
+                    w3 *= np.nan_to_num(s, copy=False)
+                    num += w3
+                    del s, w3
                     ok = (w > 0) & np.isfinite(sstd)
                     var_num += np.where(ok, w**2 * np.nan_to_num(sstd) ** 2, 0.0)
                     wsum2 += np.where(ok, w, 0.0)
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    val = np.where(den > 0, num / den, np.nan) - trend_correction(np.full(shape, datum[d]), years)
+                    num /= den
+                    num[den <= 0] = np.nan
+                    num -= (datum[d] * years).astype("float32")[:, None, None]
                     std = np.where(wsum2 > 0, np.sqrt(var_num) / wsum2, np.nan)
-                per_dir[d] = (val.astype("float32"), std.astype("float32"))
+                del den
+                per_dir[d] = (num, std.astype("float32"))
                 part[f"displacement_{d}"] = (("date", "y", "x"), per_dir[d][0])
                 part[f"displacement_std_{d}"] = (("y", "x"), per_dir[d][1])
             if len(directions) >= 2:
@@ -170,13 +188,13 @@ def write_area_series(frames: Sequence[FrameSeries], ds: xr.Dataset, summary: di
                 e = [ds[f"los_e_{d}"].values[win2] for d in directions]
                 u = [ds[f"los_u_{d}"].values[win2] for d in directions]
                 stds = [per_dir[d][1] for d in directions]
-                full = (dates.size, *shape)
-                dec = decompose_east_up([per_dir[d][0] for d in directions],
-                                        [np.broadcast_to(s, full) for s in stds],
-                                        [np.broadcast_to(a, full) for a in e], [np.broadcast_to(a, full) for a in u])
+                east = np.full((dates.size, *shape), np.nan, "float32")
+                up = np.full((dates.size, *shape), np.nan, "float32")
+                for k in range(dates.size):  # date by date: temporaries of one (y, x) map, not of the stack
+                    dec = decompose_east_up([per_dir[d][0][k] for d in directions], stds, e, u)
+                    east[k], up[k] = dec.east, dec.up
                 prec = decompose_east_up([np.zeros(shape)] * len(directions), stds, e, u)
-                part.update(displacement_east=(("date", "y", "x"), dec.east),
-                            displacement_up=(("date", "y", "x"), dec.up),
+                part.update(displacement_east=(("date", "y", "x"), east), displacement_up=(("date", "y", "x"), up),
                             displacement_east_std=(("y", "x"), prec.east_std),
                             displacement_up_std=(("y", "x"), prec.up_std))
             write_stage_region(xr.Dataset(part), area_url, group, {"y": slice(y0, y1), "x": slice(x0, x1)},

@@ -92,15 +92,18 @@ def resample_series(disp: np.ndarray, weights: InterpWeights) -> np.ndarray:
 
     disp : displacement, mm; NaN = no value (a NaN neighbour makes the interpolated value NaN).
     """
-    w = weights.w[:, None, None]
-    out = (1.0 - w) * disp[weights.i0].astype("float64") + w * disp[weights.i1].astype("float64")
+    w = weights.w.astype("float32")[:, None, None]
+    out = disp[weights.i1].astype("float32")  # a copy (fancy indexing)
+    out -= disp[weights.i0]
+    out *= w
+    out += disp[weights.i0]  # (1 - w) a + w b, in float32 with one (date, y, x) temporary
     out[~weights.valid] = np.nan
     first = np.flatnonzero(weights.valid)
-    if first.size == 0:
-        return out.astype("float32")
-    return (out - out[first[0]:first[0] + 1]).astype("float32")
+    if first.size:
+        out -= out[first[0]].copy()
+    return out
 
 
 def trend_correction(rate: np.ndarray, years: np.ndarray) -> np.ndarray:
     """(date, y, x) displacement of a (y, x) rate (mm/yr) over ``years`` since the first common date."""
-    return (np.asarray(rate, "float64")[None] * years[:, None, None]).astype("float32")
+    return np.asarray(rate, "float32")[None] * np.asarray(years, "float32")[:, None, None]
