@@ -5,9 +5,9 @@
 For each size N, writes one ascending and one descending N x N frame (``--dates`` epochs, ts groups with
 displacement, velocity, velocity_std, residual_rms) into a local directory, then runs ``run_mosaic`` (with the
 series) in a fresh child process and reports its peak RSS (``ru_maxrss``) and wall time. The anchor is the
-size of the area's four (date, y, x) float32 series (A, D, east, up) held whole; the series are written per
-256 x 256 tile, so the peak should grow with the 2-D maps the velocity mosaic holds (N^2), not with
-dates x N^2. Times on a shared machine are not comparable to a quiet one.
+size of the area's four (date, y, x) float32 series (A, D, east, up) held whole, and the same mosaic without the series
+(``series=False``): the series are written per area tile, so what they add should stay near one tile's
+working set, not grow with dates x N^2. Times on a shared machine are not comparable to a quiet one.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def _write_frames(root: Path, n: int, nd: int) -> list[str]:
     return urls
 
 
-def _child(urls: list[str], area: str) -> None:
+def _child(urls: list[str], area: str, series: bool) -> None:
     from insarcloud.mosaic.area import run_mosaic
 
     t0 = time.perf_counter()
-    summary = run_mosaic(urls, area, ts_group="ts_quality", precision_group=None,
+    summary = run_mosaic(urls, area, ts_group="ts_quality", precision_group=None, series=series,
                          reference_box=(90.0, 31.0, 90.02, 32.0))
-    print(json.dumps({"seconds": time.perf_counter() - t0, "tiles": summary["series"]["tiles"],
+    print(json.dumps({"seconds": time.perf_counter() - t0, "tiles": summary.get("series", {}).get("tiles", 0),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -74,19 +74,25 @@ def main() -> None:
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child[:-1], args.child[-1])
+        _child(args.child[:-2], args.child[-2], args.child[-1] == "series")
         return
     rows = []
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="mosaic-series-") as tmp:
             urls = _write_frames(Path(tmp), n, args.dates)
-            out = subprocess.run([sys.executable, __file__, "--child", *urls, str(Path(tmp) / "area.zarr")],
-                                 capture_output=True, text=True, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res = {}
+            for mode in ("velocity_only", "series"):  # the anchor: the same mosaic without the series
+                out = subprocess.run([sys.executable, __file__, "--child", *urls, str(Path(tmp) / f"{mode}.zarr"),
+                                      mode], capture_output=True, text=True, check=True)
+                res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
             stack_mb = 4 * args.dates * n * n * 4 / 2**20
+            extra = res["series"]["peak_rss_mb"] - res["velocity_only"]["peak_rss_mb"]
             row = {"size": n, "dates": args.dates, "series_stack_mb_if_whole": round(stack_mb, 1),
-                   "peak_rss_mb": round(res["peak_rss_mb"], 1), "seconds": round(res["seconds"], 2),
-                   "tiles": res["tiles"]}
+                   "peak_rss_mb_velocity_only": round(res["velocity_only"]["peak_rss_mb"], 1),
+                   "peak_rss_mb_with_series": round(res["series"]["peak_rss_mb"], 1),
+                   "series_extra_mb": round(extra, 1), "extra_over_stack": round(extra / stack_mb, 3),
+                   "seconds_velocity_only": round(res["velocity_only"]["seconds"], 2),
+                   "seconds_with_series": round(res["series"]["seconds"], 2), "tiles": res["series"]["tiles"]}
             print(json.dumps(row), flush=True)
             rows.append(row)
     if args.json:
