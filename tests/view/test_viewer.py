@@ -236,3 +236,51 @@ def test_area_cube_shows_los_up_east(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_viewer_on_a_mosaicked_area(tmp_path: Path) -> None:
+    """The mosaic's own area cube (A + D frames of a known east/up motion): the viewer plots its up series."""
+    from playwright.sync_api import sync_playwright
+
+    from insarcloud.mosaic.area import run_mosaic
+    from tests.mosaic.test_series import E_A, E_D, LON, N_A, N_D, REF_BOX, U_A, U_D, _frame, _truth
+
+    dates = pd.date_range("2020-01-01", periods=30, freq="12D").values
+    urls = [str(tmp_path / f"{f}.zarr") for f in ("012A_05443_131313", "121D_05442_131313")]
+    _frame(urls[0], "012A_05443_131313", LON, dates, (E_A, N_A, U_A), True, None)
+    _frame(urls[1], "121D_05442_131313", LON, dates + np.timedelta64(6, "D"), (E_D, N_D, U_D), True, None)
+    area = str(tmp_path / "areas" / "demo.zarr")
+    run_mosaic(urls, area, ts_group="ts_quality", reference_box=REF_BOX, precision_group=None)
+    ds = xr.open_zarr(area)
+    server, view = make_server(area)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1300, "height": 900})
+                page.goto(base)
+                page.wait_for_selector("body[data-ready='1']", timeout=30000)
+                box = page.locator("#overlay").bounding_box()
+                iy, ix = 30, 80  # in the subsiding, east-moving patch
+                ny, nx = ds.sizes["y"], ds.sizes["x"]
+                page.mouse.click(box["x"] + (ix + 0.5) * box["width"] / nx, box["y"] + (iy + 0.5) * box["height"] / ny)
+                page.wait_for_selector(f"body[data-pixel='{iy},{ix}']", timeout=30000)
+                got = page.eval_on_selector_all("#chart circle[data-series='up']",
+                                                "els => els.map(e => +e.dataset.value)")
+                np.testing.assert_allclose(got, ds["displacement_up"].values[:, iy, ix], atol=1e-4)
+                # and that is the truth resampled to the common dates (the seasonal term makes the
+                # 6-day interpolation inexact by < 0.1 mm here)
+                _, up = _truth(ds["date"].values, ds.y.values, ds.x.values, True)
+                up = up - up[:1]
+                assert np.max(np.abs(np.array(got) - up[:, iy, ix])) < 0.15
+                page.screenshot(path=str(SCREENSHOT_DIR / "viewer-mosaic.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
