@@ -119,7 +119,7 @@ function drawSeries(p) {
   const svg = document.getElementById("chart");
   clear(svg);
   const W = +svg.getAttribute("width"), H = +svg.getAttribute("height");
-  const L = 56, R = 12, T = 14, B = 72;
+  const L = 56, R = 12, T = 14, B = 86;
   const t = d => Date.parse(d);
   let tmin = Infinity, tmax = -Infinity, vmin = Infinity, vmax = -Infinity;
   const grow = (d, v) => { const x = t(d); tmin = Math.min(tmin, x); tmax = Math.max(tmax, x);
@@ -147,7 +147,7 @@ function drawSeries(p) {
   text(svg, 14, (T + H - B) / 2, "displacement (mm)", { transform: `rotate(-90 14 ${(T + H - B) / 2})`,
                                                         "text-anchor": "middle" });
   // series: precision bars, points, fitted rate
-  let lx = L, ly = H - 48;
+  let lx = L, ly = H - 50;
   const legend = (colour, label) => {
     const w = 20 + 6.2 * label.length;
     if (lx + w > W - R && lx > L) { lx = L; ly += 14; }
@@ -180,8 +180,9 @@ function drawSeries(p) {
                                              "data-date": d, "data-value": v }, g);
     legend("#7b3294", `forecast (${p.forecast.model || "model"})`);
   }
-  const src = p.series.map(s => s.std_source).find(Boolean);
-  text(svg, L, H - 6, src ? `bars: ±1σ, ${src}` : "no precision available for this pixel", { fill: "#666" });
+  const srcs = [...new Set(p.series.map(s => s.std_source).filter(Boolean))];
+  text(svg, L, H - 6, srcs.length ? `bars: ±1σ of one epoch (${srcs.join("; ")})` : "no precision available for this pixel",
+       { fill: "#666" });
 }
 
 function drawPairs(p) {
