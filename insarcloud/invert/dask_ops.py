@@ -257,7 +257,7 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
             ("pair", "y", "x"), cycles,
             {"long_name": "integer cycles removed by phase-closure correction (corrected = unw - 2 pi "
                           "unw_correction)", "units": "1", "method": "phase_closure (insarcloud.invert.correct)"})
-        ds = ds.assign_coords(pair=("pair", pairs.astype(str)))
+        ds = ds.assign_coords(pair=("pair", np.array([str(p) for p in pairs], dtype=object)))
     ds["date"].attrs["long_name"] = "acquisition date"
     if "spatial_ref" in root.coords:
         ds = ds.assign_coords(spatial_ref=root["spatial_ref"])
