@@ -228,7 +228,8 @@ def unwrap_cube(url: str, method: str = "chebyshev", *, source: str = "phase", w
         # New pairs appended by a later ingest must not be taken as done.
         "pairs_sha1": hashlib.sha1(",".join(pairs).encode()).hexdigest(),
         "n_pairs": len(pairs),
-        "landmask": "landmask" in ds.data_vars,
+        # only when used, so groups written before landmasks existed keep their parameter hash
+        **({"landmask": "water (0) is no data"} if "landmask" in ds.data_vars else {}),
     }
     group = f"unw_{method}"
     plan = io.resolve_output(url, group, record, storage_options)
