@@ -129,3 +129,18 @@ def test_pair_indices_and_grid_mismatch(sim_cube, tmp_path):
     fdir = frame_url(src, sim.frame_id)
     with pytest.raises(GridMismatchError, match="sltd.geo.tif"):
         read_gacos(fdir, sim.dates[:1], (10, 10), tuple(sim.grid.transform)[:6])
+
+
+def test_ingest_command_reads_gacos_after_the_pairs(sim_cube, tmp_path, dask_client, capsys):
+    """``insarcloud ingest`` (the command path) writes the gacos group after the pair ingest."""
+    import argparse
+
+    from insarcloud.io.command import run_ingest
+
+    sim, src, _, model, skipped = sim_cube
+    cube = str(tmp_path / "cli.zarr")
+    args = argparse.Namespace(source_url=src, frame=sim.frame_id, cube=cube, chunk=16,
+                              scheduler=dask_client.scheduler.address)
+    assert run_ingest(args) == 0
+    g = open_cube(cube, group="gacos")
+    assert list(g.attrs["missing_dates"]) == [skipped] and g.sizes["date"] == len(sim.dates) - 1
