@@ -17,10 +17,12 @@ Differences from MintPy, and why:
   (``round(c1 + c2) != round(c1) + round(c2)``), where a hard ``C U = k`` has no solution.
 - The closure of each loop is median-filtered in a 5 x 5 box before rounding (:data:`CORRECTION_WINDOW`):
   unwrapping errors are patches, closure noise is per pixel.
-- Batched instead of one solve per pixel: only pairs in a loop that does not close can carry cycles at
-  the L1 optimum, and those pairs split into independent groups (pairs that share no loop); each group's
-  problem (its pairs and the integer closures of the loops through them) is solved once and cached, so
-  every pixel of an error patch reuses the same solve. Pixels whose closures are all 0 need no solve.
+- Only pairs in a loop that does not close are unknowns (cycles on any other pair would open its closed
+  loops and need compensating cycles elsewhere, which the L1 cost disfavours; a restriction, not proven
+  optimal in every network), and those pairs split into independent groups (pairs that share no loop),
+  each solved once per distinct (pairs, loops, closures) and cached. Pixels whose closures are all 0 need
+  no solve. On the simulator the cache rarely hits (nearly every error pixel has its own closure pattern,
+  notes/invert.md), so the cost is about one LP per error pixel: the open issue for whole frames.
 - Loops with a NaN pair at the pixel are left out of its problem; pairs without data get ``U = 0``.
 
 Errors that cancel inside every loop of a pair (the same cycles in ``ij`` and ``ik`` of a patch, with no other
