@@ -42,6 +42,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from insarcloud.invert.closure import closure_weights, loop_triplets  # noqa: E402
+from insarcloud.invert.correct import phase_closure_correction, score_correction  # noqa: E402
 from insarcloud.invert.dask_ops import resolve_quality_floor  # noqa: E402
 from insarcloud.invert.network import Network, build_network  # noqa: E402
 from insarcloud.invert.reference import choose_reference  # noqa: E402
@@ -264,7 +265,7 @@ def propagate_reference(w: np.ndarray, r: int) -> np.ndarray:
 
 
 def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 12.0,
-             checkpoint: str | None = None) -> dict[str, Any]:
+             checkpoint: str | None = None, correct: bool = False) -> dict[str, Any]:
     from insarcloud.simulate.frame import simulate_frame
 
     t0 = time.time()
@@ -309,6 +310,23 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
             np.where(np.isfinite(unw), fr.unw_true.reshape(npair, -1), np.nan)
             - fr.unw_true.reshape(npair, -1)[:, [r]], None),
     }
+    corr_score: dict[str, Any] = {}
+    if correct:
+        # ``insarcloud invert --correct-unwrap phase_closure``: corrected before referencing (as the product)
+        t1 = time.time()
+        cor = phase_closure_correction(fr.unw, trip)
+        unw_c = cor.corrected.reshape(npair, -1).astype(np.float64)
+        unw_c_ref = unw_c - unw_c[:, [r]]
+        corr_score = {**score_correction(cor.cycles.reshape(npair, -1), cycles, np.isfinite(unw)),
+                      "patterns_solved": cor.n_patterns, "pixels_unresolved": cor.n_unresolved,
+                      "seconds": time.time() - t1}
+        log.info("seed %d correction: %s", seed, corr_score)
+        q_clo_c = closure_quality(unw_c_ref, trip, fr.shape).astype(np.float64)
+        inputs |= {
+            "[PRODUCT --correct-unwrap phase_closure] none": (unw_c_ref, None),
+            "[PRODUCT --correct-unwrap phase_closure --weights closure] (pre-registered, session 6)":
+                (unw_c_ref, q_clo_c),
+        }
     q_model, model_note = model_quality(fr, checkpoint)
     diag: dict[str, Any] = {}
     if q_model is not None:
@@ -340,6 +358,9 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
             "DIAG convnext q on clean pixel-pairs only (1 on errors)": (unw_ref, np.where(err_mask, 1.0, q)),
             "DIAG oracle x convnext q": (unw_ref, oracle * q),
         }
+        if correct:
+            inputs[f"[PRODUCT --correct-unwrap phase_closure --weights quality_closure] floor {floor:g}"] = (
+                unw_c_ref, quality_weights(q, floor).astype(np.float64) * q_clo_c)
     keep = licsbas_drop(unw_ref, coh, trip, r)
     keep_oracle = err_mask.mean(axis=1) <= 0.01
     inputs["drop_bad_ifgs (LiCSBAS 11-12)"] = (np.where(keep[:, None], unw_ref, np.nan), None)
@@ -380,6 +401,7 @@ def accuracy(shape: int, n_epochs: int, seed: int, gamma: float, looks: float = 
         "displacement_rmse_mm": ts_rmse,
         "rmse_reduction_vs_none_pct": {k: float(100 * (1 - v / base)) for k, v in results.items()},
         "model_quality": model_note,
+        "unwrap_correction": corr_score,
         "convnext_quality_diagnostics": diag,
     }
 
@@ -596,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mintpy-pixels", type=int, default=2000, help="pixels for MintPy's per-pixel paths")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--correct-unwrap", action="store_true",
+                    help="also score the phase-closure unwrapping-error correction (insarcloud.invert.correct)")
     ap.add_argument("--parts", nargs="+", choices=("accuracy", "speed", "memory"),
                     default=["accuracy", "speed", "memory"],
                     help="parts to run (default all); e.g. --parts accuracy")
@@ -615,10 +639,12 @@ def main(argv: list[str] | None = None) -> int:
         # design frames (seeds 10, 11): where the weight mappings were chosen; report frames: seed .. seed+n-1
         if args.design_seeds:
             report["accuracy_design_frames"] = accuracy_summary(
-                [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4, checkpoint=args.checkpoint)
+                [accuracy(args.sim_shape, args.sim_epochs, s, gamma=1e-4, checkpoint=args.checkpoint,
+                          correct=args.correct_unwrap)
                  for s in args.design_seeds])
         report["accuracy"] = accuracy_summary(
-            [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4, checkpoint=args.checkpoint)
+            [accuracy(args.sim_shape, args.sim_epochs, args.seed + k, gamma=1e-4, checkpoint=args.checkpoint,
+                      correct=args.correct_unwrap)
              for k in range(args.sim_seeds)])
         log.info("%s", json.dumps(report["accuracy"]["mean_rmse_reduction_vs_none_pct"], indent=1))
     if "speed" in args.parts:

@@ -377,6 +377,14 @@ class InvertParams(_Model):
     nsbas_gamma: float = Field(
         1e-4, ge=0.0, le=1e3, description="NSBAS temporal constraint weight (LiCSBAS default 1e-4; 0 = plain SBAS)."
     )
+    correct_unwrap: Literal["none", "phase_closure"] = Field("none", description=(
+        "Unwrapping-error correction before the inversion: none, or phase_closure (MintPy's integer "
+        "loop-closure correction, insarcloud.invert.correct); corrections are written as unw_correction."))
+    gacos: bool = Field(False, description=(
+        "Subtract LiCSAR's GACOS delays (the cube's gacos group, read after ingest) from each pair."))
+    gacos_missing: Literal["keep", "drop"] = Field("keep", description=(
+        "Pairs touching an epoch without GACOS: keep them uncorrected (default) or drop them; the epochs are "
+        "logged by date and recorded in the ts group either way."))
     reference: (
         tuple[Annotated[float, Field(ge=-180.0, le=180.0)], Annotated[float, Field(ge=-90.0, le=90.0)]] | None
     ) = Field(None, description="[lon, lat] reference point; unset = automatic (most coherent area).")

@@ -32,6 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-x", type=int, help="reference pixel column (with --ref-y)")
     p.add_argument("--ref-lat", type=float, help="reference latitude (with --ref-lon)")
     p.add_argument("--ref-lon", type=float, help="reference longitude (with --ref-lat)")
+    p.add_argument("--correct-unwrap", default="none", choices=("none", "phase_closure"),
+                   help="unwrapping-error correction before the inversion (default none); phase_closure: "
+                        "MintPy's integer loop-closure correction, written as unw_correction (pair, y, x)")
+    p.add_argument("--gacos", action="store_true",
+                   help="subtract the cube's GACOS delays (group gacos, from LiCSAR epochs/*.sltd.geo.tif)")
+    p.add_argument("--gacos-missing", default="keep", choices=("keep", "drop"),
+                   help="pairs touching an epoch without GACOS: keep them uncorrected (default) or drop them; "
+                        "the epochs are logged by date and written to the ts group's attributes")
     p.add_argument("--chunk", type=int, default=None, help="spatial chunk of a task (default: the cube's)")
     p.add_argument("--group", default=None, help="output group (default ts_<weights>)")
     p.add_argument("--scheduler", default=None,
@@ -64,7 +72,8 @@ def run_invert(args: argparse.Namespace) -> int:
     with dask_client(args.scheduler, n_workers=args.workers):
         group, plan = invert_cube(args.cube_url, weights=args.weights, source=args.source, gamma=args.gamma,
                                   ref_yx=ref_yx, ref_latlon=ref_ll, chunk=args.chunk, group=args.group,
-                                  quality_floor=args.quality_floor)
+                                  quality_floor=args.quality_floor, correct_unwrap=args.correct_unwrap,
+                                  gacos=args.gacos, gacos_missing=args.gacos_missing)
     report = {"group": group, "skipped": plan is None}
     if plan is not None:
         report.update({"reference": plan.reference._asdict(), "network_components": plan.n_components,

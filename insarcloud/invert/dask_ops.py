@@ -16,8 +16,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from insarcloud.errors import CubeError
+from insarcloud.errors import ConfigError, CubeError
 from insarcloud.invert.closure import CLOSURE_HALO, CLOSURE_THRESHOLD, CLOSURE_WINDOW, closure_weights, loop_triplets
+from insarcloud.invert.correct import CORRECTION_HALO, CORRECTION_METHODS, CORRECTION_WINDOW, correction_block
 from insarcloud.invert.network import analyse_network, build_network
 from insarcloud.invert.reference import ReferencePoint, choose_reference
 from insarcloud.invert.sbas import DEFAULT_GAMMA, invert_pixels
@@ -110,7 +111,9 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
                    source_ds: xr.Dataset | None = None, weight_ds: xr.Dataset | None = None,
                    gamma: float = DEFAULT_GAMMA, ref_yx: tuple[int, int] | None = None,
                    ref_latlon: tuple[float, float] | None = None, chunk: int | None = None,
-                   quality_floor: float | None = None) -> tuple[xr.Dataset, InversionPlan]:
+                   quality_floor: float | None = None, mask_water: bool = True, correct_unwrap: str = "none",
+                   gacos_ds: xr.Dataset | None = None, gacos_missing: str = "keep"
+                   ) -> tuple[xr.Dataset, InversionPlan]:
     """Lazy ``ts_<weights>`` dataset from an opened cube.
 
     Parameters
@@ -126,13 +129,29 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
     chunk : spatial chunk (pixels) of the tasks; default the source's own chunks.
     quality_floor : smallest weight of a positive quality ("quality", "quality_closure"); None: by the
         quality map's export (:func:`resolve_quality_floor`).
+    mask_water : water pixels of the cube's ``landmask`` (0) are NaN, not fitted (no effect without one).
+    correct_unwrap : "none" or "phase_closure" (:mod:`insarcloud.invert.correct`): integer cycles found by
+        loop closure are removed before the inversion (and before referencing); they are written as
+        ``unw_correction`` (pair, y, x) int8, ``corrected = unw - 2 pi unw_correction``.
+    gacos_ds : the cube's ``gacos`` group (:mod:`insarcloud.io.gacos`); when given, each pair is corrected
+        by ``gacos[secondary] - gacos[primary]`` (LiCSBAS step 03).
+    gacos_missing : "keep" (pairs touching an epoch without GACOS stay uncorrected) or "drop" (they are
+        not used); either way the epochs are logged by date and recorded in the attributes.
     """
+    if correct_unwrap not in CORRECTION_METHODS:
+        raise ConfigError(f"correct_unwrap must be one of {', '.join(CORRECTION_METHODS)}, got {correct_unwrap!r}")
+    if gacos_missing not in ("keep", "drop"):
+        raise ConfigError(f"gacos_missing must be 'keep' or 'drop', got {gacos_missing!r}")
     src = source_ds if source_ds is not None else root
     if source not in src:
         raise CubeError(f"source variable {source!r} not found (have {sorted(src.data_vars)})")
     unw = src[source]
     if unw.dims != ("pair", "y", "x"):
         raise CubeError(f"source {source!r} must have dims (pair, y, x), has {unw.dims}")
+    water_masked = mask_water and "landmask" in root.data_vars
+    if water_masked:
+        # LiCSAR landmask (1 land, 0 water): water pixels are not fitted (NaN out) and never the reference
+        unw = unw.where(root["landmask"] != 0)
     pairs = unw["pair"].values
     prim = src["primary"].values if "primary" in src.coords else root["primary"].sel(pair=pairs).values
     sec = src["secondary"].values if "secondary" in src.coords else root["secondary"].sel(pair=pairs).values
@@ -150,6 +169,9 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         iy = int(np.abs(unw["y"].values - ref_latlon[0]).argmin())
         ix = int(np.abs(unw["x"].values - ref_latlon[1]).argmin())
         ref_yx = (iy, ix)
+    gacos_info: dict[str, Any] = {}
+    if gacos_ds is not None:
+        unw, gacos_info = _apply_gacos(unw, gacos_ds, prim, sec, gacos_missing)
     if ref_yx is not None:
         iy, ix = ref_yx
         if not (0 <= iy < unw.sizes["y"] and 0 <= ix < unw.sizes["x"]):
@@ -159,18 +181,24 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
     else:
         coh = root["coh"].sel(pair=pairs) if "coh" in root else None
         ref = select_reference(unw, coh)
-    ref_series = unw.isel(y=ref.y, x=ref.x).values
-    dropped = [str(p) for p in pairs[~np.isfinite(ref_series)]]
-    if dropped:
-        log.warning("reference pixel has no data in %d pair(s); they are unusable: %s", len(dropped),
-                    ", ".join(dropped[:5]))
-
     cy = chunk or (unw.chunks[1][0] if unw.chunks else 512)
     cx = chunk or (unw.chunks[2][0] if unw.chunks else 512)
     unw_d = unw.data if isinstance(unw.data, da.Array) else da.from_array(unw.values)
     unw_d = unw_d.rechunk({0: -1, 1: cy, 2: cx})
+    cycles = None
+    if correct_unwrap == "phase_closure":
+        # MintPy runs the correction between network modification and inversion; here before referencing,
+        # so an error at the reference pixel is fixed there instead of being spread over the frame
+        cycles = da.map_overlap(correction_block, unw_d, depth={0: 0, 1: CORRECTION_HALO, 2: CORRECTION_HALO},
+                                boundary="none", dtype=np.int8, trip=loop_triplets(net), window=CORRECTION_WINDOW)
+        unw_d = unw_d - np.float32(2 * np.pi) * cycles.astype(np.float32)
+    ref_series = np.asarray(unw_d[:, ref.y, ref.x].compute(), np.float32)
+    dropped = [str(p) for p in pairs[~np.isfinite(ref_series)]]
+    if dropped:
+        log.warning("reference pixel has no data in %d pair(s); they are unusable: %s", len(dropped),
+                    ", ".join(dropped[:5]))
     # LiCSBAS/MintPy reference every interferogram to the reference pixel before the inversion
-    unw_d = unw_d - da.from_array(ref_series.astype(np.float32), chunks=-1)[:, None, None]
+    unw_d = unw_d - da.from_array(ref_series, chunks=-1)[:, None, None]
     nd = net.n_date
     floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
     w_d = None
@@ -224,6 +252,12 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         },
         coords=coords,
     )
+    if cycles is not None:
+        ds["unw_correction"] = xr.Variable(
+            ("pair", "y", "x"), cycles,
+            {"long_name": "integer cycles removed by phase-closure correction (corrected = unw - 2 pi "
+                          "unw_correction)", "units": "1", "method": "phase_closure (insarcloud.invert.correct)"})
+        ds = ds.assign_coords(pair=("pair", np.array([str(p) for p in pairs], dtype=object)))
     ds["date"].attrs["long_name"] = "acquisition date"
     if "spatial_ref" in root.coords:
         ds = ds.assign_coords(spatial_ref=root["spatial_ref"])
@@ -244,9 +278,49 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         "los_sign_convention": LOS_SIGN_CONVENTION, "wavelength_m": wl,
         "network_components": report.n_components,
         "pairs_dropped_by_reference": len(dropped),
+        "water_masked": int(water_masked),
+        "correct_unwrap": correct_unwrap,
+        **({"correct_unwrap_window": CORRECTION_WINDOW} if correct_unwrap != "none" else {}),
+        "gacos": int(gacos_ds is not None),
+        **gacos_info,
         "Conventions": "CF-1.10",
     })
     return ds, InversionPlan(ref, report.summary(), report.n_components, dropped)
+
+
+def _apply_gacos(unw: xr.DataArray, gacos_ds: xr.Dataset, prim: np.ndarray, sec: np.ndarray, missing: str
+                 ) -> tuple[xr.DataArray, dict[str, Any]]:
+    """Subtract ``gacos[secondary] - gacos[primary]`` from each pair (insarcloud.io.gacos convention);
+    pairs touching an epoch without GACOS are kept uncorrected or dropped (NaN), never silently."""
+    from insarcloud.io.gacos import VAR, pair_delay_indices
+
+    if VAR not in gacos_ds or gacos_ds[VAR].dims != ("date", "y", "x"):
+        raise CubeError(f"the gacos group has no {VAR!r} (date, y, x) variable")
+    g = gacos_ds[VAR]
+    ip, is_, covered = pair_delay_indices(g["date"].values, prim, sec)
+    cube_dates = np.unique(np.concatenate([np.asarray(prim), np.asarray(sec)]).astype("datetime64[D]"))
+    have = set(np.asarray(g["date"].values).astype("datetime64[D]").tolist())
+    miss_dates = [str(d).replace("-", "") for d in cube_dates.tolist() if d not in have]
+    unc = [str(p) for p in unw["pair"].values[~covered]]
+    if miss_dates:
+        log.warning("GACOS: %d epoch(s) without GACOS: %s; %d pair(s) touch them and are %s "
+                    "(--gacos-missing %s)", len(miss_dates), ", ".join(miss_dates), len(unc),
+                    "dropped" if missing == "drop" else "kept uncorrected", missing)
+    else:
+        log.info("GACOS: every epoch has a GACOS delay (--gacos-missing %s not needed)", missing)
+    gd = g.data if isinstance(g.data, da.Array) else da.from_array(np.asarray(g.values))
+    nd = gd.shape[0]
+    zero = da.zeros((1, *gd.shape[1:]), dtype=np.float32, chunks=(1, *gd.chunksize[1:]))
+    gz = da.concatenate([gd.astype(np.float32), zero], axis=0)  # index nd = "no GACOS": zero delay
+    dp = gz[np.where(covered, is_, nd)] - gz[np.where(covered, ip, nd)]
+    corr = xr.DataArray(dp, dims=("pair", "y", "x"), coords={"pair": unw["pair"].values})
+    out = unw - corr.assign_coords(y=unw["y"].values, x=unw["x"].values)
+    if missing == "drop" and unc:
+        out = out.where(xr.DataArray(covered, dims=("pair",), coords={"pair": unw["pair"].values}))
+    out.attrs = unw.attrs
+    info = {"gacos_missing": missing, "gacos_missing_dates": miss_dates, "gacos_uncorrected_pairs": unc,
+            "gacos_convention": "unw - (gacos[secondary] - gacos[primary]), rad (insarcloud.io.gacos)"}
+    return out, info
 
 
 def _kernel_none(unw: np.ndarray, **kw: Any) -> np.ndarray:
@@ -254,9 +328,16 @@ def _kernel_none(unw: np.ndarray, **kw: Any) -> np.ndarray:
 
 
 def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any] | None,
-                 quality_floor: float = QUALITY_FLOOR) -> dict[str, Any]:
+                 quality_floor: float = QUALITY_FLOOR, correct_unwrap: str = "none", gacos: bool = False,
+                 gacos_missing: str = "keep") -> dict[str, Any]:
     """The parameters that identify an inversion output (for ``resolve_output``)."""
-    out = {"weights": weights, "source": source, "gamma": float(gamma), "reference": dict(ref or {"auto": True})}
+    out: dict[str, Any] = {"weights": weights, "source": source, "gamma": float(gamma),
+                           "reference": dict(ref or {"auto": True})}
+    # new options enter the marker only when used, so outputs written before them stay "done"
+    if correct_unwrap != "none":
+        out["correct_unwrap"] = {"method": correct_unwrap, "window": CORRECTION_WINDOW}
+    if gacos:
+        out["gacos"] = {"missing": gacos_missing}
     if weights in ("quality", "quality_closure"):
         # the quality -> weight mapping is part of the result: a cube inverted with another floor is redone
         out["quality_floor"] = float(quality_floor)
@@ -268,7 +349,8 @@ def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any]
 def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: float = DEFAULT_GAMMA,
                 ref_yx: tuple[int, int] | None = None, ref_latlon: tuple[float, float] | None = None,
                 chunk: int | None = None, storage_options: dict[str, Any] | None = None,
-                group: str | None = None, quality_floor: float | None = None
+                group: str | None = None, quality_floor: float | None = None, correct_unwrap: str = "none",
+                gacos: bool = False, gacos_missing: str = "keep", mask_water: bool = True
                 ) -> tuple[str, InversionPlan | None]:
     """Invert a frame cube into its ``ts_<weights>`` group (workers write the chunks).
 
@@ -285,7 +367,12 @@ def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: 
     if var is not None and var not in root:
         weight_ds = open_cube(url, storage_options, group=var)
     floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
-    params = stage_params(weights, source, gamma, ref, floor)
+    params = stage_params(weights, source, gamma, ref, floor, correct_unwrap, gacos, gacos_missing)
+    gacos_ds = None
+    if gacos:
+        from insarcloud.io.gacos import GROUP as GACOS_GROUP
+
+        gacos_ds = open_cube(url, storage_options, group=GACOS_GROUP)  # CubeError naming the group if absent
     target = group or f"ts_{weights}"
     plan = resolve_output(url, target, params, storage_options)
     if plan.done:
@@ -293,7 +380,9 @@ def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: 
         return plan.group, None
     source_ds = None if source == "unw" else open_cube(url, storage_options, group=source)
     ds, info = invert_dataset(root, weights=weights, source=source, source_ds=source_ds, weight_ds=weight_ds,
-                              gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk, quality_floor=floor)
+                              gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk, quality_floor=floor,
+                              mask_water=mask_water, correct_unwrap=correct_unwrap, gacos_ds=gacos_ds,
+                              gacos_missing=gacos_missing)
     log.info("inverting %s (%d pairs, %d dates, %s) into %s", url, root.sizes.get("pair", 0),
              ds.sizes["date"], weights, plan.group)
     write_stage_output(ds, url, plan.group, stage="invert", params=params, storage_options=storage_options)

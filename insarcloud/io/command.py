@@ -32,6 +32,10 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     with dask_client(args.scheduler) as client:
         report = ingest_frame(args.source_url, args.frame, args.cube, chunk=args.chunk, client=client)
+        if report.completed or report.skipped:  # LiCSAR's per-epoch GACOS delays, when published
+            from insarcloud.io.gacos import ingest_gacos
+
+            ingest_gacos(args.source_url, args.frame, args.cube)
     print(f"{args.frame}: {len(report.completed)} pairs written, {len(report.skipped)} already in the cube, "
           f"{len(report.failed)} failed, {len(report.missing)} products missing")
     for key, msg in report.failed.items():

@@ -120,8 +120,13 @@ def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
     source = "unw" if "unw" in root else (unwrapped.group if unwrapped is not None
                                           else f"unw_{cfg.params.unwrap.method}")
     ref = (p.reference[1], p.reference[0]) if p.reference else None
+    if p.gacos:  # LiCSAR's per-epoch GACOS delays into the cube's gacos group (issue 21)
+        from insarcloud.io.gacos import ingest_gacos
+
+        ingest_gacos(cfg.source_url, frame, cfg.cube_url(frame), ctx["so"])
     group, _ = invert_cube(cfg.cube_url(frame), weights=p.weights, source=source, gamma=p.nsbas_gamma,
-                           ref_latlon=ref, storage_options=ctx["so"], quality_floor=p.quality_floor)
+                           ref_latlon=ref, storage_options=ctx["so"], quality_floor=p.quality_floor,
+                           correct_unwrap=p.correct_unwrap, gacos=p.gacos, gacos_missing=p.gacos_missing)
     return group
 
 

@@ -136,7 +136,9 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
 
     Pass 1 (per-loop and per-ifg reductions) is computed here, on the active Dask scheduler; pass 2 stays
     lazy. Works without ``unw`` (wrapped closure only) and without any closed loop (statistics and labels
-    only, with a warning).
+    only, with a warning). With a ``landmask`` (y, x) variable (LiCSAR: 1 land, 0 water) water pixels are no
+    data for every product, so step 11/12 and the label fractions are over land only
+    (:func:`insarcloud.qc.stats.mask_water`); attribute ``landmask_applied`` says whether it was.
 
     Parameters
     ----------
@@ -170,6 +172,17 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
 
     phase, coh = arr("phase"), arr("coh")
     unw = arr("unw") if has_unw else None
+    # water (LiCSAR landmask 0) is no data for every product: statistics and labels over land only
+    has_lm = "landmask" in ds.data_vars and ds["landmask"].dims == ("y", "x")
+    n_land = None
+    if has_lm:
+        lmv = ds["landmask"].data
+        lmv = lmv if isinstance(lmv, da.Array) else da.from_array(np.asarray(lmv), chunks=(b, b))
+        water = (lmv == 0).rechunk((b, b))[None]
+        phase, coh = da.where(water, np.float32(np.nan), phase), da.where(water, np.float32(np.nan), coh)
+        unw = None if unw is None else da.where(water, np.float32(np.nan), unw)
+        n_land = int(da.sum(~water).compute())
+        log.info("landmask: %d of %d pixels are land; water is no data for qc", n_land, ny * nx)
     n_ep = len(epochs(pairs))
     t0 = time.perf_counter()
 
@@ -282,6 +295,8 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
         n_triplets=int(trip.n_triplets),
         block=int(b),
         thresholds=p.model_dump_json(),
+        landmask_applied=int(has_lm),
+        **({"n_land_pixels": n_land} if n_land is not None else {}),
         description="insarcloud QC: loop closure (LiCSBAS step 12), coverage/coherence (step 11), windowed "
                     "phase std and coherence, multi-stage rule labels (see insarcloud.qc.labels)",
     )

@@ -132,6 +132,7 @@ def frame_qc(
     cov_thre: float = 0.3,
     coh_thre: float = 0.05,
     thresholds: labels.RuleThresholds | None = None,
+    landmask: np.ndarray | None = None,
 ) -> FrameQC:
     """Every QC product of a whole frame held in memory (the reference for the chunked path).
 
@@ -141,8 +142,12 @@ def frame_qc(
         (P,) pair names.
     phase, coh, unw : np.ndarray
         (P, y, x) float32; ``unw`` None when the frame has no unwrapped products.
+    landmask : np.ndarray, optional
+        (y, x) LiCSAR landmask (1 land, 0 water): water pixels are no data for every product.
     """
     th = thresholds or labels.RuleThresholds()
+    phase, coh = stats.mask_water(phase, landmask), stats.mask_water(coh, landmask)
+    unw = None if unw is None else stats.mask_water(unw, landmask)
     trip = find_triplets(pairs)
     ws = stats.window_stats(phase, coh, window)
     loops = None

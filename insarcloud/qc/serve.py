@@ -124,7 +124,8 @@ def chunks_written(url: str, group: str, var: str, chunk: tuple[int, int],
     """(pair index, y0, x0) of the chunks of ``group/var`` present in the store.
 
     A Zarr chunk is one object written in one PUT, so its presence means the chunk was written in full
-    (``quality`` is never all fill value: invalid pixels are 0, not NaN, so every written chunk exists).
+    (``quality`` is never all fill value where there is land: invalid pixels are 0, not NaN; water pixels
+    (landmask 0) are NaN, so a chunk that is all water may be absent and is simply recomputed on a resume).
     """
     from insarcloud.io.storage import get_fs, join
 
@@ -258,6 +259,9 @@ class QualityWorker:
         t_read = time.perf_counter() - t0
         q = infer_region(self.model, window, plan, job.y, job.x, p.tile, p.overlap, batch_size=p.batch_size,
                          bf16=self.bf16, channels_last=p.channels_last)
+        if "landmask" in ds.data_vars:  # LiCSAR landmask: water (0) has no quality (NaN), as no-data elsewhere
+            lm = io.with_retries(lambda: ds["landmask"].isel(y=slice(*job.y), x=slice(*job.x)).values)
+            q = np.where(np.asarray(lm) == 0, np.float32(np.nan), q).astype(np.float32)
         t_inf = time.perf_counter() - t0 - t_read
         part = xr.Dataset({"quality": (("pair", "y", "x"), q[None])})
         region = {"pair": slice(job.pair_index, job.pair_index + 1), "y": slice(*job.y), "x": slice(*job.x)}
@@ -278,7 +282,8 @@ def _template(ds: Any, chunk: tuple[int, int], params: Mapping[str, Any]) -> Any
     coords = {k: ds[k] for k in ("pair", "primary", "secondary", "y", "x", "lat", "lon") if k in ds.coords}
     out = xr.Dataset({"quality": (("pair", "y", "x"), q)}, coords=coords)
     out["quality"].attrs.update(
-        long_name="pixel-wise interferogram quality (ConvNeXt-InSAR): 1 good, 0 bad or no data",
+        long_name="pixel-wise interferogram quality (ConvNeXt-InSAR): 1 good, 0 bad or no data, NaN water "
+                  "(landmask 0)",
         units="1", valid_min=0.0, valid_max=1.0,
     )
     out.attrs.update(source_url=str(ds.attrs.get("source_url", "")), frame=str(ds.attrs.get("frame", "")),

@@ -13,6 +13,12 @@ valid pixels and ``sigma = sqrt(-2 ln R)`` (Mardia & Jupp 2000, eq. 2.3.11), rad
 sigma is at most ~3.72 rad. Fringes inside the window raise sigma a little (a gradient of 0.3 rad/pixel
 gives ~0.38 rad in a 5 x 5 window); LiCSAR's filtered phase is smooth, so the statistic mainly sees
 decorrelation noise.
+
+Water: a cube's ``landmask`` (y, x) follows LiCSAR's ``<frame>.geo.landmask.tif`` convention, 1 = land and
+0 = water (NaN = unknown, kept). :func:`mask_water` turns water pixels into no data before any statistic,
+so LiCSBAS step 11's valid area, the loop closures (step 12) and the per-ifg label fractions are over land
+only; on a frame that is mostly sea (106A_09048_000909: 86%) LiCSAR's noisy sea phase would otherwise make
+every interferogram "bad" (docs/real_data.md). A cube without ``landmask`` is unchanged.
 """
 
 from __future__ import annotations
@@ -126,6 +132,26 @@ def step11(valid: np.ndarray, coh: np.ndarray, n_epochs: int, cov_thre: float = 
            coh_thre: float = 0.05) -> IfgStats:
     """Whole-array LiCSBAS step 11 (see module docstring)."""
     return finalize_step11(step11_partials(valid, coh, n_epochs), cov_thre, coh_thre)
+
+
+def water_mask(landmask: np.ndarray | None) -> np.ndarray | None:
+    """(y, x) bool True on water (``landmask == 0``); None when there is no landmask."""
+    if landmask is None:
+        return None
+    lm = np.asarray(landmask)
+    if lm.ndim != 2:
+        raise InputArrayError(f"landmask must be (y, x), got shape {lm.shape}")
+    return lm == 0  # NaN (unknown) compares False: kept
+
+
+def mask_water(a: np.ndarray, landmask: np.ndarray | None) -> np.ndarray:
+    """(..., y, x) float array with water pixels (``landmask == 0``) set to NaN; ``a`` itself when no landmask."""
+    water = water_mask(landmask)
+    if water is None or not water.any():
+        return a
+    if a.shape[-2:] != water.shape:
+        raise InputArrayError(f"landmask {water.shape} does not match the array's (y, x) {a.shape[-2:]}")
+    return np.where(water, np.float32(np.nan), a).astype(np.result_type(a.dtype, np.float32), copy=False)
 
 
 def _box_sum(a: np.ndarray, window: int) -> np.ndarray:

@@ -198,6 +198,9 @@ def unwrap_cube(url: str, method: str = "chebyshev", *, source: str = "phase", w
         Tile halo in pixels.
     storage_options : dict, optional
 
+    With a ``landmask`` (y, x) variable (LiCSAR: 1 land, 0 water), water pixels are no data for every
+    method (excluded from the solve, NaN in the output).
+
     Returns
     -------
     UnwrapCubeResult
@@ -225,6 +228,8 @@ def unwrap_cube(url: str, method: str = "chebyshev", *, source: str = "phase", w
         # New pairs appended by a later ingest must not be taken as done.
         "pairs_sha1": hashlib.sha1(",".join(pairs).encode()).hexdigest(),
         "n_pairs": len(pairs),
+        # only when used, so groups written before landmasks existed keep their parameter hash
+        **({"landmask": "water (0) is no data"} if "landmask" in ds.data_vars else {}),
     }
     group = f"unw_{method}"
     plan = io.resolve_output(url, group, record, storage_options)
@@ -234,7 +239,14 @@ def unwrap_cube(url: str, method: str = "chebyshev", *, source: str = "phase", w
     if not pairs:
         raise CubeError(f"cube {url} has no ingested pairs to unwrap")
     coh = ds["coh"] if wmode == "coh" else None
-    unw = unwrap_pairs(ds[source], method, kparams, coh=coh, tile=tile, overlap=overlap)
+    src = ds[source]
+    if "landmask" in ds.data_vars:
+        # LiCSAR landmask (1 land, 0 water): water is no data (zero weight in every kernel, NaN out), so sea
+        # noise neither pulls the LS solution nor bridges islands; NaN (unknown) is kept
+        land = ds["landmask"] != 0
+        src = src.where(land)
+        coh = None if coh is None else coh.where(land)
+    unw = unwrap_pairs(src, method, kparams, coh=coh, tile=tile, overlap=overlap)
     name = f"unw_{method}"
     unw.attrs = {
         "units": "rad",
@@ -246,6 +258,7 @@ def unwrap_cube(url: str, method: str = "chebyshev", *, source: str = "phase", w
         "sign_convention": "as the wrapped input: positive for range increase (LiCSAR); "
                            "d_mm = -unw * wavelength / (4 pi) * 1000, + toward the satellite",
         "no_data": "NaN",
+        "water_masked": str("landmask" in ds.data_vars),
     }
     out = unw.to_dataset(name=name)
     out.attrs = {"frame": ds.attrs.get("frame", ""), "stage": STAGE, "method": method}
