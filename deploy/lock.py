@@ -3,7 +3,9 @@ tested environment.
 
     python deploy/lock.py --write            # regenerate constraints.txt from this interpreter's packages
     python deploy/lock.py --check            # exit 1 when constraints.txt and this environment disagree
-    python deploy/lock.py --check --freeze F # same, for a `pip freeze` listing (e.g. taken inside an image)
+    python deploy/lock.py --check --freeze F --extras ml
+                                             # same, for a `pip freeze` listing taken inside an image (which
+                                             # holds the runtime + ml closure, not the test tools)
 
 The Makefile's venv, CI and both images install with ``-c constraints.txt``, so they get these versions.
 Only the distributions reachable from ``insarcloud[<extras>]`` through their declared requirements are
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="rewrite constraints.txt from this environment")
     ap.add_argument("--check", action="store_true", help="compare constraints.txt with this environment")
     ap.add_argument("--freeze", help="with --check: compare with this `pip freeze` file instead")
+    ap.add_argument("--extras", default=",".join(EXTRAS),
+                    help="compare only what insarcloud[EXTRAS] needs (the images: --extras ml)")
     ap.add_argument("--lock", default=str(LOCK))
     a = ap.parse_args(argv)
     if a.write:
@@ -138,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {a.lock}")
         return 0
     lock = read_lock(Path(a.lock).read_text())
+    extras = tuple(e for e in a.extras.split(",") if e)
+    if extras != EXTRAS:
+        wanted = closure(extras=extras)
+        lock = {k: v for k, v in lock.items() if k in wanted}
     if a.freeze:
         installed = read_freeze(Path(a.freeze).read_text())
     else:

@@ -672,10 +672,12 @@ def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> Are
         raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(data).__name__}")
     bad = credential_key_paths(data)
     if bad:
+        where = "; ".join(
+            f"key '{p.rpartition('.')[0] or '(top level)'}': credential key '{p.rpartition('.')[2]}'" for p in bad
+        )
         raise ConfigError(
-            f"invalid config {source}: credential key(s) {', '.join(bad)} are not allowed in a config: credentials "
-            "come from the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a Kubernetes Secret, IRSA or "
-            "workload identity)"
+            f"invalid config {source}: {where} not allowed in a config: credentials come from the environment "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a Kubernetes Secret, IRSA or workload identity)"
         )
     try:
         return AreaJobConfig.model_validate(dict(data))
