@@ -54,7 +54,11 @@ SCENARIOS: dict[str, tuple[Path | None, dict]] = {
     "job-dask-deployments": (None, {"dask": {"mode": "deployments"}, "ray": {"enabled": False}}),
     "persistent-dask-no-auth": (
         None,
-        {"dask": {"lifecycle": "persistent"}, "ray": {"auth": {"mode": "disabled"}}, "networkPolicy": {"enabled": False}},
+        {
+            "dask": {"lifecycle": "persistent"},
+            "ray": {"auth": {"mode": "disabled"}},
+            "networkPolicy": {"enabled": False},
+        },
     ),
     "clusters-only": (None, {"job": {"enabled": False}, "ray": {"auth": {"existingSecret": "ray-token"}}}),
 }
