@@ -16,8 +16,8 @@
    with the `ray start` command KubeRay would generate from rayStartParams (token auth env included), and
    its submitter Pod running `ray job submit -- <entrypoint>` as KubeRay's K8sJobMode does;
 5. a moto S3 server on the network's gateway holds the real LiCSAR crop (tests/data/licsar); the area job runs
-   ingest, qc, quality (Ray actors on the Ray worker pod), invert and noise through the pods; the cube is read
-   back from S3 here and checked;
+   ingest, qc, quality (Ray actors on the Ray worker pod), unwrap, invert and noise through the pods; the
+   cube is read back from S3 here and checked;
 6. every pod, the network, moto, the host folders and every image this run made are removed (finally).
 
 Exit status 0: passed; 77: SKIPPED (podman/mmdebstrap missing or unable to run containers: says why);
@@ -401,7 +401,8 @@ class ImageTest:
                 "frames": [FRAME],
                 "source_url": f"s3://{BUCKET}/licsar",
                 "output_url": f"s3://{BUCKET}/out",
-                "stages": ["ingest", "qc", "quality", "invert", "noise"],
+                # LiCSAR publishes no unw.tif for this frame (tests/data/licsar/README.md): unwrap before invert
+                "stages": ["ingest", "qc", "quality", "unwrap", "invert", "noise"],
                 "params": {"quality": {"num_actors": 1}, "noise": {"class_size": 256}},
                 "report": {"enabled": False},
             }},
@@ -473,7 +474,12 @@ class ImageTest:
         return text
 
     def run_job(self, pods: list[dict]) -> None:
+        import warnings
+
         from distributed import Client
+
+        # this host's Python is 3.11.7, the image's Debian 3.11.2: distributed warns; only a counter is read
+        warnings.filterwarnings("ignore", message="Mismatched versions found")
 
         by_role = {p["role"]: p for p in pods}
         sched = next(p for p in pods if p["role"].endswith("dask-scheduler"))
@@ -580,7 +586,8 @@ class ImageTest:
             self.preflight()
             self.step("base image (mmdebstrap + podman import)", self.make_base)
             self.step("image build (podman build deploy/Dockerfile.cpu)", self.build)
-            self.step("inside the image (--help of every sub-command, lock = venv = image)", self.contents)
+            if not self.a.skip_contents:
+                self.step("inside the image (--help of every sub-command, lock = venv = image)", self.contents)
             subnet = self.network_up()
             gateway = f"{subnet}.1"
             with socket.socket() as sock:  # a free port for moto, chosen before rendering
@@ -600,7 +607,7 @@ class ImageTest:
             self.summary["pods"] = {p["name"]: {"ip": p["ip"], "role": p["role"],
                                                 "command": p["spec"]["containers"][0].get("command")
                                                 or p["spec"]["containers"][0].get("args")} for p in pods}
-            self.step("area job through the pods (ingest, qc, quality, invert, noise)", self.run_job, pods)
+            self.step("area job through the pods (ingest, qc, quality, unwrap, invert, noise)", self.run_job, pods)
             self.step("cube read back and checked", self.verify, endpoint)
             status = 0
             log("PASSED")
@@ -628,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-images", action="store_true", help="keep the images (faster re-runs while developing)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the build log, manifests and pod logs")
     ap.add_argument("--job-timeout", type=float, default=2400.0)
+    ap.add_argument("--skip-contents", action="store_true", help="development only: skip step 3")
     ap.add_argument("--json", help="write times and results here")
     a = ap.parse_args(argv)
     os.environ.setdefault("CONTAINERS_CONF", str(CONF))
