@@ -513,6 +513,8 @@ def test_dask_lifecycle_switch(rendered):
     assert "--delete" not in command and not by_kind(rendered["persistent-dask-no-auth"], "Role")
     assert spec["automountServiceAccountToken"] is False
     # deployments mode: the chart's own Deployments and Service are what the job deletes
+    no_wait = render(_merge(_values("defaults"), {"job": {"waitForClusters": {"enabled": False}}}))
+    assert "--wait" not in driver_of(no_wait)[2] and "--delete" in driver_of(no_wait)[2]
     _, _, command = driver_of(rendered["job-dask-deployments"])
     deletes = [command[i + 1] for i, a in enumerate(command) if a == "--delete"]
     assert deletes == ["apps/v1/deployments/demo-insarcloud-dask-scheduler",

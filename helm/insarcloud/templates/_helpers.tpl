@@ -103,7 +103,9 @@ delete the Dask cluster. deploy/run_area_job.py documents it. */}}
 {{- define "insarcloud.driverCommand" -}}
 {{- $cmd := list "python" "/opt/insarcloud/run_area_job.py" }}
 {{- if .Values.dask.enabled }}
+{{- if .Values.job.waitForClusters.enabled }}
 {{- $cmd = concat $cmd (list "--wait" (printf "%s:8786" (include "insarcloud.daskSchedulerService" .)) "--wait-timeout" (toString .Values.job.waitForClusters.timeoutSeconds)) }}
+{{- end }}
 {{- if eq (include "insarcloud.daskCleanup" .) "true" }}
 {{- range (include "insarcloud.daskDeletePaths" . | fromJsonArray) }}
 {{- $cmd = concat $cmd (list "--delete" .) }}
