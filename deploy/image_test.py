@@ -304,6 +304,8 @@ class ImageTest:
         self.pods: list[str] = []
         self.moto: subprocess.Popen | None = None
         self.images_before: set[str] = set()
+        self.built: set[str] = set()  # image ids (prefixes) the builds of this run printed
+        self.pause_before = ""
         self.made_network = False
         self.times: dict[str, float] = {}
         self.summary: dict[str, Any] = {}
@@ -322,6 +324,7 @@ class ImageTest:
             raise Skip("mmdebstrap is not installed (needed for a base image without a public registry; "
                        "`make image-deps`, or pass --base IMAGE)")
         self.images_before = set(podman("images", "-a", "-q", "--no-trunc").stdout.split())
+        self.pause_before = podman("images", "--format", "{{.Repository}}", check=False).stdout
 
     def step(self, name: str, fn, *a) -> Any:
         t0 = time.monotonic()
@@ -351,10 +354,17 @@ class ImageTest:
         log(shlex.join(cmd))
         with (self.tmp / "build.log").open("w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, timeout=3600).returncode
+        self.note_build(self.tmp / "build.log")
         if rc != 0:
             raise RuntimeError(f"image build failed ({rc}):\n" + (self.tmp / "build.log").read_text()[-4000:])
         size = podman("image", "inspect", self.tag, "--format", "{{.Size}}").stdout.strip()
         self.summary["image_size_gb"] = round(int(size) / 1e9, 2)
+
+    def note_build(self, build_log: Path) -> None:
+        """Remember the image ids a `podman build` printed ("--> <id>": every step's layer and the result)."""
+        for line in build_log.read_text(errors="replace").splitlines():
+            if line.startswith("--> ") and all(c in "0123456789abcdef" for c in line[4:].strip()):
+                self.built.add(line[4:].strip())
 
     def contents(self) -> None:
         env = {**os.environ, "INSARCLOUD_TEST_IMAGE": self.tag, "PYTHONPATH": str(REPO)}
@@ -484,10 +494,12 @@ class ImageTest:
         by_role = {p["role"]: p for p in pods}
         sched = next(p for p in pods if p["role"].endswith("dask-scheduler"))
         servers = [p for p in pods if p["role"] != "submitter"]
+        # one after the other, each ready before the next: KubeRay gives Ray workers a wait-for-GCS init
+        # container (a worker started before the head's GCS answers exits), Dask workers retry by themselves
         for p in servers:
             if p["name"] not in self.pods:
                 self.play(p)
-        self.wait_ready(servers)
+            self.wait_ready([p])
         head = self.container(by_role["ray-head"]["name"])
         status = podman("exec", head, "ray", "status", check=False)
         self.summary["ray_status_before_job"] = status.stdout.strip().splitlines()[-12:]
@@ -565,13 +577,23 @@ class ImageTest:
             except subprocess.TimeoutExpired:
                 self.moto.kill()
         if not self.a.keep_images and shutil.which("podman"):
-            podman("rmi", "-f", self.tag, check=False, quiet=True)
+            # only what this run made: its tags, and the layers its own builds printed that did not exist
+            # before it started (never -f: an image another run's container uses is left alone)
+            podman("rmi", self.tag, check=False, quiet=True)
             if not self.a.base:
-                podman("rmi", "-f", self.base, check=False, quiet=True)
-            # the build's intermediate layers: every image that exists now and did not before this run
-            now = set(podman("images", "-a", "-q", "--no-trunc", check=False).stdout.split())
-            for image in sorted(now - self.images_before):
-                podman("rmi", "-f", image, check=False, quiet=True)
+                podman("rmi", self.base, check=False, quiet=True)
+            if "localhost/podman-pause" not in self.pause_before:  # kube play's infra image, made for this run
+                self.built.add(podman("images", "-q", "--no-trunc", "localhost/podman-pause",
+                                      check=False).stdout.strip().removeprefix("sha256:")[:12] or "-")
+            now = podman("images", "-a", "-q", "--no-trunc", check=False).stdout.split()
+            ours = [i for i in now if i not in self.images_before
+                    and any(i.removeprefix("sha256:").startswith(b) for b in self.built)]
+            while ours:  # a parent layer goes once its children are gone: repeat while something goes
+                gone = [i for i in ours if podman("rmi", i, check=False, quiet=True).returncode == 0]
+                if not gone:
+                    log(f"images left (in use elsewhere?): {ours}")
+                    break
+                ours = [i for i in ours if i not in gone]
         left = [p for p in self.pods if podman("pod", "exists", p, check=False, quiet=True).returncode == 0]
         shutil.rmtree(self.shm, ignore_errors=True)
         if not self.a.keep_logs:

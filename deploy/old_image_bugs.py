@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         log("building the old Dockerfile: " + " ".join(cmd[:6]) + " ...")
         with (it.tmp / "build.log").open("w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ctx, timeout=3600).returncode
+        it.note_build(it.tmp / "build.log")
         result["build_seconds"] = round(time.monotonic() - t0, 1)
         if rc != 0:
             raise RuntimeError("old image build failed:\n" + (it.tmp / "build.log").read_text()[-3000:])
