@@ -11,7 +11,8 @@
    but has no API server, no Services, no Secrets, no operators:
    Services -> static pod IPs on a private podman network + hosts entries (hostAliases) with the Service names;
    Secret keys -> literal env values (moto's test keys); ConfigMap volumes -> host folders;
-   emptyDir -> host folders (medium Memory: under /dev/shm); probes -> polled from here;
+   emptyDir -> host folders (medium Memory: under /dev/shm); probes -> polled from here; containerPorts
+   dropped (podman 4.3 would publish them on the host, Kubernetes does not);
    Deployments -> Pods; the RayJob -> its head and worker Pods from its rayClusterSpec pod templates, started
    with the `ray start` command KubeRay would generate from rayStartParams (token auth env included), and
    its submitter Pod running `ray job submit -- <entrypoint>` as KubeRay's K8sJobMode does;
@@ -275,6 +276,9 @@ class Translator:
                     if isinstance(port, str):
                         port = next(x["containerPort"] for x in c.get("ports", []) if x.get("name") == port)
                     pod["probes"].append(f"http://{pod['ip']}:{port}{p['httpGet']['path']}")
+            # podman 4.3's kube play publishes every containerPort on the host (Kubernetes does not without
+            # hostPort): drop them, the pods reach each other on the network and this script reaches the pods
+            c.pop("ports", None)
             res = c.get("resources", {})
             for part in ("requests", "limits"):
                 res.get(part, {}).pop("nvidia.com/gpu", None)  # no GPU here: the worker runs CPU actors
