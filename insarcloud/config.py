@@ -126,6 +126,35 @@ _CREDENTIAL_KEYS = frozenset(
 )
 
 
+def credential_key_paths(data: Any, _path: str = "") -> list[str]:
+    """Dotted paths of every credential-named key (``_CREDENTIAL_KEYS``, any case) in a config tree, at any depth.
+
+    The one place that decides what counts as a credential key: ``parse_config`` refuses a config with any,
+    and the helm chart's values schema (``$defs.credentialKeyName``) uses :func:`credential_key_pattern`,
+    which a test keeps equal to this set.
+    """
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            where = f"{_path}.{k}" if _path else str(k)
+            if str(k).lower() in _CREDENTIAL_KEYS:
+                found.append(where)
+            found += credential_key_paths(v, where)
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            found += credential_key_paths(v, f"{_path}[{i}]")
+    return found
+
+
+def credential_key_pattern() -> str:
+    """``_CREDENTIAL_KEYS`` as one case-insensitive regular expression usable in JSON Schema (ECMA 262 has no
+    inline ``(?i)``, so each letter is a class: ``[kK][eE][yY]``)."""
+    def word(w: str) -> str:
+        return "".join(f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w)
+
+    return "^(" + "|".join(word(w) for w in sorted(_CREDENTIAL_KEYS)) + ")$"
+
+
 class _Model(BaseModel):
     """Base: unknown keys are errors, instances are immutable (configs are validated, never mutated)."""
 
@@ -649,6 +678,15 @@ def parse_config(data: Mapping[str, Any] | str, source: str = "<config>") -> Are
             raise ConfigError(f"invalid YAML in {source}{where}: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, Mapping):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(data).__name__}")
+    bad = credential_key_paths(data)
+    if bad:
+        where = "; ".join(
+            f"key '{p.rpartition('.')[0] or '(top level)'}': credential key '{p.rpartition('.')[2]}'" for p in bad
+        )
+        raise ConfigError(
+            f"invalid config {source}: {where} not allowed in a config: credentials come from the environment "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a Kubernetes Secret, IRSA or workload identity)"
+        )
     try:
         return AreaJobConfig.model_validate(dict(data))
     except ValidationError as exc:

@@ -130,7 +130,65 @@ def crd_validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
             schema["additionalProperties"] = False
             schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata"})
             out[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+            if kind == "RayCluster" and version["name"] == "v1":
+                out[("ray.io/v1", "RayJob")] = jsonschema.Draft7Validator(rayjob_schema(schema))
     return out
+
+
+def rayjob_schema(raycluster: dict[str, Any]) -> dict[str, Any]:
+    """A strict schema for KubeRay's RayJob (ray.io/v1) built from the RayCluster CRD.
+
+    The RayJob CRD is not in tests/data/crds (no copy was at hand offline). Its spec fields are written
+    here from KubeRay's Go API type (ray-project/kuberay ray-operator/apis/ray/v1/rayjob_types.go, v1.x,
+    as documented in KubeRay's RayJob reference); its two embedded objects are validated with the RayCluster
+    CRD's own schemas: ``rayClusterSpec`` is a RayClusterSpec (the RayCluster's ``spec``) and
+    ``submitterPodTemplate`` is a PodTemplateSpec (the schema of the RayCluster's head ``template``).
+    Unknown fields are errors, as for the CRDs.
+    """
+    cluster_spec = raycluster["properties"]["spec"]
+    pod_template = cluster_spec["properties"]["headGroupSpec"]["properties"]["template"]
+    int32 = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    spec = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "activeDeadlineSeconds": int32,
+            "backoffLimit": int32,
+            "clusterSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+            "deletionStrategy": {"type": "object"},
+            "entrypoint": {"type": "string"},
+            "entrypointNumCpus": {"type": "number", "minimum": 0},
+            "entrypointNumGpus": {"type": "number", "minimum": 0},
+            "entrypointResources": {"type": "string"},
+            "jobId": {"type": "string"},
+            "managedBy": {"type": "string"},
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+            "rayClusterSpec": cluster_spec,
+            "runtimeEnvYAML": {"type": "string"},
+            "shutdownAfterJobFinishes": {"type": "boolean"},
+            "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]},
+            "submitterConfig": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"backoffLimit": int32},
+            },
+            "submitterPodTemplate": pod_template,
+            "suspend": {"type": "boolean"},
+            "ttlSecondsAfterFinished": int32,
+        },
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "ray.io/v1"},
+            "kind": {"const": "RayJob"},
+            "metadata": _OBJECT_META,
+            "spec": spec,
+            "status": {"type": "object"},
+        },
+    }
 
 
 def _where(doc: dict) -> str:
@@ -169,9 +227,12 @@ def pod_specs(doc: dict) -> list[tuple[str, dict]]:
         return [(name, spec["template"]["spec"])]
     if kind == "DaskCluster":
         return [(f"{name}/scheduler", spec["scheduler"]["spec"]), (f"{name}/worker", spec["worker"]["spec"])]
-    if kind == "RayCluster":
-        out = [(f"{name}/head", spec["headGroupSpec"]["template"]["spec"])]
-        out += [(f"{name}/{g['groupName']}", g["template"]["spec"]) for g in spec.get("workerGroupSpecs", [])]
+    if kind in ("RayCluster", "RayJob"):
+        cluster = spec["rayClusterSpec"] if kind == "RayJob" else spec
+        out = [(f"{name}/head", cluster["headGroupSpec"]["template"]["spec"])]
+        out += [(f"{name}/{g['groupName']}", g["template"]["spec"]) for g in cluster.get("workerGroupSpecs", [])]
+        if kind == "RayJob" and "submitterPodTemplate" in spec:
+            out.append((f"{name}/submitter", spec["submitterPodTemplate"]["spec"]))
         return out
     return []
 

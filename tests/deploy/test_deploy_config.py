@@ -311,3 +311,13 @@ def test_bad_poly_files_name_the_line():
         parse_poly_txt("1 2\n3 four\n5 6\n", source="x-poly.txt")
     with pytest.raises(ConfigError, match="at least 3 vertices, got 2"):
         parse_poly_txt("1 2\n3 4\n", source="x-poly.txt")
+
+
+def test_credential_keys_are_found_at_any_depth_and_named_by_path():
+    from insarcloud.config import credential_key_paths, credential_key_pattern
+
+    tree = {"a": {"b": [{"c": 1}, {"Password": "x"}]}, "token": "t", "keynote": 1, "params": {"x": {"KEY": 2}}}
+    assert credential_key_paths(tree) == ["a.b[1].Password", "token", "params.x.KEY"]
+    assert credential_key_paths({"storage": {"region": "x"}, "frames": ["a"]}) == []
+    pat = re.compile(credential_key_pattern())
+    assert pat.match("aws_SECRET_access_key") and pat.match("Token") and not pat.match("keynote")

@@ -61,7 +61,9 @@ depend on the mode. */}}
 {{- printf "tcp://%s:8786" (include "insarcloud.daskSchedulerService" .) }}
 {{- end }}
 
-{{/* The RayCluster is named "<fullname>-ray"; KubeRay calls its head Service "<cluster>-head-svc". */}}
+{{/* The stand-alone RayCluster (job.enabled=false) is "<fullname>-ray"; KubeRay calls its head Service
+"<cluster>-head-svc". A RayJob names its own cluster (with a random suffix): its driver runs on that
+cluster's head and reaches Ray as "auto", so no address is needed at render time. */}}
 {{- define "insarcloud.rayName" -}}
 {{- printf "%s-ray" (include "insarcloud.fullname" .) }}
 {{- end }}
@@ -70,8 +72,63 @@ depend on the mode. */}}
 {{- printf "%s-head-svc" (include "insarcloud.rayName" .) }}
 {{- end }}
 
-{{- define "insarcloud.rayAddress" -}}
-{{- printf "ray://%s:10001" (include "insarcloud.rayHeadService" .) }}
+{{/* The area job: a RayJob when the release runs Ray (its entrypoint runs on the RayJob's head), a plain
+batch Job otherwise. Both run the same command. */}}
+{{- define "insarcloud.jobName" -}}
+{{- printf "%s-area-%d" (include "insarcloud.fullname" .) (int .Release.Revision) }}
+{{- end }}
+
+{{/* "true" when the job deletes the release's Dask cluster at its end (dask.lifecycle=job). */}}
+{{- define "insarcloud.daskCleanup" -}}
+{{- and .Values.job.enabled .Values.dask.enabled (eq .Values.dask.lifecycle "job") .Values.rbac.create | toString }}
+{{- end }}
+
+{{/* Objects the job deletes at its end: the DaskCluster (its pods and Service go with it) or the chart's
+own scheduler/worker Deployments and Service. Paths are group/version/plural/name ("core" = /api/v1). */}}
+{{- define "insarcloud.daskDeletePaths" -}}
+{{- $n := include "insarcloud.daskName" . }}
+{{- if eq .Values.dask.mode "operator" }}
+{{- $paths := list (printf "kubernetes.dask.org/v1/daskclusters/%s" $n) }}
+{{- if .Values.dask.autoscaler.enabled }}
+{{- $paths = append $paths (printf "kubernetes.dask.org/v1/daskautoscalers/%s" $n) }}
+{{- end }}
+{{- toJson $paths }}
+{{- else }}
+{{- toJson (list (printf "apps/v1/deployments/%s-scheduler" $n) (printf "apps/v1/deployments/%s-worker" $n) (printf "core/v1/services/%s-scheduler" $n)) }}
+{{- end }}
+{{- end }}
+
+{{/* The driver's command line (a list): wait for the Dask scheduler, run the area job, then (lifecycle=job)
+delete the Dask cluster. deploy/run_area_job.py documents it. */}}
+{{- define "insarcloud.driverCommand" -}}
+{{- $cmd := list "python" "/opt/insarcloud/run_area_job.py" }}
+{{- if .Values.dask.enabled }}
+{{- if .Values.job.waitForClusters.enabled }}
+{{- $cmd = concat $cmd (list "--wait" (printf "%s:8786" (include "insarcloud.daskSchedulerService" .)) "--wait-timeout" (toString .Values.job.waitForClusters.timeoutSeconds)) }}
+{{- end }}
+{{- if eq (include "insarcloud.daskCleanup" .) "true" }}
+{{- range (include "insarcloud.daskDeletePaths" . | fromJsonArray) }}
+{{- $cmd = concat $cmd (list "--delete" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson (concat $cmd (list "--" "insarcloud" "run" "/config/area.yaml")) }}
+{{- end }}
+
+{{/* Environment of the driver container (besides storage). The log level goes to every insarcloud process;
+nothing here asks for a TTY: progress is printed as plain lines that `kubectl logs -f` follows. */}}
+{{- define "insarcloud.driverEnv" -}}
+- name: INSARCLOUD_LOG_LEVEL
+  value: {{ .Values.job.logLevel | quote }}
+{{- if .Values.dask.enabled }}
+- name: INSARCLOUD_DASK_SCHEDULER
+  value: {{ include "insarcloud.daskSchedulerAddress" . | quote }}
+{{- end }}
+{{- if .Values.ray.enabled }}
+# the driver runs on the RayJob's head: "auto" is that cluster (no Ray Client, no ray:// address)
+- name: INSARCLOUD_RAY_ADDRESS
+  value: auto
+{{- end }}
 {{- end }}
 
 {{/* Images ----------------------------------------------------------------------------------------- */}}
