@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from insarcloud.forecast.models import MODEL_NAMES
+from insarcloud.forecast.names import MODEL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

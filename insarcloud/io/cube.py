@@ -41,6 +41,10 @@ LOS_SIGN_CONVENTION = (
 )
 MARKER = "insarcloud"
 CUBE_FORMAT_VERSION = 1
+#: Sub-group of a stage group holding its quicklook PNGs (insarcloud.plot writes it). The PNG objects are not
+#: Zarr nodes, so zarr warns when a deep listing (consolidation) meets them; that warning is expected here.
+QUICKLOOK_DIR = "quicklooks"
+_QUICKLOOK_WARNING = r"Object at [^ ]+\.png is not recognized as a component of a Zarr hierarchy"
 
 
 def phase_to_mm(phase_rad: Any, wavelength_m: float = WAVELENGTH_M) -> Any:
@@ -258,6 +262,7 @@ def consolidate(url: str, storage_options: dict[str, Any] | None = None, group: 
         # zarr warns that consolidated metadata is not (yet) in the v3 spec; xarray and zarr-python read
         # it, and without it every plain xr.open_zarr() warns instead.
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        warnings.filterwarnings("ignore", message=_QUICKLOOK_WARNING, category=UserWarning)
         if group:
             zarr.consolidate_metadata(store, path=group)
         zarr.consolidate_metadata(store)

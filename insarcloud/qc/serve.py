@@ -451,6 +451,9 @@ def run_quality(
         if started:
             ray.shutdown()
     io.mark_stage_complete(cube_url, plan.group, storage_options, stage=STAGE, params=marker)
+    from insarcloud.plot import stage_quicklooks  # mean quality maps beside the group
+
+    stage_quicklooks(cube_url, plan.group, storage_options)
     dt = time.perf_counter() - t0
     log.info("quality of %s -> %s: %d chunks (%d skipped, %d retried) in %.1fs", cube_url, plan.group,
              len(jobs), skipped, retried, dt)

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from insarcloud.errors import InsarcloudError
-from insarcloud.unwrap._common import METHODS
+from insarcloud.unwrap.names import METHODS
 
 log = logging.getLogger(__name__)
 
