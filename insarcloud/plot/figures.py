@@ -26,7 +26,8 @@ LABEL_STYLE: dict[str, tuple[str, str]] = {
 LABEL_CODES = {0: "good", 1: "bad", 2: "uncertain"}
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")  # quicklooks are written by workers and jobs without a display
@@ -39,7 +40,7 @@ def png_bytes(fig: Any, dpi: int = 100) -> bytes:
     """The figure as PNG bytes (fixed size: no tight bbox, so the pixel size is ``figsize * dpi``); closes it."""
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -80,7 +81,7 @@ def _limits(vals: np.ndarray, symmetric: bool, vrange: tuple[float, float] | Non
 def maps_figure(panels: Sequence[Panel], lat: np.ndarray, lon: np.ndarray, suptitle: str = "",
                 panel_size: tuple[float, float] = (4.2, 3.6)) -> Any:
     """Maps side by side on the frame's lon/lat grid (one row)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]), squeeze=False)
     extent = (float(lon[0]), float(lon[-1]), float(lat[-1]), float(lat[0]))
     for ax, p in zip(axes[0], panels, strict=True):
@@ -113,7 +114,7 @@ def network_figure(primary: np.ndarray, secondary: np.ndarray, dates: np.ndarray
     y is the epoch index, as LiCSBAS draws a network without baselines); pair_coh : (pair,) mean coherence
     0..1 or None; pair_class : (pair,) names among ``LABEL_STYLE`` or None (all "unlabelled").
     """
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.collections import LineCollection
     from matplotlib.dates import date2num
 
@@ -163,7 +164,7 @@ def network_figure(primary: np.ndarray, secondary: np.ndarray, dates: np.ndarray
 def coherence_matrix_figure(primary: np.ndarray, secondary: np.ndarray, dates: np.ndarray, pair_coh: np.ndarray,
                             title: str = "") -> Any:
     """Date x date matrix of mean pair coherence (upper triangle; white: no interferogram)."""
-    plt = _plt()
+    plt = pyplot()
     dates = np.asarray(dates, dtype="datetime64[ns]")
     index = {d: i for i, d in enumerate(dates)}
     mat = np.full((dates.size, dates.size), np.nan)
