@@ -312,7 +312,8 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     n_pix, sse, sae = 0, 0.0, 0.0
     from insarcloud.progress import Reporter  # lines on stderr (kubectl logs), a bar on a terminal
 
-    with Reporter(f"forecast {url.rstrip('/').rsplit('/', 1)[-1].removesuffix('.zarr')}", len(blocks), "blocks") as bar:
+    frame = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
+    with Reporter(f"forecast {frame}", len(blocks), "blocks") as bar:
         for k, (n, s, a) in enumerate(pool.map_unordered(lambda act, b: act.run.remote(*b), blocks), start=1):
             n_pix, sse, sae = n_pix + n, sse + s, sae + a
             log.info("forecast blocks %d/%d", k, len(blocks))

@@ -224,16 +224,19 @@ def _quicklooks(frame: str, url: str, so: dict[str, Any] | None, dpi: int) -> li
     """(name, png, caption) of every complete stage group's quicklooks: copied from the cube when the stage
     drew them, else drawn now (nothing is written into the cube)."""
     from insarcloud.io import list_groups, read_marker
+    from insarcloud.io.cube import open_zarr_group
     from insarcloud.plot.figures import png_bytes
-    from insarcloud.plot.quicklooks import FIGURES, STAGE_ALIASES
+    from insarcloud.plot.quicklooks import ATTR, FIGURES, STAGE_ALIASES
 
     out = []
+    groups = []
     for g in list_groups(url, so):
         m = read_marker(url, g, so) or {}
         stage = STAGE_ALIASES.get(m.get("stage", ""), "")
-        if not m.get("complete") or stage not in FIGURES:
-            continue
-        listed = open_cube(url, so, group=g).attrs.get("quicklooks") or []
+        if m.get("complete") and stage in FIGURES:
+            groups.append((list(FIGURES).index(stage), g, stage))
+    for _, g, stage in sorted(groups):  # pipeline order: qc, quality, invert, noise
+        listed = list(open_zarr_group(url, g, so).attrs.get(ATTR) or [])
         try:
             if listed:
                 items = [(Path(rel).stem, read_bytes(join(url, g, rel), so)) for rel in listed]
