@@ -105,10 +105,7 @@ def stage_input_problems(cfg: Any, frames: list[str]) -> list[str]:
                 needs.append((ts_group, s, "add 'invert' to stages (or set params.invert.weights to the weights "
                               "of an existing ts_* group)"))
                 break
-    precision = getattr(cfg.params.mosaic, "precision_group", None)
-    if "mosaic" in stages and precision and "noise" not in stages:
-        needs.append((precision, "mosaic (params.mosaic.precision_group)",
-                      "add 'noise' to stages, or set params.mosaic.precision_group: null"))
+    # (the mosaic's precision_group is optional: it falls back to the ts group where a frame lacks it)
     problems = []
     for group, who, fix in needs:
         lacking = [f for f in frames if not _complete(cfg, f, group)]
