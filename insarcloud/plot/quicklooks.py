@@ -135,8 +135,9 @@ def noise_figures(url: str, group: str, so: dict[str, Any] | None) -> dict[str, 
     from insarcloud.io import open_cube
 
     nz = open_cube(url, so, group=group)
-    spec = (("sigma_white", "white noise sigma", "viridis"), ("sigma_flicker", "flicker noise sigma", "viridis"),
-            ("sigma_ar1", "AR(1) noise sigma", "viridis"), ("alpha", "AR(1) alpha", "plasma"),
+    spec = (("sigma_white", "white noise variance (sigma_white)", "viridis"),
+            ("sigma_flicker", "flicker noise variance (sigma_flicker)", "viridis"),
+            ("sigma_ar1", "AR(1) noise variance (sigma_ar1)", "viridis"), ("alpha", "AR(1) alpha", "plasma"),
             ("model", "chosen noise model (index)", "tab10"), ("velocity_std", "velocity precision (1-sigma)",
                                                               "viridis"))
     panels = [Panel(_values(nz[v]), title, nz[v].attrs.get("units", ""), cmap) for v, title, cmap in spec if v in nz]
