@@ -79,7 +79,7 @@ StageName = Literal["ingest", "qc", "quality", "unwrap", "invert", "noise", "for
 STAGE_ORDER: tuple[StageName, ...] = ("ingest", "qc", "quality", "unwrap", "invert", "noise", "forecast", "mosaic")
 
 # These mirror the stages' own option names (unwrap/_common.py Method, invert/weights.py WeightMode,
-# forecast/models.py ModelName, noise/command.py choices); a config test checks they stay in step.
+# forecast/names.py ModelName, noise/command.py choices); a config test checks they stay in step.
 UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
 InversionWeights = Literal["none", "coherence", "quality", "closure", "quality_closure"]
 ForecastModel = Literal[

@@ -7,21 +7,12 @@ baselines), ``train`` (MOA-LogCosh, MOA-R^2, Nadam + reduce-on-plateau), ``predi
 engine: ``serve`` (Ray actor pool over a cube). Torch and Ray are imported by the modules that need them.
 """
 
-from insarcloud.forecast.dataset import Prepared, Scaler, fft_window, prepare
-from insarcloud.forecast.harmonic import fit_harmonic, predict_harmonic
-from insarcloud.forecast.metrics import Scores, scores
-from insarcloud.forecast.resample import interp_time, monthly_fill, regrid_bilinear
+from insarcloud._lazy import attach
 
-__all__ = [
-    "Prepared",
-    "Scaler",
-    "Scores",
-    "fft_window",
-    "fit_harmonic",
-    "interp_time",
-    "monthly_fill",
-    "predict_harmonic",
-    "prepare",
-    "regrid_bilinear",
-    "scores",
-]
+# Public names by submodule, imported on first use (insarcloud/_lazy.py: keeps the CLI's start light)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "dataset": ["Prepared", "Scaler", "fft_window", "prepare"],
+    "harmonic": ["fit_harmonic", "predict_harmonic"],
+    "metrics": ["Scores", "scores"],
+    "resample": ["interp_time", "monthly_fill", "regrid_bilinear"],
+})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from insarcloud.forecast.models import MODEL_NAMES
+from insarcloud.forecast.names import MODEL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_forecast_cmd(args: argparse.Namespace) -> int:
     from insarcloud.engines import init_ray
     from insarcloud.forecast.serve import run_forecast
+    from insarcloud.io.cube import require_input
 
+    require_input(args.cube_url, args.ts, fix="run insarcloud invert CUBE --weights W first (it writes ts_W), "
+                  "or pass --ts with one of the cube's ts_* groups")  # before Ray starts
     init_ray(args.ray_address, num_cpus=args.num_cpus)
     s = run_forecast(
         args.cube_url, args.factors, model=args.model, ts_group=args.ts, out_group=args.group,

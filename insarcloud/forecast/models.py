@@ -18,11 +18,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-ModelName = Literal[
-    "gler", "conv1d_mhca_bigru", "mhca_bigru", "mhca_gru", "mhsa_bigru", "mhsa_gru", "sa_bigru", "sa_gru",
-    "bigru", "gru",
-]
-MODEL_NAMES: tuple[str, ...] = ModelName.__args__  # type: ignore[attr-defined]
+from insarcloud.forecast.names import MODEL_NAMES
+from insarcloud.forecast.names import ModelName as ModelName  # re-exported: the public name stays here too
+
 EF_MODELS = ("gler", "conv1d_mhca_bigru", "mhca_bigru", "mhca_gru")
 PAPER_NAMES = {
     "gler": "GLER-BiGRUnet", "conv1d_mhca_bigru": "Conv1D-MHCA-BiGRU", "mhca_bigru": "MHCA-BiGRU",

@@ -310,9 +310,14 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     actors = started_actors(actors, "ready", label="forecast")  # the others could deadlock parallel frames
     pool = ActorPool(actors)
     n_pix, sse, sae = 0, 0.0, 0.0
-    for k, (n, s, a) in enumerate(pool.map_unordered(lambda act, b: act.run.remote(*b), blocks), start=1):
-        n_pix, sse, sae = n_pix + n, sse + s, sae + a
-        log.info("forecast blocks %d/%d", k, len(blocks))
+    from insarcloud.progress import Reporter  # lines on stderr (kubectl logs), a bar on a terminal
+
+    frame = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
+    with Reporter(f"forecast {frame}", len(blocks), "blocks") as bar:
+        for k, (n, s, a) in enumerate(pool.map_unordered(lambda act, b: act.run.remote(*b), blocks), start=1):
+            n_pix, sse, sae = n_pix + n, sse + s, sae + a
+            log.info("forecast blocks %d/%d", k, len(blocks))
+            bar.update(1)
     for act in actors:
         ray.kill(act)
     n_err = max(n_pix * n_test, 1)

@@ -3,26 +3,13 @@
 Kernels are numpy/scipy; :mod:`insarcloud.invert.dask_ops` maps them over cube chunks.
 """
 
-from insarcloud.invert.closure import closure_weights, loop_triplets
-from insarcloud.invert.network import Network, NetworkReport, analyse_network, build_network
-from insarcloud.invert.reference import ReferencePoint, choose_reference
-from insarcloud.invert.sbas import DEFAULT_GAMMA, InversionResult, invert_pixels
-from insarcloud.invert.weights import WeightMode, coherence_weights, quality_weights, variable_weights
+from insarcloud._lazy import attach
 
-__all__ = [
-    "DEFAULT_GAMMA",
-    "InversionResult",
-    "Network",
-    "NetworkReport",
-    "ReferencePoint",
-    "WeightMode",
-    "analyse_network",
-    "build_network",
-    "choose_reference",
-    "closure_weights",
-    "coherence_weights",
-    "invert_pixels",
-    "loop_triplets",
-    "quality_weights",
-    "variable_weights",
-]
+# Public names by submodule, imported on first use (insarcloud/_lazy.py: keeps the CLI's start light)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "closure": ["closure_weights", "loop_triplets"],
+    "network": ["Network", "NetworkReport", "analyse_network", "build_network"],
+    "reference": ["ReferencePoint", "choose_reference"],
+    "sbas": ["DEFAULT_GAMMA", "InversionResult", "invert_pixels"],
+    "weights": ["WeightMode", "coherence_weights", "quality_weights", "variable_weights"],
+})

@@ -69,6 +69,13 @@ def run_invert(args: argparse.Namespace) -> int:
     if args.quality_floor is not None and not 0.0 <= args.quality_floor <= 1.0:
         raise ConfigError(f"--quality-floor must be in [0, 1], got {args.quality_floor}")
     ref_yx, ref_ll = _reference(args)
+    from insarcloud.io.cube import require_input  # inputs, before the cluster starts
+
+    require_input(args.cube_url, args.source, root_ok=True,
+                  fix="unwrap first (insarcloud unwrap CUBE --method M writes unw_M), then pass --source unw_M")
+    if args.weights in ("quality", "quality_closure"):
+        require_input(args.cube_url, "quality", root_ok=True, fix="run insarcloud quality CUBE first, or choose "
+                      "--weights none, coherence or closure")
     with dask_client(args.scheduler, n_workers=args.workers):
         group, plan = invert_cube(args.cube_url, weights=args.weights, source=args.source, gamma=args.gamma,
                                   ref_yx=ref_yx, ref_latlon=ref_ll, chunk=args.chunk, group=args.group,

@@ -386,4 +386,7 @@ def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: 
     log.info("inverting %s (%d pairs, %d dates, %s) into %s", url, root.sizes.get("pair", 0),
              ds.sizes["date"], weights, plan.group)
     write_stage_output(ds, url, plan.group, stage="invert", params=params, storage_options=storage_options)
+    from insarcloud.plot import stage_quicklooks  # velocity (reference point, mask) and precision PNGs
+
+    stage_quicklooks(url, plan.group, storage_options)
     return plan.group, info

@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Any
 
-import numpy as np
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="stream a LiCSAR frame from any fsspec URL into its Zarr frame cube")
@@ -46,6 +44,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def cube_info(url: str) -> dict[str, Any]:
     """A JSON-able summary of a cube: shape, pairs, dates, groups, missing products and errors."""
+    import numpy as np
+
     from insarcloud.io.cube import list_groups, open_cube, read_marker
 
     full = open_cube(url, complete_only=False)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -41,6 +42,10 @@ LOS_SIGN_CONVENTION = (
 )
 MARKER = "insarcloud"
 CUBE_FORMAT_VERSION = 1
+#: Sub-group of a stage group holding its quicklook PNGs (insarcloud.plot writes it). The PNG objects are not
+#: Zarr nodes, so zarr warns when a deep listing (consolidation) meets them; that warning is expected here.
+QUICKLOOK_DIR = "quicklooks"
+_QUICKLOOK_WARNING = r"Object at [^ ]+\.png is not recognized as a component of a Zarr hierarchy"
 
 
 def phase_to_mm(phase_rad: Any, wavelength_m: float = WAVELENGTH_M) -> Any:
@@ -258,6 +263,7 @@ def consolidate(url: str, storage_options: dict[str, Any] | None = None, group: 
         # zarr warns that consolidated metadata is not (yet) in the v3 spec; xarray and zarr-python read
         # it, and without it every plain xr.open_zarr() warns instead.
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        warnings.filterwarnings("ignore", message=_QUICKLOOK_WARNING, category=UserWarning)
         if group:
             zarr.consolidate_metadata(store, path=group)
         zarr.consolidate_metadata(store)
@@ -300,6 +306,22 @@ def open_cube(url: str, storage_options: dict[str, Any] | None = None, *, group:
         if not marker.get("complete", False):
             raise CubeError(f"group {group!r} of {url} is incomplete (its stage did not finish)")
     return ds
+
+
+def require_input(url: str, name: str, storage_options: dict[str, Any] | None = None, *, fix: str,
+                  root_ok: bool = False) -> None:
+    """Up-front check of a stage command's input: ``name`` is a complete group of the cube (or, with
+    ``root_ok``, a variable of its root). Raises CubeError naming what the cube has and ``fix``."""
+    if root_ok:
+        root = open_zarr_group(url, None, storage_options)
+        if name in root.array_keys():
+            return
+    marker = read_marker(url, name, storage_options)
+    if marker is not None and marker.get("complete"):
+        return
+    groups = list_groups(url, storage_options)
+    state = "is incomplete (its stage did not finish)" if marker is not None else "does not exist"
+    raise CubeError(f"{name!r} {state} in {url} (groups: {', '.join(groups) or 'none'}): {fix}")
 
 
 def list_groups(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -350,14 +372,22 @@ def resolve_output(url: str, group: str, params: Mapping[str, Any],
     return OutputPlan(alt, bool(alt_marker and alt_marker.get("complete") and alt_marker.get("params_hash") == h))
 
 
+#: Environment variable naming the area-job run that is writing (set by insarcloud.pipelines.area_job); markers
+#: record it so the report can name the run that made each output even after a resumed run skipped it all.
+RUN_ID_ENV = "INSARCLOUD_RUN_ID"
+
+
 def _marker(stage: str, params: Mapping[str, Any], complete: bool) -> dict[str, Any]:
-    return {
+    marker = {
         "stage": stage,
         "params": json.loads(json.dumps(dict(params), default=str)),
         "params_hash": params_hash(params),
         "complete": complete,
         "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if os.environ.get(RUN_ID_ENV):
+        marker["run_id"] = os.environ[RUN_ID_ENV]
+    return marker
 
 
 def _prepare(ds: xr.Dataset) -> xr.Dataset:
@@ -389,11 +419,15 @@ def write_stage_output(ds: xr.Dataset, url: str, group: str, *, stage: str, para
     ``ds`` may be Dask-backed: under an active ``distributed.Client`` the workers compute the chunks and
     write them to the store themselves; nothing large passes through the caller.
     """
+    from insarcloud.progress import compute
+
     ds = _prepare(ds.copy())
     ds.attrs[MARKER] = _marker(stage, params, complete=False)
     so = storage_options_for(url, storage_options) if "://" in url else None
-    ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False, storage_options=so,
-               encoding=encoding or {})
+    writes = ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False, storage_options=so,
+                        encoding=encoding or {}, compute=False)
+    # the one place most stages' Dask work runs: progress lines (stderr) or a bar (terminal) per stage output
+    compute(writes, f"{stage} {url.rstrip('/').rsplit('/', 1)[-1].removesuffix('.zarr')} {group or '/'}")
     mark_stage_complete(url, group, storage_options, stage=stage, params=params)
 
 

@@ -447,11 +447,20 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
     compute = client.compute if client is not None else None
 
     def run(tasks: list[Any]) -> list[Any]:
+        from insarcloud.progress import Reporter
+        from insarcloud.progress import compute as compute_reporting
+
         if not tasks:
             return []
-        if compute is not None:
-            return list(client.gather(compute(tasks)))
-        return list(dask.compute(*tasks))
+        if compute is not None:  # progress lines (stderr) or a bar (terminal) as the tasks finish
+            from distributed import as_completed
+
+            futures = compute(tasks)
+            with Reporter(f"ingest {frame}", len(futures), "tasks") as bar:
+                for _ in as_completed(futures):
+                    bar.update(1)
+            return list(client.gather(futures))
+        return list(compute_reporting(list(tasks), f"ingest {frame}"))
 
     state = _existing_state(cube_url, so)
     if state is not None:

@@ -52,6 +52,10 @@ def run_noise(args: argparse.Namespace) -> int:
         raise ConfigError(f"--level must be in (0, 1), got {args.level}")
     opts = {"sigma_model": args.sigma_model, "flicker": args.flicker, "alpha_method": args.alpha_method,
             "functional": args.functional, "selection": args.selection, "level": args.level}
+    from insarcloud.io.cube import require_input  # the input, before the cluster starts
+
+    require_input(args.cube_url, args.ts, fix="run insarcloud invert CUBE --weights W first (it writes ts_W), "
+                  "or pass --ts with one of the cube's ts_* groups")
     with dask_client(args.scheduler, n_workers=args.workers):
         group, skipped = noise_cube(args.cube_url, ts_group=args.ts, group=args.group, classes=args.classes,
                                     class_size=args.class_size, opts=opts)

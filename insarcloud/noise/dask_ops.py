@@ -205,4 +205,7 @@ def noise_cube(url: str, *, ts_group: str = "ts_quality", group: str = "noise", 
     ds = noise_dataset(ts, classes=classes, class_size=class_size, opts=opts)
     ds.attrs["source_group"] = ts_group
     write_stage_output(ds, url, plan.group, stage="noise", params=params, storage_options=storage_options)
+    from insarcloud.plot import stage_quicklooks  # noise model maps beside the group
+
+    stage_quicklooks(url, plan.group, storage_options)
     return plan.group, False

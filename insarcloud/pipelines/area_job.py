@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -272,31 +273,52 @@ def _truth(cfg: AreaJobConfig, good: list[str], mosaic: dict[str, Any] | None) -
     return truth
 
 
+@contextlib.contextmanager
+def _run_id_env(run_id: str) -> Iterator[None]:
+    """Stage markers written during the run record its id (insarcloud.io.cube.RUN_ID_ENV): the report names
+    the run that made each output, even after a resumed run that skipped them all."""
+    from insarcloud.io.cube import RUN_ID_ENV
+
+    old = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = run_id
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(RUN_ID_ENV, None)
+        else:
+            os.environ[RUN_ID_ENV] = old
+
+
 def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> AreaResult:
     """Run the whole area job described by ``cfg``."""
-    from rich.progress import Progress
+    from insarcloud.pipelines.checks import check_area
+    from insarcloud.progress import Reporter
 
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     seconds: dict[str, float] = {}
-    with _run_log(cfg, run_id) as (_, log_url):
+    with _run_log(cfg, run_id) as (_, log_url), _run_id_env(run_id):
         t0 = time.perf_counter()
         preflight(cfg)
         frames = find_frames(cfg)
+        check_area(cfg, frames)  # stack length, stage inputs: before any engine starts
         log.info("area %s: %d frames: %s", cfg.area.name, len(frames), ", ".join(frames))
         need_ray = any(s in cfg.stages for s in ("quality", "forecast"))
         results: dict[str, FrameResult] = {}
-        with engines(cfg, need_ray) as client, Progress(transient=True) as bar:
+        order = [s for s in cfg.ordered_stages() if s != "mosaic"]
+        with engines(cfg, need_ray) as client, Reporter(f"area {cfg.area.name}", len(frames), "frames") as bar:
             ctx = {"client": client, "so": cfg.output_storage_options()}
-            tasks = {f: bar.add_task(f"{f}", total=len(cfg.ordered_stages())) for f in frames}
 
-            def progress(frame: str, stage: str) -> None:
-                bar.update(tasks[frame], advance=0 if stage == cfg.ordered_stages()[0] else 1,
-                           description=f"{frame}: {stage}")
+            def progress(frame: str, stage: str) -> None:  # one line per frame and stage (kubectl logs)
+                bar.note(f"{frame}: {stage} started (stage {order.index(stage) + 1}/{len(order)})")
 
             with ThreadPoolExecutor(max_workers=max_parallel_frames or len(frames)) as pool:
                 futs = {pool.submit(run_frame, cfg, f, ctx, progress): f for f in frames}
                 for fut in as_completed(futs):
-                    results[futs[fut]] = fut.result()
+                    res = results[futs[fut]] = fut.result()
+                    bar.note(f"{res.frame}: {'done' if res.ok else 'FAILED (' + str(res.error) + ')'} "
+                             f"({sum(res.stage_seconds.values()):.0f}s)")
+                    bar.update(1)
             seconds["frames"] = round(time.perf_counter() - t0, 2)
             mosaic = None
             good = [f for f in frames if results[f].ok]
@@ -326,8 +348,10 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                 cubes={f: cfg.cube_url(f) for f in good}, ts_group=_ts_group(cfg),
                 points=[p.model_dump() for p in cfg.report.points],
                 forecast_group="forecast" if "forecast" in cfg.stages else None,
-                run_summary={"run_id": run_id, "frames": {f: r.__dict__ for f, r in results.items()},
-                             "mosaic": mosaic}, truth=truth, storage_options=ctx["so"], dpi=cfg.report.dpi)
+                run_summary={"run_id": run_id, "area": cfg.area.name, "stages": cfg.ordered_stages(),
+                             "frames": {f: r.__dict__ for f, r in results.items()}, "mosaic": mosaic,
+                             "seconds": dict(seconds), "truth": truth},
+                truth=truth, storage_options=ctx["so"], dpi=cfg.report.dpi, job_seconds=dict(seconds))
             seconds["report"] = round(time.perf_counter() - t2, 2)
         seconds["total"] = round(time.perf_counter() - t0, 2)
         result = AreaResult(cfg.area.name, cfg.area_url(), report_url, results, mosaic, seconds, log_url, truth)

@@ -37,6 +37,7 @@ FRAMES = (
     ("121D_05442_131313", 0.2, 0.0, 3),
 )
 PIXEL_DEG = 0.001
+DEMO_FORECAST_TARGET = "harmonic_residual"
 
 
 def frame_centre(dlon: float, dlat: float, size: int) -> tuple[float, float]:
@@ -85,7 +86,7 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int =
         # fit, with the factors' climatology as their future (notes/forecast.md)
         "params": {"forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "epochs": 20,
                                 "max_train_seconds": 60, "early_stop": 5, "train_pixels": 1000, "horizon": 30,
-                                "target": "harmonic_residual", "factor_future": "climatology"},
+                                "target": DEMO_FORECAST_TARGET, "factor_future": "climatology"},
                    # one model tile per 96 px frame: the default 256 px tile would pad it to 7x the pixels
                    "quality": {"num_actors": 1, "tile": 96, "overlap": 32}},
         "report": {"truth_url": "{output_url}/truth/{frame}.zarr",
@@ -101,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=36, help="epochs per frame (12-day sampling)")
     ap.add_argument("--stages", nargs="*", default=None, help="stages to run (default: all but unwrap)")
     args = ap.parse_args(argv)
+    stages = args.stages or ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
+    if "forecast" in stages:  # the stack length is known now: fail here, not after every other stage
+        from insarcloud.pipelines.checks import forecast_epochs_problem, min_forecast_epochs
+
+        problem = forecast_epochs_problem(args.epochs, "--epochs", DEMO_FORECAST_TARGET,
+                                          fix=f"use --epochs {min_forecast_epochs(DEMO_FORECAST_TARGET)} or more, "
+                                          "or leave forecast out of --stages")
+        if problem:
+            ap.error(problem)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("insarcloud.area_job").setLevel(logging.INFO)
     out = Path(args.out).resolve()
@@ -115,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         s3fs.S3FileSystem(**so).mkdir(BUCKET.removeprefix("s3://"))
         print(f"local S3 endpoint {endpoint}, bucket {BUCKET}")
         frames = simulate_inputs(args.size, args.epochs, so)
-        stages = args.stages or ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
         cfg = parse_config(config_dict(frames, stages, endpoint, args.size), source="demo")
         out.mkdir(parents=True, exist_ok=True)
         (out / "area.yaml").write_text(cfg.to_yaml())

@@ -6,69 +6,21 @@ circular phase std and mean coherence, multi-stage rule labels, the labelled til
 review page, and the ``qc`` group writer. Part 2 (``model``, ``train``, ``serve``) is imported explicitly.
 """
 
-from insarcloud.qc.closure import (
-    IfgLoopVerdict,
-    LoopStats,
-    PixelLoopCounts,
-    ifg_loop_verdicts,
-    loop_stats,
-    pixel_loop_counts,
-    raw_closure,
-    wrapped_closure,
-)
-from insarcloud.qc.config import QCParams, RuleParams
-from insarcloud.qc.dataset import apply_verdicts, build_dataset, load_verdicts, open_dataset, save_verdict
-from insarcloud.qc.labels import (
-    BAD,
-    GOOD,
-    NODATA,
-    UNCERTAIN,
-    LabelScore,
-    PixelLabels,
-    RuleThresholds,
-    ifg_labels,
-    pixel_labels,
-    score_labels,
-    tile_label,
-)
-from insarcloud.qc.network import Triplets, find_triplets, require_triplets
-from insarcloud.qc.products import FrameQC, frame_qc
-from insarcloud.qc.stats import IfgStats, WindowStats, step11, window_stats
+from insarcloud._lazy import attach
 
-__all__ = [
-    "BAD",
-    "GOOD",
-    "NODATA",
-    "UNCERTAIN",
-    "FrameQC",
-    "IfgLoopVerdict",
-    "IfgStats",
-    "LabelScore",
-    "LoopStats",
-    "PixelLabels",
-    "PixelLoopCounts",
-    "QCParams",
-    "RuleParams",
-    "RuleThresholds",
-    "Triplets",
-    "WindowStats",
-    "apply_verdicts",
-    "build_dataset",
-    "find_triplets",
-    "frame_qc",
-    "ifg_labels",
-    "ifg_loop_verdicts",
-    "load_verdicts",
-    "loop_stats",
-    "open_dataset",
-    "pixel_labels",
-    "pixel_loop_counts",
-    "raw_closure",
-    "require_triplets",
-    "save_verdict",
-    "score_labels",
-    "step11",
-    "tile_label",
-    "window_stats",
-    "wrapped_closure",
-]
+# Public names by submodule, imported on first use (insarcloud/_lazy.py: keeps the CLI's start light)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "closure": [
+        "IfgLoopVerdict", "LoopStats", "PixelLoopCounts", "ifg_loop_verdicts", "loop_stats", "pixel_loop_counts",
+        "raw_closure", "wrapped_closure",
+    ],
+    "config": ["QCParams", "RuleParams"],
+    "dataset": ["apply_verdicts", "build_dataset", "load_verdicts", "open_dataset", "save_verdict"],
+    "labels": [
+        "BAD", "GOOD", "NODATA", "UNCERTAIN", "LabelScore", "PixelLabels", "RuleThresholds", "ifg_labels",
+        "pixel_labels", "score_labels", "tile_label",
+    ],
+    "network": ["Triplets", "find_triplets", "require_triplets"],
+    "products": ["FrameQC", "frame_qc"],
+    "stats": ["IfgStats", "WindowStats", "step11", "window_stats"],
+})

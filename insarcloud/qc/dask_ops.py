@@ -321,6 +321,9 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     out = qc_dataset(ds, p)
     out.attrs["source_url"] = url
     io.write_stage_output(out, url, plan.group, stage=STAGE, params=marker, storage_options=storage_options)
+    from insarcloud.plot import stage_quicklooks  # network, coherence matrix, loop closure PNGs beside the group
+
+    stage_quicklooks(url, plan.group, storage_options)
     n = ds.sizes["pair"] * ds.sizes["y"] * ds.sizes["x"]
     dt = time.perf_counter() - t0
     log.info("qc wrote %s/%s: %d pixel-pairs in %.1fs (%.2f Mpx-pair/s)", url, plan.group, n, dt,

@@ -412,13 +412,11 @@ def run_quality(
         # ref -> (actor, job); job None marks a probe of an actor that is restarting after a crash
         inflight: dict[Any, tuple[Any, ChunkJob | None]] = {}
         attempts: dict[tuple[int, int, int], int] = {}
-        bar = task = None
-        if progress and todo:
-            from rich.progress import Progress
+        bar = None
+        if progress and todo:  # lines on stderr (kubectl logs), a bar on a terminal
+            from insarcloud.progress import Reporter
 
-            bar = Progress(transient=True)
-            bar.start()
-            task = bar.add_task(f"quality {Path(cube_url.rstrip('/')).name}", total=len(todo))
+            bar = Reporter(f"quality {Path(cube_url.rstrip('/')).name.removesuffix('.zarr')}", len(todo), "chunks")
         try:
             while todo or any(j is not None for _, j in inflight.values()):
                 while idle and todo:
@@ -445,17 +443,20 @@ def run_quality(
                         inflight[actor.info.remote()] = (actor, None)
                         continue
                     if job is not None and bar is not None:
-                        bar.update(task, advance=1)
+                        bar.update(1)
                     idle.append(actor)
         finally:
             if bar is not None:
-                bar.stop()
+                bar.close()
         for a in actors:
             ray.kill(a)
     finally:
         if started:
             ray.shutdown()
     io.mark_stage_complete(cube_url, plan.group, storage_options, stage=STAGE, params=marker)
+    from insarcloud.plot import stage_quicklooks  # mean quality maps beside the group
+
+    stage_quicklooks(cube_url, plan.group, storage_options)
     dt = time.perf_counter() - t0
     log.info("quality of %s -> %s: %d chunks (%d skipped, %d retried) in %.1fs", cube_url, plan.group,
              len(jobs), skipped, retried, dt)

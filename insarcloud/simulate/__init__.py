@@ -4,27 +4,13 @@
 writes LiCSAR's product tree to any fsspec URL, ``write_truth`` / ``truth_dataset`` the truth Zarr.
 """
 
-from insarcloud.simulate.area import FrameSpec, SceneTruth, area_grid, plan_area_frames, scene_truth, simulate_area
-from insarcloud.simulate.frame import DEFAULT_FRAME_ID, SimulatedFrame, simulate_frame, wrap_phase
-from insarcloud.simulate.scene import Scene, make_scene
-from insarcloud.simulate.truth import truth_dataset, write_truth
-from insarcloud.simulate.writer import frame_url, write_licsar_frame
+from insarcloud._lazy import attach
 
-__all__ = [
-    "DEFAULT_FRAME_ID",
-    "FrameSpec",
-    "SceneTruth",
-    "area_grid",
-    "plan_area_frames",
-    "scene_truth",
-    "simulate_area",
-    "Scene",
-    "SimulatedFrame",
-    "frame_url",
-    "make_scene",
-    "simulate_frame",
-    "truth_dataset",
-    "wrap_phase",
-    "write_licsar_frame",
-    "write_truth",
-]
+# Public names by submodule, imported on first use (insarcloud/_lazy.py: keeps the CLI's start light)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "area": ["FrameSpec", "SceneTruth", "area_grid", "plan_area_frames", "scene_truth", "simulate_area"],
+    "frame": ["DEFAULT_FRAME_ID", "SimulatedFrame", "simulate_frame", "wrap_phase"],
+    "scene": ["Scene", "make_scene"],
+    "truth": ["truth_dataset", "write_truth"],
+    "writer": ["frame_url", "write_licsar_frame"],
+})

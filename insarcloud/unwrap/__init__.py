@@ -4,21 +4,13 @@ SNAPHU, tiled unwrapping with integer-cycle tile offsets, and the cube wrapper (
 Kernels are pure numpy/scipy on one (y, x) array; NaN = no data everywhere.
 """
 
-from insarcloud.unwrap._common import METHODS, Method, UnwrapResult
-from insarcloud.unwrap.api import unwrap, unwrap_ls, unwrap_result
-from insarcloud.unwrap.chebyshev import unwrap_chebyshev
-from insarcloud.unwrap.iterative import unwrap_pcua, unwrap_rpua
-from insarcloud.unwrap.ls import wrap
+from insarcloud._lazy import attach
 
-__all__ = [
-    "METHODS",
-    "Method",
-    "UnwrapResult",
-    "unwrap",
-    "unwrap_chebyshev",
-    "unwrap_ls",
-    "unwrap_pcua",
-    "unwrap_result",
-    "unwrap_rpua",
-    "wrap",
-]
+# Public names by submodule, imported on first use (insarcloud/_lazy.py: keeps the CLI's start light)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "_common": ["METHODS", "Method", "UnwrapResult"],
+    "api": ["unwrap", "unwrap_ls", "unwrap_result"],
+    "chebyshev": ["unwrap_chebyshev"],
+    "iterative": ["unwrap_pcua", "unwrap_rpua"],
+    "ls": ["wrap"],
+})

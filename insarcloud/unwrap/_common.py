@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from insarcloud.errors import InputArrayError
 from insarcloud.unwrap.ls import edge_weights, wrap
+from insarcloud.unwrap.names import METHODS, Method
 
 __all__ = ["Method", "METHODS", "UnwrapResult", "check_wrapped", "ls_edge_weights", "finish"]
 
-Method = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
-METHODS: tuple[str, ...] = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu")
 
 
 class UnwrapResult(NamedTuple):

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from insarcloud.errors import InsarcloudError
-from insarcloud.unwrap._common import METHODS
+from insarcloud.unwrap.names import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ def run_unwrap(args: argparse.Namespace) -> int:
     try:
         params = _parse_params(args.param)
         params.setdefault("congruent", not args.smooth)
+        from insarcloud.io.cube import require_input  # the input, before the cluster starts
+
+        require_input(args.cube_url, args.source, root_ok=True,
+                      fix="pass --source phase (the wrapped phase that insarcloud ingest writes)")
         with dask_client(args.scheduler):
             res = unwrap_cube(args.cube_url, args.method, source=args.source, weights=args.weights,
                               params=params, tile=args.tile, overlap=args.overlap)

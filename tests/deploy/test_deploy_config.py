@@ -140,7 +140,7 @@ def test_stage_options_match_the_stages():
     assert set(typing.get_args(NoiseFlicker)) == set(choices["flicker"])
     assert set(typing.get_args(NoiseAlphaMethod)) == set(choices["alpha_method"])
     assert set(typing.get_args(NoiseFunctional)) == set(choices["functional"])
-    models = Path(__file__).resolve().parents[2] / "insarcloud" / "forecast" / "models.py"
+    models = Path(__file__).resolve().parents[2] / "insarcloud" / "forecast" / "names.py"
     text = models.read_text()  # read, not imported: importing torch here would cost seconds
     block = text[text.index("ModelName = Literal[") : text.index("]", text.index("ModelName = Literal["))]
     assert set(typing.get_args(ForecastModel)) == set(re.findall(r'"([a-z0-9_]+)"', block))
