@@ -100,7 +100,7 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int =
                                 "max_train_seconds": 40, "early_stop": 3, "train_pixels": 400, "horizon": 61,
                                 "target": "harmonic_residual", "factor_future": "climatology"},
                    # one model tile per frame: the default 256 px tile would pad a 64 px frame to 16x the pixels
-                   "quality": {"num_actors": 1, "tile": tile, "overlap": min(32, tile // 2)}},
+                   "quality": {"num_actors": 1, "tile": tile, "overlap": min(32, tile // 4)}},
         "report": {"truth_url": "{output_url}/truth/{frame}.zarr",
                    "points": [{"name": "bowl", "lon": CENTRE[0], "lat": CENTRE[1]},
                               {"name": "north", "lon": CENTRE[0] - 0.01, "lat": CENTRE[1] + 0.03}]},

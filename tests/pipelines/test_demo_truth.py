@@ -55,6 +55,18 @@ def test_truth_verdict_says_how_much_and_prefers_the_noise_stage():
     assert "no comparison" in truth_verdict(None)[0]
 
 
+@pytest.mark.parametrize("size", [32, 48, 64, 80, 96, 256])
+def test_demo_config_is_valid_for_any_frame_size(size):
+    from insarcloud.config import parse_config
+    from insarcloud.pipelines.demo import FRAMES, config_dict
+
+    stages = ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
+    cfg = parse_config(config_dict([f[0] for f in FRAMES], stages, "http://127.0.0.1:1", size), source="t")
+    assert cfg.params.quality.tile >= size and cfg.params.quality.tile % 32 == 0
+    assert cfg.params.forecast.horizon * 12 >= 730  # the 2-year forecast the truth comparison scores
+    assert cfg.params.forecast.max_train_seconds is not None  # every frame's training is capped
+
+
 @pytest.mark.slow
 def test_area_job_beats_a_zero_map_on_a_small_demo_scene(small_frame, bucket, storage_options, s3_endpoint):
     from insarcloud.config import parse_config
