@@ -77,6 +77,30 @@ def simulate_inputs(size: int, epochs: int, storage_options: dict) -> list[str]:
     return frames
 
 
+def start_local_ray(tries: int = 3) -> None:
+    """Start the local Ray now, retrying, unless a Ray address is configured ($INSARCLOUD_RAY_ADDRESS).
+
+    On a loaded machine a raylet can miss Ray's fixed 30 s registration wait ("The current node timed out
+    during startup"); started here, before the inputs are simulated, a retry costs seconds instead of the
+    whole run. The area job's ``init_ray`` finds this Ray initialised and uses it (and shuts it down).
+    """
+    import ray
+
+    from insarcloud.engines import init_ray, ray_address
+
+    if ray_address(None):
+        return
+    for k in range(1, tries + 1):
+        try:
+            init_ray()
+            return
+        except Exception as exc:  # ray raises a bare Exception for the startup timeout
+            if k == tries:
+                raise
+            print(f"  local Ray did not start ({exc}); try {k + 1} of {tries}")
+            ray.shutdown()
+
+
 def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int = DEFAULT_SIZE) -> dict:
     centres = [frame_centre(f[1], f[2], size) for f in FRAMES]
     half = size * PIXEL_DEG / 2 + 0.01
@@ -128,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         so = {"endpoint_url": endpoint}
         s3fs.S3FileSystem(**so).mkdir(BUCKET.removeprefix("s3://"))
         print(f"local S3 endpoint {endpoint}, bucket {BUCKET}")
-        frames = simulate_inputs(args.size, args.epochs, so)
         stages = args.stages or ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
+        if {"quality", "forecast"} & set(stages):
+            start_local_ray()
+        frames = simulate_inputs(args.size, args.epochs, so)
         cfg = parse_config(config_dict(frames, stages, endpoint, args.size), source="demo")
         out.mkdir(parents=True, exist_ok=True)
         (out / "area.yaml").write_text(cfg.to_yaml())
