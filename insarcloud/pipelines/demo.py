@@ -120,7 +120,9 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int =
         # per pixel and step, batched over all pixels of a block), and the design that does not drift over
         # long horizons: the network forecasts the residual about each pixel's harmonic fit, with the
         # factors' climatology as their future (notes/forecast.md)
-        "params": {"forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "epochs": 8,
+        # (invert: the quality model's weights need its stage; without it (--stages ...), loop closures alone)
+        "params": {"invert": {"weights": "quality_closure" if "quality" in stages else "closure"},
+                   "forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "epochs": 8,
                                 "max_train_seconds": 40, "early_stop": 3, "train_pixels": 400, "horizon": 61,
                                 "target": "harmonic_residual", "factor_future": "climatology"},
                    # one model tile per frame: the default 256 px tile would pad a 64 px frame to 16x the pixels
