@@ -148,6 +148,7 @@ def test_worker_setup_hook_in_this_process(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two CLI processes; 136 s at load average ~20
 def test_real_ingest_at_debug_logs_no_credentials(licsar_frame_dir: Path, bucket: str,
                                                     s3_endpoint: str, dask_client) -> None:  # type: ignore[no-untyped-def]
     """``insarcloud ingest`` then ``insarcloud info`` in their own processes, on the local S3 endpoint with a
@@ -165,7 +166,7 @@ def test_real_ingest_at_debug_logs_no_credentials(licsar_frame_dir: Path, bucket
           "--scheduler", scheduler], {"INSARCLOUD_LOG_LEVEL": "DEBUG"}),
         (["-vv", "info", cube], {}),
     ):
-        proc = subprocess.run([*cli, *cmd], env={**env, **extra_env}, capture_output=True, text=True, timeout=240,
+        proc = subprocess.run([*cli, *cmd], env={**env, **extra_env}, capture_output=True, text=True, timeout=540,
                               cwd=REPO)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         out += proc.stdout + proc.stderr
