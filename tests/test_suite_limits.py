@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import HEALTH_TIMEOUT_S
+
 REPO = Path(__file__).resolve().parents[1]
 
 HANGING = '''
@@ -50,13 +52,13 @@ def test_pyproject_timeout_ends_hung_tests_and_the_run_goes_on(tmp_path: Path) -
 @pytest.mark.slow
 def test_dead_dask_cluster_is_replaced(_dask_session) -> None:  # type: ignore[no-untyped-def]
     first = _dask_session.get()
-    assert first.submit(sum, [1, 2], pure=False).result(timeout=120) == 3
+    assert first.submit(sum, [1, 2], pure=False).result(timeout=HEALTH_TIMEOUT_S) == 3
     restarts = _dask_session.restarts
     first.shutdown()  # the scheduler and its workers are gone, as after a failed kill test
     assert not _dask_session.healthy(timeout=5)
     second = _dask_session.get()
     assert second is not first and _dask_session.restarts == restarts + 1
-    assert second.submit(sum, [3, 4], pure=False).result(timeout=120) == 7
+    assert second.submit(sum, [3, 4], pure=False).result(timeout=HEALTH_TIMEOUT_S) == 7
     assert _dask_session.get() is second  # healthy: kept
 
 
@@ -68,4 +70,4 @@ def test_dead_ray_is_replaced(_ray_session) -> None:  # type: ignore[no-untyped-
     assert not _ray_session.healthy(timeout=5)
     ray = _ray_session.get()
     assert _ray_session.restarts == restarts + 1 and ray.is_initialized()
-    assert ray.get(ray.remote(lambda: 5).remote(), timeout=120) == 5
+    assert ray.get(ray.remote(lambda: 5).remote(), timeout=HEALTH_TIMEOUT_S) == 5
