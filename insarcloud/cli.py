@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 import warnings
@@ -89,11 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 3
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    env_level = os.environ.get("INSARCLOUD_LOG_LEVEL", "").upper()  # set by the helm chart
-    if env_level in ("DEBUG", "INFO", "WARNING", "ERROR") and not args.verbose:
-        level = getattr(logging, env_level)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from insarcloud.logs import ENV_LEVEL, configure_logging
+
+    configure_logging(args.verbose, os.environ.get(ENV_LEVEL))  # $INSARCLOUD_LOG_LEVEL: set by the helm chart
     if args.verbose == 0:
         warnings.filterwarnings("ignore", category=FutureWarning)
     try:

@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from insarcloud.cliargs import tile_overlap_error
 from insarcloud.errors import ConfigError
 
 __all__ = [
@@ -370,8 +371,8 @@ class QualityParams(_Model):
 
     @model_validator(mode="after")
     def _overlap_lt_tile(self) -> QualityParams:
-        if self.overlap * 2 >= self.tile:
-            raise ValueError(f"overlap {self.overlap} must be less than half the tile {self.tile}")
+        if why := tile_overlap_error(self.tile, self.overlap):
+            raise ValueError(why)
         return self
 
 
@@ -382,12 +383,13 @@ class UnwrapParams(_Model):
         "chebyshev", description="ls (DCT), wls, pcua, rpua, chebyshev (filtered LS) or snaphu."
     )
     tile: int | None = Field(None, ge=64, le=16384, description="Tile side, pixels; unset = whole image when small.")
-    overlap: int = Field(64, ge=0, le=2048, description="Tile overlap (pixels) used to choose 2*pi offsets.")
+    overlap: int = Field(64, ge=1, le=2048, description="Tile overlap (pixels) used to choose 2*pi offsets; >= 1 so "
+                         "neighbouring tiles share pixels.")
 
     @model_validator(mode="after")
     def _overlap_lt_tile(self) -> UnwrapParams:
-        if self.tile is not None and self.overlap * 2 >= self.tile:
-            raise ValueError(f"overlap {self.overlap} must be less than half the tile {self.tile}")
+        if why := tile_overlap_error(self.tile, self.overlap):
+            raise ValueError(why)
         return self
 
 

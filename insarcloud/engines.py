@@ -27,13 +27,36 @@ def ray_address(address: str | None = None) -> str | None:
     return address or os.environ.get(RAY_ENV) or None
 
 
+# How long a clean shutdown may take before it is given up (with a warning): a loaded 2-core machine needs
+# more than distributed's defaults, and the work is already written when these run.
+CLOSE_TIMEOUT_S = 60.0
+
+
+def close_quietly(what: str, close: Any, *args: Any, **kwargs: Any) -> bool:
+    """Call ``close(*args, **kwargs)``; an error is logged as a warning and ``False`` returned, never raised.
+
+    Teardown runs after the results are written (or while another error propagates): a LocalCluster whose
+    workers take too long to stop on a loaded machine must not turn a complete run into a failure, nor hide
+    the error that is already on its way out.
+    """
+    try:
+        close(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 (any teardown error is only worth a warning)
+        log.warning("%s did not shut down cleanly (%s: %s); the results already written are not affected",
+                    what, type(exc).__name__, exc or "no message")
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def dask_client(address: str | None = None, *, n_workers: int | None = None,
                 threads_per_worker: int = 1, memory_limit: str | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: to ``address`` (or $INSARCLOUD_DASK_SCHEDULER), else a LocalCluster.
 
     The LocalCluster uses worker processes, one thread each: the kernels are NumPy/GDAL code that holds
-    the GIL in places, and processes make the local run behave like the Kubernetes one.
+    the GIL in places, and processes make the local run behave like the Kubernetes one. Its workers get
+    the log redaction of :mod:`insarcloud.logs`. Errors while closing the client or the cluster are
+    warnings (:func:`close_quietly`).
     """
     from distributed import Client, LocalCluster
 
@@ -44,24 +67,32 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
         try:
             yield client
         finally:
-            client.close()
+            close_quietly("the Dask client", client.close, timeout=CLOSE_TIMEOUT_S)
         return
     n = n_workers or max(1, min(4, os.cpu_count() or 1))
     log.info("starting a Dask LocalCluster of %d worker processes", n)
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                            dashboard_address=":0", memory_limit=memory_limit or "auto")
-    client = Client(cluster)
     try:
+        client = Client(cluster)
+    except BaseException:
+        close_quietly("the Dask LocalCluster", cluster.close, timeout=CLOSE_TIMEOUT_S)
+        raise
+    try:
+        from insarcloud.logs import worker_plugin
+
+        client.register_plugin(worker_plugin())
         yield client
     finally:
-        client.close()
-        cluster.close()
+        close_quietly("the Dask client", client.close, timeout=CLOSE_TIMEOUT_S)
+        close_quietly("the Dask LocalCluster", cluster.close, timeout=CLOSE_TIMEOUT_S)
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None,
              object_store_memory: int = 256 * 1024**2) -> Any:
     """Connect to Ray at ``address`` (or $INSARCLOUD_RAY_ADDRESS, e.g. ``ray://head:10001``), else start
-    a local Ray with a small object store (arrays travel through the bucket, not through Ray)."""
+    a local Ray with a small object store (arrays travel through the bucket, not through Ray). The local
+    Ray's worker processes run :func:`insarcloud.logs.setup_worker_logging` first (levels, redaction)."""
     import ray
 
     if ray.is_initialized():
@@ -73,8 +104,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
     else:
         log.info("starting a local Ray")
         ray.init(address="local", num_cpus=num_cpus or max(1, os.cpu_count() or 1),
-                 object_store_memory=object_store_memory, include_dashboard=False, log_to_driver=False)
+                 object_store_memory=object_store_memory, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"worker_process_setup_hook": "insarcloud.logs.setup_worker_logging"})
     return ray
+
+
+def shutdown_ray() -> bool:
+    """``ray.shutdown()``, with an error logged as a warning (see :func:`close_quietly`); False on error."""
+    import ray
+
+    return close_quietly("Ray", ray.shutdown)
 
 
 def started_actors(actors: list[Any], probe: str, *, grace_s: float = 10.0, label: str = "") -> list[Any]:

@@ -28,3 +28,71 @@ def test_started_actors_drops_the_ones_waiting_for_a_cpu(ray_local) -> None:
     finally:
         ray.kill(other_pool)
     assert started_actors([], "ready") == []
+
+
+def test_local_cluster_teardown_error_is_a_warning(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A LocalCluster whose close() times out after the work is done: the run's result stands, one warning.
+
+    The cluster and its worker processes are real; only the outcome of close() is forced: the real close runs
+    (so no process is left), then a TimeoutError is raised, as close() does on a loaded machine.
+    """
+    import logging
+
+    from distributed import LocalCluster
+
+    from insarcloud import engines
+
+    real_close = LocalCluster.close
+    calls = []
+
+    def close_then_time_out(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs.get("timeout"))
+        real_close(self, *args, **kwargs)
+        raise TimeoutError("Timed out waiting for workers to close")
+
+    monkeypatch.setattr(LocalCluster, "close", close_then_time_out)
+    caplog.set_level(logging.WARNING, logger="insarcloud.engines")
+    with engines.dask_client(n_workers=1, memory_limit="1GiB") as client:
+        result = client.submit(sum, [1, 2, 3]).result()
+        scheduler = client.cluster.scheduler_address
+    assert result == 6
+    assert calls == [engines.CLOSE_TIMEOUT_S]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "LocalCluster" in r.getMessage()]
+    assert len(warnings) == 1 and "TimeoutError" in warnings[0].getMessage()
+    assert scheduler.startswith("tcp://")
+
+
+def test_errors_of_the_work_still_propagate_through_a_failing_teardown(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+    from distributed import LocalCluster
+
+    from insarcloud import engines
+
+    real_close = LocalCluster.close
+
+    def close_then_fail(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_close(self, *args, **kwargs)
+        raise OSError("stream closed")
+
+    monkeypatch.setattr(LocalCluster, "close", close_then_fail)
+    with pytest.raises(ZeroDivisionError), engines.dask_client(n_workers=1, memory_limit="1GiB"):
+        raise ZeroDivisionError("the work failed")  # the teardown's error does not replace it
+
+
+def test_ray_shutdown_error_is_a_warning(ray_local, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """engines.shutdown_ray on the real session Ray whose shutdown raises: a warning and False, no error.
+    (The session's Ray stays up: shutdown is replaced, not called.)"""
+    import logging
+
+    from insarcloud import engines
+
+    def broken_shutdown() -> None:
+        raise RuntimeError("raylet did not answer")
+
+    monkeypatch.setattr(ray_local, "shutdown", broken_shutdown)
+    caplog.set_level(logging.WARNING, logger="insarcloud.engines")
+    assert engines.shutdown_ray() is False
+    assert any("Ray did not shut down cleanly" in r.getMessage() for r in caplog.records)
+    assert ray_local.is_initialized()
+    monkeypatch.undo()
+    assert engines.close_quietly("nothing", lambda: None) is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from insarcloud.cliargs import check_bbox, int_range, nonnegative_int, positive_float, positive_int
 from insarcloud.forecast.names import MODEL_NAMES
 
 
@@ -18,33 +19,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ts", default="ts_quality", help="ts group to forecast (default ts_quality)")
     p.add_argument("--group", default="forecast", help="output group (default forecast)")
     p.add_argument("--ray-address", default=None, help="Ray address (default: $INSARCLOUD_RAY_ADDRESS or local)")
-    p.add_argument("--steps", type=int, default=72, help="12-day steps to forecast (default 72 = 2 years)")
-    p.add_argument("--train-pixels", type=int, default=2000, help="pixels sampled for training (default 2000)")
-    p.add_argument("--epochs", type=int, default=128, help="training epochs (Table III: 128)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (Table III: 64)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Nadam learning rate (Table III: 1e-4)")
-    p.add_argument("--early-stop", type=int, default=None, help="stop after N epochs without improvement")
-    p.add_argument("--max-train-seconds", type=float, default=None, help="wall-clock budget for training")
-    p.add_argument("--actors", type=int, default=2, help="CPU actors (one GPU actor when Ray has a GPU)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument("--steps", type=positive_int, default=72, help="12-day steps to forecast (default 72 = 2 years)")
+    p.add_argument("--train-pixels", type=int_range(10, 10**7), default=2000,
+                   help="pixels sampled for training (default 2000)")
+    p.add_argument("--epochs", type=positive_int, default=128, help="training epochs (Table III: 128)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (Table III: 64)")
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="Nadam learning rate (Table III: 1e-4)")
+    p.add_argument("--early-stop", type=positive_int, default=None, help="stop after N epochs without improvement")
+    p.add_argument("--max-train-seconds", type=positive_float, default=None, help="wall-clock budget for training")
+    p.add_argument("--actors", type=positive_int, default=2, help="CPU actors (one GPU actor when Ray has a GPU)")
+    p.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs for a local Ray")
     p.add_argument("--target", default="increments", choices=["increments", "harmonic_residual"],
                    help="what the network forecasts: 12-day increments (paper, default) or the residual about a "
                    "per-pixel trend + annual + semi-annual fit, added back")
     p.add_argument("--factor-future", default="predicted", choices=["predicted", "climatology"],
                    help="factors fed back in the cyclic loop: the model's predictions (paper, default) or the "
                    "factors' annual + semi-annual climatology")
-    p.add_argument("--rollout", type=int, default=1, help="train on K free-running steps (1 = paper)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rollout", type=positive_int, default=1, help="train on K free-running steps (1 = paper)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(func=run_forecast_cmd)
 
     s = sub.add_parser("simulate-factors", help="simulate LST/NDVI/precipitation for a region and write them")
     s.add_argument("url", help="output: .zarr store, .nc file, or a prefix for GeoTIFF stacks")
     s.add_argument("--format", default="zarr", choices=["zarr", "netcdf", "geotiff"])
     s.add_argument("--bbox", type=float, nargs=4, metavar=("W", "S", "E", "N"), required=True)
-    s.add_argument("--spacing", type=float, default=0.01, help="grid spacing in degrees (default 0.01)")
+    s.add_argument("--spacing", type=positive_float, default=0.01, help="grid spacing in degrees (default 0.01)")
     s.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
     s.add_argument("--end", required=True, help="last date, YYYY-MM-DD")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=nonnegative_int, default=0)
     s.set_defaults(func=run_simulate_factors)
 
 
@@ -80,6 +82,7 @@ def run_simulate_factors(args: argparse.Namespace) -> int:
 
     from insarcloud.simulate.factors import simulate_factors, write_factor_stack
 
+    check_bbox(args.bbox)
     w, s_, e, n = args.bbox
     y = np.arange(n - args.spacing / 2, s_, -args.spacing)
     x = np.arange(w + args.spacing / 2, e, args.spacing)

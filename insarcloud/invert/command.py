@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 
+from insarcloud.cliargs import float_range, nonnegative_int, positive_int
 from insarcloud.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="unw", help="unw (root) or unw_METHOD (an unwrap group)")
     p.add_argument("--gamma", type=float, default=1e-4,
                    help="NSBAS temporal constraint (LiCSBAS default 1e-4); 0 = per-component SBAS")
-    p.add_argument("--ref-y", type=int, help="reference pixel row (with --ref-x)")
-    p.add_argument("--ref-x", type=int, help="reference pixel column (with --ref-y)")
-    p.add_argument("--ref-lat", type=float, help="reference latitude (with --ref-lon)")
-    p.add_argument("--ref-lon", type=float, help="reference longitude (with --ref-lat)")
+    p.add_argument("--ref-y", type=nonnegative_int, help="reference pixel row (with --ref-x)")
+    p.add_argument("--ref-x", type=nonnegative_int, help="reference pixel column (with --ref-y)")
+    p.add_argument("--ref-lat", type=float_range(-90.0, 90.0), help="reference latitude (with --ref-lon)")
+    p.add_argument("--ref-lon", type=float_range(-180.0, 180.0), help="reference longitude (with --ref-lat)")
     p.add_argument("--correct-unwrap", default="none", choices=("none", "phase_closure"),
                    help="unwrapping-error correction before the inversion (default none); phase_closure: "
                         "MintPy's integer loop-closure correction, written as unw_correction (pair, y, x)")
@@ -40,11 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gacos-missing", default="keep", choices=("keep", "drop"),
                    help="pairs touching an epoch without GACOS: keep them uncorrected (default) or drop them; "
                         "the epochs are logged by date and written to the ts group's attributes")
-    p.add_argument("--chunk", type=int, default=None, help="spatial chunk of a task (default: the cube's)")
+    p.add_argument("--chunk", type=positive_int, default=None, help="spatial chunk of a task (default: the cube's)")
     p.add_argument("--group", default=None, help="output group (default ts_<weights>)")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address (default $INSARCLOUD_DASK_SCHEDULER, else a LocalCluster)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
+    p.add_argument("--workers", type=positive_int, default=None, help="LocalCluster worker processes")
     p.set_defaults(func=run_invert)
 
 

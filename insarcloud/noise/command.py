@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 
+from insarcloud.cliargs import positive_int
 from insarcloud.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--group", default="noise", help="output group (default noise)")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address (default $INSARCLOUD_DASK_SCHEDULER, else a LocalCluster)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
+    p.add_argument("--workers", type=positive_int, default=None, help="LocalCluster worker processes")
     p.set_defaults(func=run_noise)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from insarcloud import faultpoints
 from insarcloud.config import AreaJobConfig, frames_intersecting, load_config, parse_poly_txt
 from insarcloud.errors import ConfigError, InsarcloudError
 from insarcloud.io.storage import get_fs, join, write_bytes_atomic
@@ -199,7 +200,7 @@ def preflight(cfg: AreaJobConfig) -> None:
 
 @contextlib.contextmanager
 def engines(cfg: AreaJobConfig, need_ray: bool) -> Iterator[Any]:
-    from insarcloud.engines import dask_client, init_ray
+    from insarcloud.engines import dask_client, init_ray, shutdown_ray
 
     with dask_client(cfg.engines.resolved_dask_scheduler()) as client:
         ray = init_ray(cfg.engines.resolved_ray_address()) if need_ray else None
@@ -207,7 +208,7 @@ def engines(cfg: AreaJobConfig, need_ray: bool) -> Iterator[Any]:
             yield client
         finally:
             if ray is not None:
-                ray.shutdown()
+                shutdown_ray()  # an error here is a warning: the outputs are written
 
 
 @contextlib.contextmanager
@@ -253,6 +254,7 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Cal
         finally:
             res.stage_seconds[stage] = round(time.perf_counter() - t0, 2)
         log.info("frame %s: %s done in %.1fs", frame, stage, res.stage_seconds[stage])
+        faultpoints.reached(f"stage:{stage}")  # kill-and-resume tests stop the job here ($INSARCLOUD_EXIT_AT)
     return res
 
 

@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from insarcloud.cliargs import int_range, odd_int, port, positive_float, positive_int
 from insarcloud.errors import InsarcloudError
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: "
                    "$INSARCLOUD_DASK_SCHEDULER or a LocalCluster)")
     p.add_argument("--config", default=None, help="YAML of QCParams (insarcloud.qc.config)")
-    p.add_argument("--window", type=int, default=None, help="statistics window, odd pixels (default 5)")
-    p.add_argument("--loop-thre", dest="loop_thre", type=float, default=None,
+    p.add_argument("--window", type=odd_int(3, 31), default=None, help="statistics window, odd pixels (default 5)")
+    p.add_argument("--loop-thre", dest="loop_thre", type=positive_float, default=None,
                    help="loop RMS threshold, rad (LiCSBAS default 1.5)")
-    p.add_argument("--block", type=int, default=None, help="spatial block of the tasks, pixels")
+    p.add_argument("--block", type=int_range(16, 4096), default=None, help="spatial block of the tasks, pixels")
     p.add_argument("--json", action="store_true", help="print the per-ifg table as JSON")
     p.set_defaults(func=run_qc)
 
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("cube_urls", nargs="+", help="frame cubes")
     d.add_argument("--truth", action="append", default=None,
                    help="truth store per cube, in order ('-' for none); simulated frames only")
-    d.add_argument("--tile", type=int, default=256, help="tile side, pixels (default 256)")
+    d.add_argument("--tile", type=positive_int, default=256, help="tile side, pixels (default 256)")
     d.add_argument("--split", action="append", default=[], metavar="FRAME=SPLIT",
                    help="force a frame's split (train/val/test); others by hash")
     d.add_argument("--scheduler", default=None, help="Dask scheduler address")
@@ -53,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("review", help="serve the manual verification page of a tile dataset (127.0.0.1)")
     r.add_argument("dataset_url")
     r.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    r.add_argument("--port", type=int, default=0, help="port (default 0: a free one, printed)")
+    r.add_argument("--port", type=port, default=0, help="port (default 0: a free one, printed)")
     r.add_argument("--reviewer", default=None, help="name stored with each verdict (default: login name)")
     r.set_defaults(func=run_review)
 

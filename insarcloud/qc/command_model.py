@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 
+from insarcloud.cliargs import int_range, nonnegative_int, positive_float, positive_int
 from insarcloud.errors import InsarcloudError
 
 log = logging.getLogger(__name__)
@@ -19,13 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("cube_url", help="frame cube, e.g. s3://bucket/cubes/106A_09048_000909.zarr")
     q.add_argument("--ray-address", dest="ray_address", default=None,
                    help="Ray address (ray://head:10001, auto); default $INSARCLOUD_RAY_ADDRESS or a local Ray")
-    q.add_argument("--actors", type=int, default=2, help="actors in the pool (default 2)")
+    q.add_argument("--actors", type=positive_int, default=2, help="actors in the pool (default 2)")
     q.add_argument("--checkpoint", default=None,
                    help="checkpoint URL/path, or a packaged model: default (the shipped one), unw_error")
-    q.add_argument("--tile", type=int, default=256, help="model tile side, pixels (default 256)")
-    q.add_argument("--overlap", type=int, default=64, help="blended tile overlap, pixels (default 64)")
-    q.add_argument("--threads", type=int, default=1, help="torch threads / Ray CPUs per actor (default 1)")
-    q.add_argument("--batch-size", dest="batch_size", type=int, default=4, help="tiles per forward pass")
+    q.add_argument("--tile", type=int_range(32, 4096), default=256, help="model tile side, pixels (default 256)")
+    q.add_argument("--overlap", type=nonnegative_int, default=64, help="blended tile overlap, pixels (default 64)")
+    q.add_argument("--threads", type=int_range(1, 256), default=1,
+                   help="torch threads / Ray CPUs per actor (default 1)")
+    q.add_argument("--batch-size", dest="batch_size", type=int_range(1, 256), default=4, help="tiles per forward pass")
     q.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 autocast (auto: GPU, or a CPU with AMX/AVX512-BF16)")
     q.set_defaults(func=run_quality)
@@ -34,19 +36,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("dataset_url", help="tile dataset (insarcloud qc-dataset), e.g. s3://bucket/datasets/t.zarr")
     t.add_argument("--out", required=True, help="checkpoint URL, e.g. s3://bucket/models/quality.pt")
     t.add_argument("--encoder", choices=["atto", "nano", "tiny"], default="atto")
-    t.add_argument("--stages", type=int, default=3, help="ConvNeXt stages used, 2-4 (default 3)")
+    t.add_argument("--stages", type=int_range(2, 4), default=3, help="ConvNeXt stages used, 2-4 (default 3)")
     t.add_argument("--stem", choices=["phase", "plain"], default="phase")
     t.add_argument("--channels", default="cos_phase,sin_phase,coh,unw_grad,closure",
                    help="comma-separated input channels (must be in the dataset)")
-    t.add_argument("--epochs", type=int, default=4)
-    t.add_argument("--batch-size", dest="batch_size", type=int, default=8)
-    t.add_argument("--crop", type=int, default=0, help="random training crop side (0: whole tiles)")
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--epochs", type=positive_int, default=4)
+    t.add_argument("--batch-size", dest="batch_size", type=positive_int, default=8)
+    t.add_argument("--crop", type=nonnegative_int, default=0, help="random training crop side (0: whole tiles)")
+    t.add_argument("--lr", type=positive_float, default=2e-3)
     t.add_argument("--loss", choices=["bce", "bce_dice", "focal_dice"], default="bce_dice")
     t.add_argument("--target", choices=["auto", "truth", "label"], default="auto")
-    t.add_argument("--max-tiles", dest="max_tiles", type=int, default=4000, help="tiles per split in memory")
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-tiles", dest="max_tiles", type=positive_int, default=4000, help="tiles per split in memory")
+    t.add_argument("--threads", type=positive_int, default=2)
+    t.add_argument("--seed", type=nonnegative_int, default=0)
     t.add_argument("--no-resume", dest="resume", action="store_false", help="start over even if --out exists")
     t.add_argument("--export", default=None, help="also write an inference-only float16 copy here")
     t.add_argument("--json", action="store_true", help="print history and evaluation as JSON")
@@ -56,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("dataset_url")
     e.add_argument("--checkpoint", default=None, help="checkpoint URL/path (default: the shipped one)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
-    e.add_argument("--max-tiles", dest="max_tiles", type=int, default=4000)
+    e.add_argument("--max-tiles", dest="max_tiles", type=positive_int, default=4000)
     e.set_defaults(func=run_eval)
 
 

@@ -9,6 +9,14 @@ before the page moves on, so nothing is lost if the browser closes.
 
 Routes: ``GET /`` (page), ``GET /static/<file>``, ``GET /api/tiles``, ``GET /api/tile/<i>/<kind>.png``
 (kind: phase, coh, closure, label), ``POST /api/verdict`` (JSON verdict, see :mod:`insarcloud.qc.dataset`).
+
+Cross-site writes are refused (403): any page the reviewer's browser opens could otherwise POST a verdict to
+127.0.0.1 (a ``text/plain`` or form POST needs no CORS preflight). Every request's ``Host`` must name this
+server (a loopback name, the bound address, or this machine's name when bound to all interfaces: a DNS-
+rebound ``evil.example`` is refused), and every POST/PUT/DELETE must carry an ``Origin`` (else a
+``Referer``) whose host:port equals ``Host`` and a ``Content-Type: application/json`` body (415 otherwise),
+which a cross-site page can only send after a CORS preflight this server never grants. See the OWASP CSRF
+prevention cheat sheet ("Verifying Origin With Standard Headers").
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ import io as _io
 import json
 import logging
 import re
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -123,7 +133,67 @@ class ReviewState:
         return v
 
 
-def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+# the page is served from this server only, cannot be framed (key presses are verdicts), and posts only here
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def allowed_hosts(bind_host: str) -> frozenset[str]:
+    """Host names (no port) a request to a server bound to ``bind_host`` may carry in its ``Host`` header."""
+    names = {bind_host.lower().strip("[]")}
+    if bind_host in ("", "0.0.0.0", "::") or bind_host.lower() in LOOPBACK_NAMES or bind_host.startswith("127."):
+        names |= {n.strip("[]") for n in LOOPBACK_NAMES}
+    if bind_host in ("", "0.0.0.0", "::"):
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        try:
+            names |= {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
+        except OSError:
+            pass
+    return frozenset(names - {""})
+
+
+def _hostname(netloc: str) -> str:
+    """``netloc`` (``host``, ``host:port``, ``[v6]:port``) without the port, lower-case, no brackets."""
+    try:
+        return (urlsplit(f"//{netloc}").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def write_refusal(method: str, headers: Any, hosts: frozenset[str]) -> tuple[int, str] | None:
+    """Why a request must be refused, as (HTTP status, message), or None when it may proceed.
+
+    ``headers``: the request's headers (``.get``); ``hosts``: :func:`allowed_hosts`. GETs are checked for
+    ``Host`` only; writes (POST/PUT/PATCH/DELETE) also for ``Origin``/``Referer`` and ``Content-Type``.
+    """
+    host = (headers.get("Host") or "").strip().lower()
+    if not host or _hostname(host) not in hosts:
+        return 403, f"refused: Host {host or '(none)'!r} is not this review server"
+    if method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return None
+    origin = (headers.get("Origin") or "").strip()
+    source = origin or (headers.get("Referer") or "").strip()
+    if not source or source == "null":
+        return 403, "refused: a write must come from the review page (no Origin or Referer header)"
+    parts = urlsplit(source)
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host:
+        what = "Origin" if origin else "Referer"
+        return 403, f"refused: cross-site write ({what} {source!r} is not this server {host!r})"
+    ctype = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        return 415, f"refused: a write must be application/json, not {ctype or '(no Content-Type)'!r}"
+    return None
+
+
+def make_handler(state: ReviewState, hosts: frozenset[str] | None = None) -> type[BaseHTTPRequestHandler]:
+    """The request handler; ``hosts``: allowed ``Host`` names (default: loopback, see :func:`allowed_hosts`)."""
+    ok_hosts = allowed_hosts("127.0.0.1") if hosts is None else hosts
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "insarcloud-review"
 
@@ -135,13 +205,27 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            for k, v in SECURITY_HEADERS.items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
 
         def _json(self, code: int, obj: Any) -> None:
             self._send(code, json.dumps(obj).encode(), "application/json")
 
+        def _refused(self) -> bool:
+            """Answer and return True when the request must be refused (:func:`write_refusal`)."""
+            why = write_refusal(self.command, self.headers, ok_hosts)
+            if why is None:
+                return False
+            log.warning("review: %s %s from %s %s", self.command, self.path, self.address_string(), why[1])
+            self.close_connection = True  # the body (if any) is not read: the connection cannot be reused
+            self._json(why[0], {"ok": False, "error": why[1]})
+            return True
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self._refused():
+                return
             path = self.path.split("?", 1)[0]
             try:
                 if path in ("/", "/index.html"):
@@ -160,7 +244,16 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
                 log.exception("review GET %s failed", path)
                 self._json(500, {"error": str(exc)})
 
+        def _no_write_route(self) -> None:
+            if not self._refused():
+                self.close_connection = True
+                self._json(405, {"ok": False, "error": f"{self.command} is not supported"})
+
+        do_PUT = do_PATCH = do_DELETE = _no_write_route  # noqa: N815 (refused like POST, then 405)
+
         def do_POST(self) -> None:  # noqa: N802
+            if self._refused():
+                return
             path = self.path.split("?", 1)[0]
             if path != "/api/verdict":
                 self._json(404, {"error": f"no route {path}"})
@@ -182,7 +275,7 @@ def make_server(url: str, host: str = "127.0.0.1", port: int = 0, storage_option
                 reviewer: str | None = None) -> tuple[ThreadingHTTPServer, ReviewState]:
     """Create (not start) the review server; ``port=0`` picks a free port (``server.server_address``)."""
     state = ReviewState(url, storage_options, reviewer)
-    server = ThreadingHTTPServer((host, port), make_handler(state))
+    server = ThreadingHTTPServer((host, port), make_handler(state, allowed_hosts(host)))
     server.daemon_threads = True
     return server, state
 
@@ -210,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--reviewer", default=None)
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from insarcloud.logs import configure_logging
+
+    configure_logging(1)
     try:
         return serve(a.dataset_url, a.host, a.port, reviewer=a.reviewer)
     except InsarcloudError as exc:

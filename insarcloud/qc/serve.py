@@ -77,8 +77,10 @@ class ServeParams(BaseModel):
         return str(PACKAGED_CHECKPOINTS[v]) if v in PACKAGED_CHECKPOINTS else v
 
     def model_post_init(self, __context: object) -> None:
-        if self.overlap >= self.tile:
-            raise ValueError(f"overlap ({self.overlap}) must be smaller than tile ({self.tile})")
+        from insarcloud.cliargs import tile_overlap_error  # the project's one tile/overlap rule
+
+        if why := tile_overlap_error(self.tile, self.overlap):
+            raise ValueError(why)
 
 
 class ChunkJob(NamedTuple):

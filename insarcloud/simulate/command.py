@@ -7,6 +7,8 @@ import json
 import logging
 import time
 
+from insarcloud.cliargs import float_range, int_range, nonnegative_float, nonnegative_int, positive_float, probability
+
 __all__ = ["add_parser", "run_simulate_frame"]
 
 log = logging.getLogger(__name__)
@@ -36,26 +38,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--truth", required=True, help="URL of the truth Zarr store")
     f.add_argument("--frame", default=None, help="LiCSAR frame id NNN[AD]_NNNNN_NNNNNN (default 012A_05850_131313)")
     f.add_argument("--size", type=_size, default=(256, 256), help="ROWSxCOLS of 0.001 deg pixels (256x256)")
-    f.add_argument("--epochs", type=int, default=30, help="number of acquired epochs (30)")
-    f.add_argument("--seed", type=int, default=0, help="frame seed: noise, network, unwrapping errors (0)")
-    f.add_argument("--scene-seed", type=int, default=0, help="scene seed: ground truth shared by frames (0)")
-    f.add_argument("--lon0", type=float, default=None, help="frame centre longitude (default scene centre)")
-    f.add_argument("--lat0", type=float, default=None, help="frame centre latitude (default scene centre)")
-    f.add_argument("--scene-lon", type=float, default=90.0, help="scene centre longitude (90.0)")
-    f.add_argument("--scene-lat", type=float, default=31.5, help="scene centre latitude (31.5)")
+    f.add_argument("--epochs", type=int_range(2, 100000), default=30, help="number of acquired epochs (30)")
+    f.add_argument("--seed", type=nonnegative_int, default=0, help="frame seed: noise, network, unwrapping errors (0)")
+    f.add_argument("--scene-seed", type=nonnegative_int, default=0,
+                   help="scene seed: ground truth shared by frames (0)")
+    f.add_argument("--lon0", type=float_range(-180.0, 180.0), default=None,
+                   help="frame centre longitude (default scene centre)")
+    f.add_argument("--lat0", type=float_range(-90.0, 90.0), default=None,
+                   help="frame centre latitude (default scene centre)")
+    f.add_argument("--scene-lon", type=float_range(-180.0, 180.0), default=90.0, help="scene centre longitude (90.0)")
+    f.add_argument("--scene-lat", type=float_range(-90.0, 90.0), default=31.5, help="scene centre latitude (31.5)")
     f.add_argument("--start-date", default="2019-01-05", help="first acquisition YYYY-MM-DD")
-    f.add_argument("--looks", type=float, default=12.0, help="equivalent number of looks of the phase noise")
+    f.add_argument("--looks", type=positive_float, default=12.0, help="equivalent number of looks of the phase noise")
     f.add_argument("--footprint", choices=["rectangle", "swath"], default="rectangle",
                    help="valid-data area: whole box, or a swath parallelogram along the track")
-    f.add_argument("--unw-error-fraction", type=float, default=0.2,
+    f.add_argument("--unw-error-fraction", type=probability, default=0.2,
                    help="share of pairs with unwrapping-error patches (0.2)")
-    f.add_argument("--missing-unw-fraction", type=float, default=0.0,
+    f.add_argument("--missing-unw-fraction", type=probability, default=0.0,
                    help="share of pairs published without unw.tif (0)")
     f.add_argument("--noise-model", choices=["stack", "pairwise"], default="stack",
                    help="phase noise from one SLC stack (pairs share epochs' noise) or independent per pair")
-    f.add_argument("--phase-filter", type=float, default=0.0, metavar="SIGMA_PX",
+    f.add_argument("--phase-filter", type=nonnegative_float, default=0.0, metavar="SIGMA_PX",
                    help="Gaussian smoothing (px) of the noisy interferogram, like LiCSAR's filter (0 = none)")
-    f.add_argument("--dem-error-std", type=float, default=0.0,
+    f.add_argument("--dem-error-std", type=nonnegative_float, default=0.0,
                    help="std (m) of the DEM error whose bperp-proportional phase enters unw (0 = none)")
     f.add_argument("--no-atmosphere", action="store_true", help="switch the troposphere off")
     f.add_argument("--no-noise", action="store_true", help="switch the phase noise off")

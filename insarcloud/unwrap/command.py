@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from insarcloud.cliargs import check_tile_overlap, positive_int
 from insarcloud.errors import InsarcloudError
 from insarcloud.unwrap.names import METHODS
 
@@ -23,9 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth", action="store_true",
                    help="write the method's smooth estimate instead of the congruent result "
                         "(wrap(unw) == phase by default)")
-    p.add_argument("--tile", type=int, default=None, help="tile core in pixels (default: whole image per "
+    p.add_argument("--tile", type=positive_int, default=None, help="tile core in pixels (default: whole image per "
                    "pair up to 16 Mpx, else 1024)")
-    p.add_argument("--overlap", type=int, default=64, help="tile halo in pixels (default 64)")
+    p.add_argument("--overlap", type=positive_int, default=64, help="tile halo in pixels (default 64)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="kernel parameter, e.g. --param min_cutoff=0.05 (JSON value)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: "
@@ -51,6 +52,7 @@ def run_unwrap(args: argparse.Namespace) -> int:
     from insarcloud.unwrap.dask_ops import unwrap_cube
 
     try:
+        check_tile_overlap(args.tile, args.overlap, "--overlap")  # before any cluster starts
         params = _parse_params(args.param)
         params.setdefault("congruent", not args.smooth)
         from insarcloud.io.cube import require_input  # the input, before the cluster starts

@@ -3,11 +3,11 @@ local Ray; a corrupt frame does not stop the area; a killed job re-run continues
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -118,8 +118,11 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
 
 
 def test_killed_area_job_resumes(area_bucket, storage_options, s3_endpoint, tmp_path):
-    """SIGKILL `insarcloud run` mid-job; the re-run skips what was done and completes the rest."""
+    """`insarcloud run` dies hard right after the first frame's qc stage (a recorded point, not a delay:
+    ``$INSARCLOUD_EXIT_AT``, see insarcloud/faultpoints.py); the re-run skips what was done and completes."""
     import yaml
+
+    from insarcloud import faultpoints
 
     bucket = area_bucket
     stages = ["ingest", "qc", "invert", "mosaic"]
@@ -128,17 +131,20 @@ def test_killed_area_job_resumes(area_bucket, storage_options, s3_endpoint, tmp_
     path = tmp_path / "area.yaml"
     path.write_text(yaml.safe_dump(cfg_dict))
     cfg = parse_config(cfg_dict)
-    proc = subprocess.Popen([sys.executable, "-m", "insarcloud.cli", "run", str(path)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any((read_marker(cfg.cube_url(f), "qc", storage_options) or {}).get("complete") for f, *_ in FRAMES):
-            break
-        time.sleep(0.5)
-    alive = proc.poll() is None
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert alive, "the job finished before it could be killed"
+    env = {**os.environ, faultpoints.ENV: "stage:qc:1"}
+    log = tmp_path / "run.stderr"
+    with log.open("wb") as err:  # a file, not a pipe: the job's orphaned workers would hold a pipe open
+        proc = subprocess.Popen([sys.executable, "-m", "insarcloud.cli", "run", str(path)], start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
+        try:
+            proc.wait(timeout=900)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what the job left behind (its Dask workers), as a kill would
+            proc.wait()
+    assert proc.returncode == faultpoints.EXIT_CODE, log.read_text(errors="replace")[-3000:]
+    done = [f for f, *_ in FRAMES if (read_marker(cfg.cube_url(f), "qc", storage_options) or {}).get("complete")]
+    assert done, "the job exited at the first finished qc stage, so one frame's qc group is complete"
     assert not (read_marker(cfg.area_url(), "", storage_options) or {}).get("complete")
 
     from insarcloud.pipelines.area_job import run_area

@@ -1,17 +1,20 @@
-"""The manual verification page, driven in headless Chromium (Debian's package; never a downloaded browser).
+"""The manual verification page, driven in headless Chromium (Debian's package; never a downloaded browser),
+and its refusal of cross-site writes (raw HTTP requests as a hostile page or a DNS-rebinding name would send).
 
 The server runs as its own process (``python -m insarcloud.qc.review``), reads the dataset from the local
-S3 endpoint and writes each verdict there; the test checks the bucket after every key press.
+S3 endpoint and writes each verdict there; the tests check the bucket after every request or key press.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ import pytest
 from insarcloud import io
 from insarcloud.pipelines.local_s3 import stop_process
 from insarcloud.qc import dataset, labels
+from insarcloud.qc.review import allowed_hosts, write_refusal
 
 from .conftest import synthetic_cube
 
@@ -26,7 +30,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="Debian's chromium is not installed at /usr/bin/chromium "
            "(apt-get install -y chromium chromium-driver); the review page test needs a real browser",
@@ -71,6 +75,7 @@ def review_server(review_dataset: str, s3_endpoint: str):  # type: ignore[no-unt
 
 
 @pytest.mark.slow
+@needs_chromium
 def test_review_page_writes_each_verdict_at_once(review_server, storage_options: dict) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
@@ -132,3 +137,88 @@ def test_review_page_writes_each_verdict_at_once(review_server, storage_options:
     lab = merged["label"].values[i]
     assert (lab[d["label"].values[i] != 255] == labels.BAD).all()
     assert not np.array_equal(merged["label"].values[i], d["label"].values[i])
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], path: str = "/api/verdict",
+          method: str = "POST") -> tuple[int, dict]:
+    """One raw request to the review server (``Host`` as given, else the server's own host:port)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        headers = {"Host": parts.netloc, **headers}
+        for k, v in {**headers, "Content-Length": str(len(body))}.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_review_server_refuses_cross_site_writes(review_server, storage_options: dict) -> None:  # type: ignore[no-untyped-def]
+    url, ds_url = review_server
+    own = urlsplit(url).netloc  # 127.0.0.1:PORT
+    d = dataset.open_dataset(ds_url, storage_options)
+    uncertain = [int(t) for t in d["tile"].values[d["tile_label"].values == labels.UNCERTAIN]]
+    tile = uncertain[0]
+    body = json.dumps({"tile": tile, "verdict": "reject"}).encode()
+    refused = [
+        # what a hostile page can send without a CORS preflight: text/plain and form posts, from its origin
+        ({"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403, "cross-site"),
+        ({"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}, 403, "cross-site"),
+        # a JSON post from another origin (would need a preflight; refused anyway), and a look-alike port
+        ({"Origin": "http://evil.example", "Content-Type": "application/json"}, 403, "cross-site"),
+        ({"Origin": f"http://{own.split(':')[0]}:1", "Content-Type": "application/json"}, 403, "cross-site"),
+        ({"Referer": "http://evil.example/page.html", "Content-Type": "application/json"}, 403, "Referer"),
+        ({"Origin": "null", "Content-Type": "application/json"}, 403, "no Origin"),
+        ({"Content-Type": "application/json"}, 403, "no Origin"),
+        # DNS rebinding: evil.example resolved to 127.0.0.1, so Host and Origin agree but name another site
+        ({"Host": "evil.example:80", "Origin": "http://evil.example:80", "Content-Type": "application/json"}, 403,
+         "Host"),
+        # same origin, but not JSON
+        ({"Origin": f"http://{own}", "Content-Type": "text/plain"}, 415, "application/json"),
+        ({"Origin": f"http://{own}", "Content-Type": "multipart/form-data; boundary=x"}, 415, "application/json"),
+    ]
+    for headers, status, words in refused:
+        code, out = _post(url, body, headers)
+        assert (code, out.get("ok")) == (status, False), (headers, code, out)
+        assert words in out["error"], (headers, out)
+    code, _ = _post(url, b"", {"Origin": "http://evil.example"}, method="DELETE")
+    assert code == 403
+    code, _ = _post(url, b"", {"Host": "evil.example"}, path="/api/tiles", method="GET")
+    assert code == 403  # a rebound name cannot read the tiles either
+    assert dataset.load_verdicts(ds_url, storage_options) == {}, "a refused request wrote a verdict"
+
+    # the page's own request (same origin, JSON) is accepted and written; so is one carrying only a Referer
+    code, out = _post(url, body, {"Origin": f"http://{own}", "Content-Type": "application/json; charset=utf-8"})
+    assert code == 200 and out["ok"] and out["verdict"]["verdict"] == "reject"
+    assert dataset.load_verdicts(ds_url, storage_options)[tile]["verdict"] == "reject"
+    body2 = json.dumps({"tile": uncertain[1], "verdict": "accept"}).encode()
+    code, out = _post(url, body2, {"Referer": f"http://{own}/", "Content-Type": "application/json"})
+    assert code == 200 and dataset.load_verdicts(ds_url, storage_options)[uncertain[1]]["verdict"] == "accept"
+    code, out = _post(url, b"{}", {"Origin": f"http://{own}", "Content-Type": "application/json"}, method="PUT")
+    assert code == 405
+
+
+def test_write_refusal_rules() -> None:
+    hosts = allowed_hosts("127.0.0.1")
+    assert {"127.0.0.1", "localhost", "::1"} <= hosts and "evil.example" not in hosts
+    ok = {"Host": "localhost:8000", "Origin": "http://localhost:8000", "Content-Type": "application/json"}
+    assert write_refusal("POST", ok, hosts) is None
+    assert write_refusal("GET", {"Host": "127.0.0.1:8000"}, hosts) is None
+    assert write_refusal("GET", {"Host": "[::1]:8000"}, hosts) is None
+    # an SSH tunnel (-L 9000:127.0.0.1:8000): the browser's Host and Origin agree on the tunnel's port
+    assert write_refusal("POST", {**ok, "Host": "localhost:9000", "Origin": "http://localhost:9000"}, hosts) is None
+    assert write_refusal("POST", {**ok, "Origin": "http://localhost:8001"}, hosts)[0] == 403
+    assert write_refusal("POST", {**ok, "Origin": "file://"}, hosts)[0] == 403
+    assert write_refusal("POST", {**ok, "Host": ""}, hosts)[0] == 403
+    assert write_refusal("GET", {}, hosts)[0] == 403
+    assert write_refusal("POST", {**ok, "Content-Type": "text/plain;charset=UTF-8"}, hosts)[0] == 415
+    assert write_refusal("POST", {**ok, "Content-Type": "APPLICATION/JSON"}, hosts) is None
+    # bound to another address: only that name (and, for all interfaces, this machine's names)
+    assert write_refusal("POST", {**ok, "Host": "10.0.0.5:8000", "Origin": "http://10.0.0.5:8000"},
+                         allowed_hosts("10.0.0.5")) is None
+    assert write_refusal("POST", ok, allowed_hosts("10.0.0.5"))[0] == 403
+    assert "localhost" in allowed_hosts("0.0.0.0")
