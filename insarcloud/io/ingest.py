@@ -183,6 +183,9 @@ def _copy_product(arr: zarr.Array, index: int | None, url: str, kind: str, src_s
     """
     rows = (arr.shards or arr.chunks)[-2]
     t = time.perf_counter()
+    # GDAL's /vsis3/ cache outlives a task in a long-lived worker: a corrected file at the same URL would
+    # otherwise be read from the old bytes (measured: the replaced pair failed again with the old values).
+    forget_gdal_cache(url)
     with open_product(url, src_so) as ds:
         check_grid(header_of(ds, url), *grid)
         nodata = ds.nodata

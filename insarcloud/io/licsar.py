@@ -404,19 +404,17 @@ def _open(url: str, storage_options: dict[str, Any] | None):
 
 
 def forget_gdal_cache(url: str) -> None:
-    """Drop what GDAL's /vsis3/ and /vsicurl/ readers cached about ``url`` (best effort).
+    """Drop what GDAL's /vsis3/ and /vsicurl/ readers cached (best effort; no-op for other protocols).
 
-    GDAL remembers a failed open: after an endpoint outage the same object reads as "not recognized as
-    being in a supported file format" until the cache entry goes (measured, docs/ingest.md). rasterio has
-    no binding for ``VSICurlPartialClearCache``, so it is called from the libgdal rasterio loaded."""
+    GDAL caches object sizes, headers and blocks per path for the life of the process: after an endpoint
+    outage the same object reads as "not recognized as being in a supported file format", and a corrected
+    file at the same URL is read from the old bytes, until the cache goes (both measured, docs/ingest.md).
+    rasterio has no binding for it, so ``VSICurlClearCache`` is called from the libgdal rasterio loaded;
+    ``VSICurlPartialClearCache`` for the one path left the stale bytes in place (GDAL 3.10), hence the
+    whole cache: a product is read once per run, so nothing a later open could use is lost."""
     import ctypes
 
-    proto = protocol_of(url)
-    if proto in ("s3", "s3a"):
-        prefix = "/vsis3/" + url.split("://", 1)[1]
-    elif proto in ("http", "https"):
-        prefix = "/vsicurl/" + url
-    else:
+    if protocol_of(url) not in ("s3", "s3a", "http", "https"):
         return
     global _LIBGDAL
     if _LIBGDAL is None:
@@ -429,7 +427,7 @@ def forget_gdal_cache(url: str) -> None:
         except OSError:
             _LIBGDAL = False
     if _LIBGDAL:
-        _LIBGDAL.VSICurlPartialClearCache(prefix.encode())
+        _LIBGDAL.VSICurlClearCache()
 
 
 _LIBGDAL: Any = None
