@@ -204,7 +204,8 @@ def _copy_product(arr: zarr.Array, index: int | None, url: str, kind: str, src_s
 
 
 def _store_name(arr: zarr.Array) -> str:
-    fs = getattr(getattr(arr, "store", None), "fs", None)
+    store = getattr(arr, "store", None)
+    fs = getattr(getattr(store, "_store", store), "fs", None)  # through _WholeObjectWriter
     return endpoint_of(fs) if fs is not None else "the cube's store"
 
 
@@ -214,16 +215,22 @@ class _StoreFault(ConnectionError):
 
 def _copy_once(arr: zarr.Array, index: int | None, url: str, kind: str, src_so: dict[str, Any] | None,
                grid: Grid, clock: collections.Counter) -> None:
-    """:func:`_copy_product`, with a failed GDAL open/read judged: when CURL's text blames the connection,
-    or the source store does not answer a HEAD of the file, it is a storage fault (retried by the caller,
-    GDAL's cached failure forgotten); otherwise the file is at fault (ProductError naming it)."""
+    """:func:`_copy_product`, with a failed GDAL open/read judged before the file is blamed.
+
+    GDAL's message often hides the cause ("Read failed. See previous exception", "not recognized as being
+    in a supported file format"): when CURL's text anywhere in the exception chain blames the connection,
+    or the source store does not answer a HEAD of the file, it is a storage fault (:class:`_StoreFault`,
+    retried by the caller). When the store answers, the product is read once more (GDAL's cache
+    forgotten) before the failure is the file's: the endpoint may have come back between the failed read
+    and the HEAD."""
     try:
         _copy_product(arr, index, url, kind, src_so, grid, clock)
+        return
     except ProductError as exc:
         if type(exc) is not ProductError:  # value and grid errors are the file's, whatever the store does
             raise
         forget_gdal_cache(url)
-        if is_transient_message(str(exc)):
+        if is_transient_message(_chain_text(exc)):
             raise _StoreFault(str(exc)) from exc
         if "://" in url:
             fs, path = get_fs(url, src_so)
@@ -232,7 +239,21 @@ def _copy_once(arr: zarr.Array, index: int | None, url: str, kind: str, src_so: 
             except Exception as probe:
                 if is_transient(probe):
                     raise _StoreFault(f"{url}: source store unreachable ({probe})") from exc
+    try:  # the store answers: confirm on a fresh read before blaming the file
+        _copy_product(arr, index, url, kind, src_so, grid, clock)
+    except ProductError as again:
+        forget_gdal_cache(url)
+        if type(again) is ProductError and is_transient_message(_chain_text(again)):
+            raise _StoreFault(str(again)) from again
         raise
+
+
+def _chain_text(exc: BaseException) -> str:
+    parts, cur, seen = [], exc, 0
+    while cur is not None and seen < 16:
+        parts.append(str(cur))
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return " | ".join(parts)
 
 
 def _ingest_products(cube_url: str, so: dict[str, Any] | None, src_so: dict[str, Any] | None, run: str,
@@ -254,9 +275,9 @@ def _ingest_products(cube_url: str, so: dict[str, Any] | None, src_so: dict[str,
     def one(item: tuple[str, str, str]) -> None:
         var, url, kind = item
         t = time.perf_counter()
-        arr = with_retries(_cube_array, cube_url, so_json, var, run, endpoint=endpoint_of(cube_url))
+        arr = with_retries(_cube_array, cube_url, so_json, var, run, endpoint=endpoint_of(cube_url, so))
         clock["open_array"] += time.perf_counter() - t
-        with_retries(_copy_once, arr, index, url, kind, src_so, grid, clock, endpoint=endpoint_of(url))
+        with_retries(_copy_once, arr, index, url, kind, src_so, grid, clock, endpoint=endpoint_of(url, src_so))
 
     out: dict[str, Any] = {"owner": owner, "ok": True}
     try:

@@ -112,15 +112,22 @@ def retry_budget() -> tuple[int, float]:
     return max(tries, 1), max(seconds, 0.0)
 
 
-def endpoint_of(obj: Any) -> str:
+def endpoint_for(url: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The endpoint ``url`` is read from with ``storage_options``: an S3 endpoint URL, or the protocol."""
+    if protocol_of(url) in ("s3", "s3a"):
+        so = storage_options_for(url, storage_options)
+        return str(so.get("endpoint_url") or (so.get("client_kwargs") or {}).get("endpoint_url") or "AWS S3")
+    return protocol_of(url)
+
+
+def endpoint_of(obj: Any, storage_options: dict[str, Any] | None = None) -> str:
     """A printable name of the store behind a filesystem (or bound method / URL): the S3 endpoint URL, or
     the protocol. Never credentials."""
+    if callable(obj) and not hasattr(obj, "__self__") and hasattr(obj, "__wrapped__"):
+        obj = obj.__wrapped__  # fsspec's sync wrappers (fs.pipe, fs.cat_file...) wrap the bound async method
     fs = getattr(obj, "__self__", obj)
     if isinstance(fs, str):
-        if protocol_of(fs) in ("s3", "s3a"):
-            so = storage_options_for(fs)
-            return str(so.get("endpoint_url") or "AWS S3")
-        return protocol_of(fs)
+        return endpoint_for(fs, storage_options)
     endpoint = getattr(fs, "endpoint_url", None) or (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url")
     if endpoint:
         return str(endpoint)

@@ -13,8 +13,8 @@ import zarr
 
 from insarcloud.cli import main
 from insarcloud.errors import CubeOwnershipError
-from insarcloud.io import make_frame_dataset, open_cube, write_new_cube
 from insarcloud.io import ingest as ingest_mod
+from insarcloud.io import make_frame_dataset, open_cube, write_new_cube
 from insarcloud.io.cube_target import MANIFEST
 from insarcloud.io.ingest import ingest_frame
 
