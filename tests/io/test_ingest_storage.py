@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -17,7 +18,7 @@ import s3fs
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from insarcloud.errors import StorageUnavailableError
-from insarcloud.io import ingest as ingest_mod
+from insarcloud.io import ingest_tasks as ingest_mod
 from insarcloud.io import open_cube, storage
 from insarcloud.io.ingest import ingest_frame
 from insarcloud.io.storage import is_transient, with_retries
@@ -33,6 +34,14 @@ def _truth(frame_dir, pair: str) -> np.ndarray:
         raw = ds.read(1).astype("float32")
     raw[raw == 0] = np.nan
     return raw
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    """The hooks live in this process: run the tasks on Dask's threads even when a session-wide
+    distributed Client (another test's fixture) would otherwise be the default scheduler."""
+    with dask.config.set(scheduler="threads"):
+        yield
 
 
 @pytest.fixture()
