@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_ingest(args: argparse.Namespace) -> int:
     """``insarcloud ingest``; exit status in :data:`INGEST_EPILOG`."""
     from insarcloud.engines import dask_client
-    from insarcloud.errors import ProductError, StorageUnavailableError
+    from insarcloud.errors import MissingProductError, ProductError, StorageUnavailableError
     from insarcloud.io.cube_target import check_target
     from insarcloud.io.ingest import EXIT_FAILED, EXIT_STORAGE, IngestReport, ingest_frame
     from insarcloud.io.licsar import validate_frame_id
@@ -85,13 +85,11 @@ def run_ingest(args: argparse.Namespace) -> int:
             _print_report(args, report)
         print(f"insarcloud ingest: error: {exc}", file=sys.stderr)
         return EXIT_STORAGE
-    except ProductError as exc:
-        if report is None:  # every product of a new cube failed: the data's fault, not the command's
-            if type(exc).__name__ == "MissingProductError":
-                raise
-            print(f"insarcloud ingest: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        raise
+    except MissingProductError:
+        raise  # the frame or its interferograms are not there: a usage error (2)
+    except ProductError as exc:  # every product of a new cube failed: the data's fault, not the command's
+        print(f"insarcloud ingest: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:  # the cube is written: a cluster that fails to shut down is only a warning
         if report is None:
             raise
