@@ -181,9 +181,10 @@ def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] 
         # cat_ranges, not cat: cat first asks for every path's info (one HEAD each on S3)
         got = with_retries(fs.cat_ranges, [f"{meta_root}/{n}" for n in wanted], None, None)
         for n, data in zip(wanted, got, strict=True):
+            if isinstance(data, Exception) and _is_transient(data):
+                # the endpoint, not the file: fetched again, then a storage error naming the endpoint
+                data = with_retries(fs.cat_file, f"{meta_root}/{n}")
             if isinstance(data, BaseException):
-                if isinstance(data, Exception) and _is_transient(data):
-                    with_retries(_raise, data)  # the endpoint, not the file: retried, then a storage error
                 out.problems[f"metadata/{n}"] = f"cannot read ({data})"
                 texts.pop(n)
                 continue
@@ -217,10 +218,6 @@ def _is_transient(exc: Exception) -> bool:
     from insarcloud.io.storage import is_transient
 
     return is_transient(exc)
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
 
 
 def pair_name_problem(name: str) -> str | None:
