@@ -13,8 +13,8 @@ the cube's root ``zarr.json`` lands last, and the manifest is removed once it ha
   manifest of another frame): :class:`~insarcloud.errors.CubeOwnershipError` naming the URL and what was
   found; nothing is deleted.
 
-Cost: one LIST of the URL's top level for a new cube, plus one GET of the root ``zarr.json`` for an
-existing one; a recursive ``find`` runs only when a manifest says a killed run may have left objects.
+Listing is one request (``ls`` of the URL's top level) for the usual cases; a recursive ``find`` runs only
+when a manifest says a killed run may have left objects, before any of them is removed.
 """
 
 from __future__ import annotations
@@ -64,17 +64,8 @@ def check_target(cube_url: str, frame: str, storage_options: dict[str, Any] | No
     docstring); remove a killed run's recorded objects; raise CubeOwnershipError for anything else."""
     fs, root = get_fs(cube_url, storage_options)
     root = root.rstrip("/")
-    try:  # one LIST answers the common cases (nothing there; a cube there)
-        top = list(with_retries(fs.ls, root, detail=False))
-    except (FileNotFoundError, NotADirectoryError):
-        top = []
-    if any(p.rstrip("/") == root for p in top) and fs.isfile(root):
-        raise CubeOwnershipError(f"{cube_url} is a file, not a cube: refusing to write there")
-    names = [_rel(root, p) for p in top]
-    if not names:
-        return "new"
-    meta = _read_json(fs, f"{root}/zarr.json") if "zarr.json" in names else None
-    manifest = _read_json(fs, f"{root}/{MANIFEST}") if MANIFEST in names else None
+    meta = _read_json(fs, f"{root}/zarr.json")
+    manifest = _read_json(fs, f"{root}/{MANIFEST}")
     if manifest is not None and manifest.get("frame") != frame:
         raise CubeOwnershipError(
             f"{cube_url} holds an ingest run manifest of frame {manifest.get('frame')!r}, not {frame}: "
@@ -90,6 +81,13 @@ def check_target(cube_url: str, frame: str, storage_options: dict[str, Any] | No
         if manifest is not None:  # killed after its root landed, before the manifest went: ours, done
             with_retries(fs.rm_file, f"{root}/{MANIFEST}")
         return "existing"
+    try:
+        top = list(with_retries(fs.ls, root, detail=False))
+    except (FileNotFoundError, NotADirectoryError):
+        top = []
+    if any(p.rstrip("/") == root for p in top) and fs.isfile(root):
+        raise CubeOwnershipError(f"{cube_url} is a file, not a cube: refusing to write there")
+    names = [_rel(root, p) for p in top]
     ours = set(manifest.get("objects", [])) if manifest else set()
     allowed_top = {MANIFEST} | {k.split("/", 1)[0] for k in ours}
     foreign = [n for n in names if n not in allowed_top and not _is_tmp_of(n, ours)]
@@ -97,6 +95,8 @@ def check_target(cube_url: str, frame: str, storage_options: dict[str, Any] | No
         raise CubeOwnershipError(f"{cube_url} holds {len(foreign)} {'entry' if len(foreign) == 1 else 'entries'} "
                                  f"that {'is' if len(foreign) == 1 else 'are'} not this frame's cube: "
                                  f"{_describe(foreign, root)}; refusing to write there (nothing was deleted)")
+    if not names:
+        return "new"
     if manifest is None or manifest.get("_unreadable"):
         raise CubeOwnershipError(f"{cube_url} holds {_describe(names, root)} and no readable ingest run manifest: "
                                  f"refusing to write there (nothing was deleted)")

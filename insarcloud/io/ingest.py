@@ -536,16 +536,14 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
     report.seconds = round(time.perf_counter() - t0, 3)
     # A storage fault is the endpoint's, not the product's: it is not recorded as the pair's error.
     product_failed = {k: v for k, v in report.failed.items() if k not in storage_failed}
-    record = report.to_dict() | {"at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     if mem is not None:
         root = mem.group()
         if done:
             root["ingested"][:] = np.array([ok.get(p, False) for p in todo], dtype=bool)
         root["ingest"].attrs["provenance"] = provenance
         root.attrs["ingest"] = ingest_log.summary({}, product_failed, done, report.missing)
-        root["ingest"][ingest_log.RUNS][0] = json.dumps(record, default=str)  # a new cube's first run
         mem.consolidate()
-        mem.upload()  # flags, provenance, run record concurrently, then the root zarr.json: four objects
+        mem.upload()  # ingested flags, then the provenance, then the root zarr.json: three objects
     else:
         # Only what changed is written: a run that changes nothing leaves the root zarr.json byte-identical.
         root = cubemod.open_zarr_group(cube_url, None, so, mode="r+")
@@ -563,7 +561,8 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
             metadata_changed = True
         if metadata_changed:
             cubemod.consolidate(cube_url, storage_options)
-        ingest_log.append_run(cube_url, so, record, log_group[ingest_log.RUNS])
+    record = report.to_dict() | {"at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    ingest_log.append_run(cube_url, so, record)
     lap("finish")
     log.info("%s: %d pairs added, %d completed, %d replaced, %d skipped, %d failed in %.1fs (%s)", frame,
              len(report.added), len(done), len(report.replaced), len(report.skipped), len(report.failed),

@@ -61,13 +61,12 @@ def _runs_array(cube_url: str, so: dict[str, Any] | None, mode: str) -> zarr.Arr
     return group[RUNS]
 
 
-def append_run(cube_url: str, so: dict[str, Any] | None, record: dict[str, Any],
-               arr: zarr.Array | None = None) -> int:
-    """Write ``record`` as the next run (one LIST, one PUT; ``arr``: the open ``ingest/runs``); returns its
-    index. One writer per cube at a time (the lease) keeps indices unique."""
+def append_run(cube_url: str, so: dict[str, Any] | None, record: dict[str, Any]) -> int:
+    """Write ``record`` as the next run (one object); returns its index. One writer per cube at a time
+    (the lease) keeps indices unique."""
     idx = _run_indices(cube_url, so)
     i = idx[-1] + 1 if idx else 0
-    arr = arr if arr is not None else _runs_array(cube_url, so, "r+")
+    arr = _runs_array(cube_url, so, "r+")
     with_retries(arr.__setitem__, i, json.dumps(record, default=str))
     return i
 
