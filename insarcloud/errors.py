@@ -46,3 +46,18 @@ class NetworkError(InsarcloudError, ValueError):
 
 class ConvergenceError(InsarcloudError, RuntimeError):
     """An iterative estimator did not converge."""
+
+
+class StorageUnavailableError(StorageError):
+    """An object store stayed unreachable (connection, timeout, throttling, 5xx) through the whole retry
+    budget: the endpoint is at fault, not the file (the message names the endpoint, tries and seconds)."""
+
+
+class CubeOwnershipError(CubeError):
+    """A cube URL holds something ingest did not make (source files, other cubes, another frame's cube):
+    it is refused, never cleared (the message names the URL and what was found)."""
+
+
+class ProductValueError(ProductError):
+    """A product's values cannot be what its kind holds (integer or x100-scaled phase, coherence beyond
+    0..1): the message names the file, its dtype and the range found."""

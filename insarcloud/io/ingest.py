@@ -19,13 +19,18 @@ coordinates written with ``ingested = False``, the root ``zarr.json`` (with cons
 ``pair`` index last; (2) tasks write data objects; (3) ``ingested`` flips to True for pairs whose every
 product landed. A killed run leaves a cube that opens (``open_cube`` hides unfinished pairs, whose data
 may be partly written); the next run re-writes exactly the unfinished pairs.
+
+Ownership (``cube_target``): ingest refuses a cube URL that holds anything but this frame's cube, and a
+new cube's run first records every key it creates in a manifest, so that clean-up after a killed run
+removes exactly those keys. Integrity (docs/ingest.md): bad metadata, folder names and product values fail
+alone, named; a product whose source changed since it landed is re-ingested; storage faults are retried,
+then reported as the endpoint's (``StorageUnavailableError``), never as the file's.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as _dt
-import functools
 import json
 import logging
 import time
@@ -42,22 +47,26 @@ import xarray as xr
 import zarr
 from xarray.coding.times import encode_cf_datetime
 
-from insarcloud.errors import CubeError, ProductError
+from insarcloud.errors import ConfigError, CubeError, CubeOwnershipError, ProductError, StorageUnavailableError
 from insarcloud.io import cube as cubemod
+from insarcloud.io import cube_target, ingest_log
+
+# The Dask tasks live in ingest_tasks; these names stay importable from here (tests, benchmarks).
+from insarcloud.io.ingest_tasks import WRITE_HOOKS, Grid, _cube_array, _ingest_products  # noqa: F401
 from insarcloud.io.licsar import (
     PAIR_KINDS,
     STATIC_VAR,
     FrameProducts,
     Header,
-    check_grid,
     discover_frame,
-    header_of,
-    open_product,
     read_header,
-    read_window,
-    to_cube_values,
 )
-from insarcloud.io.storage import get_fs, protocol_of, storage_options_for, with_retries
+from insarcloud.io.storage import (
+    get_fs,
+    protocol_of,
+    storage_options_for,
+    with_retries,
+)
 
 log = logging.getLogger(__name__)
 PAIR_VARS = {"diff_pha": "phase", "cc": "coh", "unw": "unw"}
@@ -65,7 +74,7 @@ PAIR_VARS = {"diff_pha": "phase", "cc": "coh", "unw": "unw"}
 
 @dataclass
 class IngestReport:
-    """What one ingest run did (also appended to ``ingest_log.json`` in the cube)."""
+    """What one ingest run did (its record is one element of ``ingest/runs`` in the cube: ingest_log)."""
 
     frame: str
     cube_url: str
@@ -76,113 +85,28 @@ class IngestReport:
     failed: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     source_changed: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # pairs re-ingested because their source changed
     bytes_read: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     task_seconds: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-
-# ------------------------------------------------------------------------------------------------
-# Tasks (run on Dask workers): pure functions of URLs, returning small records
-# ------------------------------------------------------------------------------------------------
-
-Grid = tuple[tuple[int, int], tuple[float, ...]]
-
-
-class _WholeObjectWriter(zarr.storage.WrapperStore):
-    """A write-only view of the cube's store for writes that cover whole shards (or whole chunks).
-
-    zarr 3.1 re-encodes a shard by first reading the object it replaces, even when the write covers all
-    of it: on S3 that is a GET (404 for a new cube, the whole shard on a re-run) plus s3fs' HEAD and LIST
-    to tell a missing key from a directory, three requests for every object written. Every write through
-    this view covers whole objects, so their old content is never needed: data keys read as absent.
-    Metadata (``zarr.json``) reads pass through.
-    """
-
-    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        if "/c/" in f"/{key}":
-            return None
-        return await self._store.get(key, prototype, byte_range)
+    @property
+    def exit_code(self) -> int:
+        """0 when every product present was ingested (missing ones are reported, not failures), else
+        :data:`EXIT_FAILED` (``insarcloud ingest``'s exit status; docs/STAGES.md)."""
+        return EXIT_FAILED if self.failed else 0
 
 
-@functools.lru_cache(maxsize=64)
-def _cube_array(cube_url: str, so_json: str, path: str, run: str) -> zarr.Array:
-    """A cube array opened once per worker process and run (``run`` keys the cache: shapes change between
-    runs) through :class:`_WholeObjectWriter`. Opening costs one metadata request; a task per pair would
-    otherwise pay it for every pair."""
-    so = json.loads(so_json)
-    if "://" not in cube_url or cube_url.startswith("file://"):
-        store: Any = zarr.storage.LocalStore(cube_url.removeprefix("file://"))
-    else:
-        store = zarr.storage.FsspecStore.from_url(cube_url, storage_options=so)
-    return zarr.open_array(store=_WholeObjectWriter(store), path=path, mode="r+", zarr_format=3)
+# Exit statuses of ``insarcloud ingest`` (also in its --help and docs/STAGES.md); 2 is usage/config.
+EXIT_FAILED = 3  # some products present could not be ingested: their names are printed
+EXIT_STORAGE = 4  # the store stayed unreachable through the retry budget: re-run later, nothing is lost
 
 
-def _copy_product(arr: zarr.Array, index: int | None, url: str, kind: str, src_so: dict[str, Any] | None,
-                  grid: Grid, clock: collections.Counter) -> None:
-    """Copy one product into ``arr`` (``arr[index]`` for pair variables), one shard-row block at a time.
-
-    The product is opened once; its header is checked against the frame grid on that open. Each block is
-    a whole number of shards (or chunks) across the full width, so every object is written whole, once.
-    ``clock`` accumulates seconds spent reading (GDAL: fetch + decode) and writing (Zarr: encode + PUT).
-    """
-    rows = (arr.shards or arr.chunks)[-2]
-    t = time.perf_counter()
-    with open_product(url, src_so) as ds:
-        check_grid(header_of(ds, url), *grid)
-        nodata = ds.nodata
-        for r0 in range(0, ds.height, rows):
-            r1 = min(r0 + rows, ds.height)
-            block = to_cube_values(read_window(ds, url, r0, r1), kind, nodata, arr.dtype)
-            clock["read"] += time.perf_counter() - t
-            t = time.perf_counter()
-            if index is None:
-                arr[r0:r1, :] = block
-            else:
-                arr[index, r0:r1, :] = block
-            clock["write"] += time.perf_counter() - t
-            t = time.perf_counter()
-
-
-def _ingest_products(cube_url: str, so: dict[str, Any] | None, src_so: dict[str, Any] | None, run: str,
-                     owner: str, index: int | None, items: list[tuple[str, str, str]], grid: Grid,
-                     threads: int = 1) -> dict[str, Any]:
-    """Write the products ``items`` = [(variable, url, kind)] of one pair (or one static layer).
-
-    With ``threads`` > 1 the products go through one thread each, so that one's fetch overlaps another's
-    decoding (GDAL releases the GIL); that pays where the store's latency bounds a task, not where the CPU
-    does (measured on 2 cores with moto: 15% more CPU for no gain, hence the default 1). A bad product fails
-    its owner (the pair stays ``ingested = False``, and the error names the file); whatever of the pair
-    landed is rewritten by the next run. The record returned carries the seconds spent opening arrays,
-    reading and writing (summed over threads).
-    """
-    t0 = time.perf_counter()
-    so_json = json.dumps(so or {}, sort_keys=True, default=str)
-    clock: collections.Counter = collections.Counter()
-
-    def one(item: tuple[str, str, str]) -> None:
-        var, url, kind = item
-        t = time.perf_counter()
-        arr = _cube_array(cube_url, so_json, var, run)
-        clock["open_array"] += time.perf_counter() - t
-        _copy_product(arr, index, url, kind, src_so, grid, clock)
-
-    out: dict[str, Any] = {"owner": owner, "ok": True}
-    try:
-        if threads <= 1 or len(items) == 1:
-            for it in items:
-                one(it)
-        else:
-            with ThreadPoolExecutor(min(threads, len(items))) as pool:
-                for fut in [pool.submit(one, it) for it in items]:
-                    fut.result()
-    except (ProductError, OSError, ValueError) as exc:
-        out = {"owner": owner, "ok": False, "error": str(exc)}
-    out["seconds"] = {k: round(v, 4) for k, v in clock.items()} | {"task": round(time.perf_counter() - t0, 4)}
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,12 +136,14 @@ def _root_exists(cube_url: str, so: dict[str, Any] | None) -> bool:
 def _existing_state(cube_url: str, so: dict[str, Any] | None) -> tuple[list[str], np.ndarray, dict] | None:
     if not _root_exists(cube_url, so):
         return None
+    # check_target saw a frame cube of this frame here: one that no longer opens is refused, never rewritten
     try:
         root = cubemod.open_zarr_group(cube_url, None, so)
-    except CubeError:
-        return None
+    except CubeError as exc:
+        raise CubeOwnershipError(f"{cube_url}: the frame cube there does not open ({exc}); refusing to "
+                                 f"overwrite it") from exc
     if "pair" not in root:
-        return None
+        raise CubeOwnershipError(f"{cube_url}: the frame cube there has no 'pair' index; refusing to overwrite it")
     n = root["pair"].shape[0]
     pairs = [str(p) for p in root["pair"][:]]
     ingested = np.asarray(root["ingested"][:n]).astype(bool) if "ingested" in root else np.ones(n, bool)
@@ -384,15 +310,14 @@ class _MemoryCube:
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(self.store)
 
-    def upload(self, *, clear: bool = False) -> int:
+    def upload(self) -> int:
         """PUT every object that differs from what was sent; ``zarr.json`` of the root last. Returns the
-        number of objects written."""
+        number of objects written. Nothing is ever deleted here: leftovers of a killed run are removed by
+        ``cube_target.check_target``, only those its manifest lists."""
         current = {k: v.to_bytes() for k, v in self.objects.items()}
         changed = {k: v for k, v in current.items() if self.sent.get(k) != v}
         fs, root = get_fs(self.url, self.so)
         root = root.rstrip("/")
-        if clear and with_retries(fs.exists, root):
-            fs.rm(root, recursive=True)  # leftovers of a run killed before its root zarr.json landed
         last = changed.pop("zarr.json", None)
         _put_objects(fs, root, changed, local=protocol_of(self.url) == "file")
         if last is not None:
@@ -419,6 +344,38 @@ def _put_objects(fs: Any, root: str, objects: dict[str, bytes], *, local: bool) 
     with_retries(fs.pipe, {f"{root}/{k}": v for k, v in objects.items()})
 
 
+def check_options(chunk: int, shard_chunks: int | None, product_threads: int) -> None:
+    """Refuse option values that cannot make a cube (ConfigError naming the option), before any work."""
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or not MIN_CHUNK <= chunk <= MAX_CHUNK:
+        raise ConfigError(f"chunk={chunk!r}: the spatial chunk must be an integer in {MIN_CHUNK}..{MAX_CHUNK} pixels")
+    if shard_chunks is not None and (isinstance(shard_chunks, bool) or not isinstance(shard_chunks, (int, np.integer))
+                                     or not 1 <= shard_chunks <= 64):
+        raise ConfigError(f"shard_chunks={shard_chunks!r}: chunks per shard side must be an integer in 1..64 "
+                          f"(or None: no sharding)")
+    if isinstance(product_threads, bool) or not isinstance(product_threads, (int, np.integer)) or not (
+            1 <= product_threads <= 16):
+        raise ConfigError(f"product_threads={product_threads!r}: must be an integer in 1..16")
+
+
+MIN_CHUNK, MAX_CHUNK = 16, 16384  # below 16 pixels a chunk costs more in requests than it holds
+
+
+def _ref_record(r: Any) -> dict[str, Any]:
+    return {"url": r.url, "etag": r.etag, "size": r.size}
+
+
+def _changed(old: dict[str, Any], refs: dict[str, Any]) -> list[str]:
+    """Kinds whose source differs (ETag, or size) from what the ingest log recorded when they landed."""
+    out = []
+    for k, r in refs.items():
+        rec = old.get(k)
+        if not rec:
+            continue
+        if rec.get("etag") not in (None, r.etag) or rec.get("size") not in (None, r.size):
+            out.append(k)
+    return out
+
+
 def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options: dict[str, Any] | None = None,
                  chunk: int = cubemod.CHUNK, client: Any = None,
                  shard_chunks: int | None = cubemod.SHARD_CHUNKS, product_threads: int = 1) -> IngestReport:
@@ -428,7 +385,13 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
     gets ``chunk`` x ``chunk`` chunks packed into shards of ``shard_chunks`` x ``shard_chunks`` chunks
     (None: one object per chunk), Blosc-LZ4, and uint8 coherence when the frame's cc.tif are uint8.
     ``product_threads`` > 1 reads and writes the products of a pair concurrently (see ``_ingest_products``).
+
+    Raises ConfigError (bad option), CubeOwnershipError (``cube_url`` holds something else than this
+    frame's cube; nothing is deleted), StorageUnavailableError (the store stayed unreachable: what landed
+    is recorded, the next run resumes; ``exc.report`` holds the report). A product that cannot be ingested
+    is not an exception: it is in ``report.failed`` (``report.exit_code`` is then non-zero).
     """
+    check_options(chunk, shard_chunks, product_threads)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     since = [t0]
@@ -441,9 +404,14 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
     so = storage_options_for(cube_url, storage_options) if "://" in cube_url else None
     src_so = storage_options_for(source_url, storage_options) if "://" in source_url else None
     products = discover_frame(source_url, frame, src_so)
-    report = IngestReport(frame=frame, cube_url=cube_url, source_url=products.url, missing=list(products.missing))
+    target = cube_target.check_target(cube_url, frame, so)  # refuses what is not this frame's cube
+    run_id = f"{_dt.datetime.now(_dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    report = IngestReport(frame=frame, cube_url=cube_url, source_url=products.url, missing=list(products.missing),
+                          run_id=run_id)
     for item in products.missing:
         log.warning("%s: missing %s", frame, item)
+    for key, reason in products.problems.items():  # bad folder names and metadata files: named, not fatal
+        report.failed[key] = f"{products.url}/{key}: {reason}"
     compute = client.compute if client is not None else None
 
     def run(tasks: list[Any]) -> list[Any]:
@@ -462,26 +430,32 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
             return list(client.gather(futures))
         return list(compute_reporting(list(tasks), f"ingest {frame}"))
 
-    state = _existing_state(cube_url, so)
+    state = _existing_state(cube_url, so) if target == "existing" else None
     if state is not None:
         _repair(cube_url, so)
         state = _existing_state(cube_url, so)
     existing_pairs, ingested, provenance = state if state is not None else ([], np.zeros(0, bool), {})
+    provenance_before = json.dumps(provenance, sort_keys=True, default=str)
     position = {p: i for i, p in enumerate(existing_pairs)}
     lap("discover")
 
     todo: list[str] = []
+    replace: list[str] = []
     for pair, refs in products.pairs.items():
         if "diff_pha" not in refs and "unw" not in refs:
             report.failed[pair] = "no diff_pha.tif or unw.tif"
             continue
         if pair in position and ingested[position[pair]]:
-            old = provenance.get(pair, {})
-            if any(old.get(k, {}).get("etag") not in (None, r.etag) for k, r in refs.items()):
-                report.source_changed.append(pair)
-                log.warning("%s: source of %s changed since ingest; kept the ingested version", frame, pair)
-            report.skipped.append(pair)
-            continue
+            kinds = _changed(provenance.get(pair, {}), refs)
+            if not kinds:
+                report.skipped.append(pair)
+                continue
+            # A corrected product: the pair is re-ingested (hidden while it is rewritten), and the
+            # replacement recorded in the ingest log.
+            report.source_changed.append(pair)
+            replace.append(pair)
+            log.warning("%s: source of %s changed since ingest (%s); re-ingesting the pair", frame, pair,
+                        ", ".join(kinds))
         todo.append(pair)
 
     # The frame grid: the cube's, or (new cube) the one most of a sample of product headers agree on. Each
@@ -513,21 +487,27 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
         tmpl.to_zarr(mem.store, mode="w", zarr_format=3, consolidated=False, compute=False,
                      encoding=cubemod.cube_encoding(tmpl, chunk, shard_chunks=shard_chunks, coh_uint8=coh_uint8,
                                                     compressor=cubemod.blosc_lz4()))
-        mem.group().create_group("ingest")
+        ingest_log.add_runs_array(mem.group().create_group("ingest"))
         mem.consolidate()
-        n_put = mem.upload(clear=True)
+        # Every key this run creates, recorded before the first lands: a killed run's leftovers are then
+        # removed by key (cube_target), and nothing else ever is.
+        cube_target.write_manifest(cube_url, frame, run_id, list(mem.objects), so)
+        n_put = mem.upload()
+        cube_target.remove_manifest(cube_url, so)
         log.debug("%s: template of %d objects", cube_url, n_put)
         static_items = [(STATIC_VAR[k], r.url, k) for k, r in products.statics.items()]
         position = {p: i for i, p in enumerate(todo)}
         report.added = list(todo)
-    elif new:
-        _append_pairs(cube_url, so, new, has_unw, products.baselines)
-        n0 = len(existing_pairs)
-        position.update({p: n0 + i for i, p in enumerate(new)})
-        report.added = list(new)
+    else:
+        if new:
+            _append_pairs(cube_url, so, new, has_unw, products.baselines)
+            n0 = len(existing_pairs)
+            position.update({p: n0 + i for i, p in enumerate(new)})
+            report.added = list(new)
+        if replace:  # hidden (ingested = False) while rewritten; a kill leaves them for the next run
+            _set_flags(cube_url, so, {position[p]: False for p in replace})
     lap("create")
 
-    run_id = uuid.uuid4().hex
     have = set(mem.group().array_keys()) if mem is not None else set(
         cubemod.open_zarr_group(cube_url, None, so).array_keys())
     tasks = [dask.delayed(_ingest_products)(cube_url, so, src_so, run_id, f"static:{kind}", None,
@@ -545,73 +525,74 @@ def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options:
         task_seconds.update(res.get("seconds", {}))
     report.task_seconds = {k: round(v, 3) for k, v in task_seconds.items()}
     ok: dict[str, bool] = {}
+    storage_failed: dict[str, str] = {}
     for res in results:
         owner = res["owner"]
         ok[owner] = ok.get(owner, True) and res["ok"]
         if not res["ok"]:
             report.failed[owner] = res["error"]
+            if res.get("storage"):
+                storage_failed[owner] = res["error"]
             log.error("%s", res["error"])
     done = [p for p in todo if ok.get(p)]
     for p in done:
-        provenance[p] = {k: {"url": r.url, "etag": r.etag, "size": r.size} for k, r in products.pairs[p].items()}
+        provenance[p] = {k: _ref_record(r) for k, r in products.pairs[p].items()}
     report.completed = done
+    report.replaced = [p for p in replace if p in done]
     report.bytes_read = int(sum(products.pairs[p][k].size for p in done for k in products.pairs[p]))
     if state is None:
-        provenance["_statics"] = {
-            k: {"url": r.url, "etag": r.etag, "size": r.size} for k, r in products.statics.items()
-        }
+        provenance["_statics"] = {k: _ref_record(r) for k, r in products.statics.items()}
     report.seconds = round(time.perf_counter() - t0, 3)
+    # A storage fault is the endpoint's, not the product's: it is not recorded as the pair's error.
+    product_failed = {k: v for k, v in report.failed.items() if k not in storage_failed}
     if mem is not None:
         root = mem.group()
         if done:
             root["ingested"][:] = np.array([ok.get(p, False) for p in todo], dtype=bool)
-        _log_run(root, report, provenance)
+        root["ingest"].attrs["provenance"] = provenance
+        root.attrs["ingest"] = ingest_log.summary({}, product_failed, done, report.missing)
         mem.consolidate()
-        mem.upload()  # ingested flags, then the log, then the root zarr.json: three objects
+        mem.upload()  # ingested flags, then the provenance, then the root zarr.json: three objects
     else:
+        # Only what changed is written: a run that changes nothing leaves the root zarr.json byte-identical.
         root = cubemod.open_zarr_group(cube_url, None, so, mode="r+")
         if done:
-            flags = np.asarray(root["ingested"][:]).astype(bool)
-            for p in done:
-                flags[position[p]] = True
-            root["ingested"][:] = flags
-        _log_run(root, report, provenance)
-        cubemod.consolidate(cube_url, storage_options)
+            _set_flags(cube_url, so, {position[p]: True for p in done}, root)
+        metadata_changed = bool(new)
+        log_group = root["ingest"] if "ingest" in root else root.create_group("ingest")
+        metadata_changed |= ingest_log.add_runs_array(log_group)
+        if json.dumps(provenance, sort_keys=True, default=str) != provenance_before:
+            log_group.attrs["provenance"] = provenance
+            metadata_changed = True
+        summary = ingest_log.summary(dict(root.attrs.get("ingest", {})), product_failed, done, report.missing)
+        if dict(root.attrs.get("ingest", {})) != summary:
+            root.attrs["ingest"] = summary
+            metadata_changed = True
+        if metadata_changed:
+            cubemod.consolidate(cube_url, storage_options)
+    record = report.to_dict() | {"at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    ingest_log.append_run(cube_url, so, record)
     lap("finish")
-    log.info("%s: %d pairs added, %d completed, %d skipped, %d failed in %.1fs (%s)", frame, len(report.added),
-             len(done), len(report.skipped), len(report.failed), time.perf_counter() - t0, timings)
+    log.info("%s: %d pairs added, %d completed, %d replaced, %d skipped, %d failed in %.1fs (%s)", frame,
+             len(report.added), len(done), len(report.replaced), len(report.skipped), len(report.failed),
+             time.perf_counter() - t0, timings)
     report.timings = timings
+    if storage_failed:
+        exc = StorageUnavailableError(
+            f"{next(iter(storage_failed.values()))}; {len(storage_failed)} of {len(results)} products not "
+            f"written this run ({', '.join(sorted(storage_failed)[:5])}): re-run to complete them")
+        exc.report = report  # type: ignore[attr-defined]
+        raise exc
     return report
 
 
-def _fail(report: IngestReport, key: tuple[str, str], message: str) -> None:
-    owner, kind = key
-    if owner == "static":
-        report.failed[f"static:{kind}"] = message
-    else:
-        report.failed[owner] = message
-    log.error("%s", message)
-
-
-def _log_run(root: zarr.Group, report: IngestReport, provenance: dict[str, Any]) -> None:
-    """Record this run and the provenance (source URL, ETag, size per product) in the ``ingest`` group.
-
-    The log lives in Zarr attributes (group ``ingest``) rather than loose JSON objects, so the cube stays a
-    pure Zarr hierarchy that any reader walks without warnings.
-    """
-    log_group = root["ingest"] if "ingest" in root else root.create_group("ingest")
-    runs = list(log_group.attrs.get("runs", []))
-    entry = report.to_dict()
-    entry["at"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    runs.append(entry)
-    log_group.attrs.update({"runs": runs, "provenance": provenance})
-    errors = {k: v for run in runs for k, v in run.get("failed", {}).items()}
-    for run in runs:
-        for p in run.get("completed", []):
-            errors.pop(p, None)
-    root.attrs["ingest"] = {
-        "runs": len(runs),
-        "last_run": entry["at"],
-        "missing_products": report.missing,
-        "errors": errors,
-    }
+def _set_flags(cube_url: str, so: dict[str, Any] | None, flags_at: dict[int, bool],
+               root: zarr.Group | None = None) -> None:
+    """Set ``ingested`` at the given pair positions (one read and one write of the small flag array)."""
+    if not flags_at:
+        return
+    root = root if root is not None else cubemod.open_zarr_group(cube_url, None, so, mode="r+")
+    flags = np.asarray(root["ingested"][:]).astype(bool)
+    for i, v in flags_at.items():
+        flags[i] = v
+    root["ingested"][:] = flags

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from insarcloud.errors import GridMismatchError, MissingProductError, ProductError
+from insarcloud.errors import GridMismatchError, MissingProductError, ProductError, ProductValueError
 from insarcloud.io.storage import get_fs, join, protocol_of, storage_options_for, with_retries
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ class FrameProducts:
     baselines: dict[str, float] = field(default_factory=dict)
     polygon: list[tuple[float, float]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # Products present but unusable, found while listing and parsing (a folder named for an impossible date,
+    # a metadata file that is not UTF-8 or holds a non-number): {frame-relative path: reason}. The rest of
+    # the frame is ingested; ingest reports these as failed.
+    problems: dict[str, str] = field(default_factory=dict)
+    # The small metadata files' versions (ETag or size-mtime), so that a corrected file can be told apart.
+    metadata_refs: dict[str, ProductRef] = field(default_factory=dict)
 
 
 def validate_frame_id(frame: str) -> str:
@@ -142,9 +148,10 @@ def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] 
         m = PAIR_RE.match(name)
         if not m:
             continue
-        if m.group(1) >= m.group(2):
-            log.warning("skipping %s: primary date is not before secondary", name)
-            out.missing.append(f"interferograms/{name} (primary not before secondary)")
+        reason = pair_name_problem(name)
+        if reason is not None:
+            log.warning("skipping interferograms/%s: %s", name, reason)
+            out.problems[f"interferograms/{name}"] = reason
             continue
         refs: dict[str, ProductRef] = {}
         for kind in PAIR_KINDS:
@@ -166,58 +173,136 @@ def discover_frame(source_url: str, frame: str, storage_options: dict[str, Any] 
             out.missing.append(f"metadata/{fname}")
     texts = {"metadata.txt": "", "baselines": "", f"{frame}-poly.txt": ""}
     wanted = [n for n in texts if n in meta_files]
+    for n in wanted:
+        info = meta_files[n]
+        out.metadata_refs[f"metadata/{n}"] = ProductRef(_url_of(fs, furl, info["name"]), int(info.get("size") or 0),
+                                                        _etag(info))
     if wanted:  # the small text files in one concurrent batch
         # cat_ranges, not cat: cat first asks for every path's info (one HEAD each on S3)
         got = with_retries(fs.cat_ranges, [f"{meta_root}/{n}" for n in wanted], None, None)
         for n, data in zip(wanted, got, strict=True):
+            if isinstance(data, Exception) and _is_transient(data):
+                # the endpoint, not the file: fetched again, then a storage error naming the endpoint
+                data = with_retries(fs.cat_file, f"{meta_root}/{n}")
             if isinstance(data, BaseException):
-                raise ProductError(f"{join(furl, 'metadata', n)}: cannot read ({data})") from data
-            texts[n] = bytes(data).decode()
-    if "metadata.txt" in meta_files:
-        out.metadata = parse_metadata_txt(texts["metadata.txt"])
-    else:
-        out.missing.append("metadata/metadata.txt")
-    if "baselines" in meta_files:
-        out.baselines = parse_baselines(texts["baselines"])
-    else:
-        out.missing.append("metadata/baselines")
-    if f"{frame}-poly.txt" in meta_files:
-        out.polygon = parse_polygon(texts[f"{frame}-poly.txt"])
+                out.problems[f"metadata/{n}"] = f"cannot read ({data})"
+                texts.pop(n)
+                continue
+            try:
+                texts[n] = bytes(data).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = bytes(data)[exc.start:exc.start + 4]
+                out.problems[f"metadata/{n}"] = f"not UTF-8 text (at byte {exc.start}: {bad!r})"
+                texts.pop(n)
+    parsers = {"metadata.txt": ("metadata", parse_metadata_txt), "baselines": ("baselines", parse_baselines),
+               f"{frame}-poly.txt": ("polygon", parse_polygon)}
+    for n, (attr, parse) in parsers.items():
+        if n not in meta_files:
+            if n != f"{frame}-poly.txt":
+                out.missing.append(f"metadata/{n}")
+            continue
+        if n not in texts:
+            continue
+        try:
+            setattr(out, attr, parse(texts[n]))
+        except ProductError as exc:  # one bad metadata file is that file's failure, not the frame's
+            out.problems[f"metadata/{n}"] = str(exc)
+    for problem in out.problems.items():
+        log.warning("%s: %s: %s", frame, *problem)
     if not out.pairs:
         raise MissingProductError(f"no interferograms under {join(furl, 'interferograms')}")
     return out
 
 
+def _is_transient(exc: Exception) -> bool:
+    from insarcloud.io.storage import is_transient
+
+    return is_transient(exc)
+
+
+def pair_name_problem(name: str) -> str | None:
+    """Why a ``YYYYMMDD_YYYYMMDD`` folder name cannot be an interferogram (impossible date, primary not
+    before secondary), or None."""
+    import datetime as _dt
+
+    m = PAIR_RE.match(name)
+    if not m:
+        return "folder name is not YYYYMMDD_YYYYMMDD"
+    for d in m.groups():
+        try:
+            _dt.datetime.strptime(d, "%Y%m%d")
+        except ValueError:
+            return f"folder name holds {d}, which is not a date"
+    if m.group(1) >= m.group(2):
+        return "primary date is not before secondary"
+    return None
+
+
+# Numeric metadata.txt keys the cube's attributes use; any other value stays a string.
+NUMERIC_METADATA = ("heading", "avg_incidence_angle")
+
+
 def parse_metadata_txt(text: str) -> dict[str, str]:
-    """LiCSAR ``metadata.txt``: ``key=value`` lines (master, heading, avg_incidence_angle, ...)."""
+    """LiCSAR ``metadata.txt``: ``key=value`` lines (master, heading, avg_incidence_angle, ...).
+
+    Raises ProductError naming the key and line when a key the cube uses as a number
+    (:data:`NUMERIC_METADATA`) is not one (``heading=n/a``)."""
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         if "=" in line:
             key, value = line.split("=", 1)
             out[key.strip()] = value.strip()
+            if key.strip() in NUMERIC_METADATA and not _is_number(value):
+                raise ProductError(f"metadata.txt line {n}: {key.strip()}={value.strip()!r} is not a number")
     return out
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return np.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def parse_baselines(text: str) -> dict[str, float]:
-    """LiCSAR ``baselines``: rows ``refdate date bperp btemp``; returns {YYYYMMDD: bperp_m}."""
+    """LiCSAR ``baselines``: rows ``refdate date bperp btemp``; returns {YYYYMMDD: bperp_m}.
+
+    Raises ProductError naming the line when a row is short, its date is no date or bperp no number."""
+    import datetime as _dt
+
     out: dict[str, float] = {}
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) < 4:
-            raise ProductError(f"metadata/baselines line {n} has {len(parts)} columns, expected 4: {line!r}")
-        out[parts[1]] = float(parts[2])
+            raise ProductError(f"baselines line {n} has {len(parts)} columns, expected 4: {line!r}")
+        try:
+            _dt.datetime.strptime(parts[1], "%Y%m%d")
+            value = float(parts[2])
+        except ValueError as exc:
+            raise ProductError(f"baselines line {n}: {line.strip()!r} ({exc})") from exc
+        if not np.isfinite(value):
+            raise ProductError(f"baselines line {n}: bperp {parts[2]!r} is not a finite number")
+        out[parts[1]] = value
     return out
 
 
 def parse_polygon(text: str) -> list[tuple[float, float]]:
-    """LiCSAR ``<frame>-poly.txt``: one ``lon lat`` vertex per line."""
+    """LiCSAR ``<frame>-poly.txt``: one ``lon lat`` vertex per line. Raises ProductError naming the line
+    when a vertex is not two numbers within -180..180, -90..90 (a polygon missing a vertex is wrong)."""
     pts = []
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
-        if len(parts) >= 2:
-            pts.append((float(parts[0]), float(parts[1])))
+        if not parts:
+            continue
+        try:
+            lon, lat = float(parts[0]), float(parts[1])
+        except (ValueError, IndexError):
+            raise ProductError(f"-poly.txt line {n}: {line.strip()!r} is not 'lon lat'") from None
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ProductError(f"-poly.txt line {n}: {line.strip()!r} is outside -180..180, -90..90")
+        pts.append((lon, lat))
     return pts
 
 
@@ -315,6 +400,36 @@ def _open(url: str, storage_options: dict[str, Any] | None):
     return rasterio.open(path, opener=fs)
 
 
+def forget_gdal_cache(url: str) -> None:
+    """Drop what GDAL's /vsis3/ and /vsicurl/ readers cached (best effort; no-op for other protocols).
+
+    GDAL caches object sizes, headers and blocks per path for the life of the process: after an endpoint
+    outage the same object reads as "not recognized as being in a supported file format", and a corrected
+    file at the same URL is read from the old bytes, until the cache goes (both measured, docs/ingest.md).
+    rasterio has no binding for it, so ``VSICurlClearCache`` is called from the libgdal rasterio loaded;
+    ``VSICurlPartialClearCache`` for the one path left the stale bytes in place (GDAL 3.10), hence the
+    whole cache: a product is read once per run, so nothing a later open could use is lost."""
+    import ctypes
+
+    if protocol_of(url) not in ("s3", "s3a", "http", "https"):
+        return
+    global _LIBGDAL
+    if _LIBGDAL is None:
+        try:
+            import rasterio  # noqa: F401  (loads libgdal)
+
+            with open("/proc/self/maps") as f:
+                paths = [ln.split()[-1] for ln in f if "libgdal" in ln and "/" in ln]
+            _LIBGDAL = ctypes.CDLL(paths[0]) if paths else False
+        except OSError:
+            _LIBGDAL = False
+    if _LIBGDAL:
+        _LIBGDAL.VSICurlClearCache()
+
+
+_LIBGDAL: Any = None
+
+
 def read_header(url: str, storage_options: dict[str, Any] | None = None) -> Header:
     """Read only the GeoTIFF header; a corrupt or non-TIFF file is a ProductError naming it."""
     import rasterio
@@ -362,6 +477,59 @@ def read_window(ds: Any, url: str, row0: int, row1: int) -> np.ndarray:
         return ds.read(1, window=Window(0, row0, ds.width, row1 - row0))
     except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
         raise ProductError(f"{url}: cannot read rows {row0}:{row1} ({exc})") from exc
+
+
+# Value checks against LiCSAR's conventions (module docstring). Wrapped phase is float32 in [-pi, pi]; the
+# tolerance covers float32's rounding of pi and products wrapped to (-pi, pi] in float64 then cast.
+PHASE_TOL = 1e-3
+# Unwrapped phase: any float, but |unw| beyond 1e4 rad (~44 m of LOS motion between two acquisitions at
+# C-band, more than any co-seismic offset LiCSAR has unwrapped) is a scaled or garbage product.
+UNW_MAX_RAD = 1e4
+COH_TOL = 1e-3
+
+
+def check_values(raw: np.ndarray, kind: str, url: str) -> None:
+    """Refuse values that cannot be a LiCSAR product of ``kind`` (ProductValueError naming ``url``).
+
+    - ``diff_pha``: a float dtype, finite values within [-pi, pi] (int16/uint8 or x100-scaled phase fail);
+    - ``unw``: a float dtype, no infinities, |unw| <= :data:`UNW_MAX_RAD`;
+    - ``cc``: uint8 (0..255, every value valid) or a float dtype within [0, 1] (a float 0..255 fails).
+    NaN and LiCSAR's 0 are no data and always pass. Statics are not checked. Cost: a min and a max per
+    block (NaN-aware only when the block holds NaN).
+    """
+    if kind not in ("diff_pha", "unw", "cc") or raw.size == 0:
+        return
+    dtype = raw.dtype
+    if kind == "cc":
+        if dtype == np.uint8:
+            return
+        if dtype.kind != "f":
+            raise ProductValueError(f"{url}: coherence is {dtype}; LiCSAR's cc.tif is uint8 0..255 or float 0..1")
+        lo, hi = _range(raw)
+        if lo < -COH_TOL or hi > 1 + COH_TOL:
+            raise ProductValueError(f"{url}: float coherence spans {lo:g}..{hi:g}; LiCSAR's float cc is 0..1")
+        return
+    if dtype.kind != "f":
+        raise ProductValueError(f"{url}: {kind} is {dtype}; LiCSAR's {kind}.tif is float32 radians")
+    lo, hi = _range(raw)
+    if not (np.isfinite(lo) and np.isfinite(hi)) and not np.isnan(lo):
+        raise ProductValueError(f"{url}: {kind} holds infinite values")
+    if kind == "diff_pha" and (lo < -np.pi - PHASE_TOL or hi > np.pi + PHASE_TOL):
+        raise ProductValueError(f"{url}: wrapped phase spans {lo:g}..{hi:g} rad, outside [-pi, pi] "
+                                f"(scaled or not wrapped)")
+    if kind == "unw" and max(-lo, hi) > UNW_MAX_RAD:
+        raise ProductValueError(f"{url}: unwrapped phase reaches {max(-lo, hi):g} rad (> {UNW_MAX_RAD:g}: scaled?)")
+
+
+def _range(raw: np.ndarray) -> tuple[float, float]:
+    """(min, max) over non-NaN values ((nan, nan) when all are NaN); infinities are kept."""
+    lo, hi = float(raw.min()), float(raw.max())
+    if np.isnan(lo) or np.isnan(hi):
+        finite = raw[~np.isnan(raw)]
+        if finite.size == 0:
+            return float("nan"), float("nan")
+        lo, hi = float(finite.min()), float(finite.max())
+    return lo, hi
 
 
 def coherence_to_uint8(raw: np.ndarray) -> np.ndarray:

@@ -151,26 +151,30 @@ def test_http_directory_listing(licsar_frame_dir):
 
 
 def test_kill_mid_ingest_then_resume(licsar_frame_dir, tmp_path):
-    """SIGKILL the CLI (and its Dask workers) mid-write: the cube still opens; the next run completes it."""
+    """SIGKILL the CLI and its Dask workers mid-write: the cube still opens; the next run completes it.
+
+    The kill comes at a recorded point, not after a time: the first worker process to have written 3
+    shard-row blocks kills the process group (ingest's INSARCLOUD_FAULT_KILL_AFTER_WRITES hook), while
+    the frame needs 65 such blocks at --chunk 16."""
     cube = tmp_path / "cube.zarr"
     src = str(licsar_frame_dir.parent.parent)
     cmd = [sys.executable, "-m", "insarcloud.cli", "ingest", src, "--frame", FRAME, "--cube", str(cube),
            "--chunk", "16"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    chunks = cube / "phase" / "c"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if chunks.exists() and any(chunks.rglob("*")):
-            break
-        time.sleep(0.01)
-    killed = proc.poll() is None
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert killed, "ingest finished before it could be killed; make the test frame bigger"
+    env = os.environ | {"INSARCLOUD_FAULT_KILL_AFTER_WRITES": "3"}
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
+    try:
+        rc = proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert rc == -signal.SIGKILL, rc
 
     ds = xr.open_zarr(cube)  # opens, at the last consolidated state
     assert "phase" in ds
     assert open_cube(str(cube)).sizes["pair"] < len(PAIRS)
+    assert any((cube / "phase" / "c").rglob("*")), "the kill came before any data object landed"
 
     report = ingest_frame(src, FRAME, str(cube), chunk=16)
     assert sorted(report.completed) == PAIRS
