@@ -46,3 +46,11 @@ class NetworkError(InsarcloudError, ValueError):
 
 class ConvergenceError(InsarcloudError, RuntimeError):
     """An iterative estimator did not converge."""
+
+
+class LeaseHeldError(InsarcloudError, RuntimeError):
+    """Another writer holds the lease of a cube, stage group or area cube (names the owner and the expiry)."""
+
+
+class LeaseLostError(InsarcloudError, RuntimeError):
+    """A writer's lease was taken over while it held it (it paused past the TTL); its writes are suspect."""

@@ -1,0 +1,228 @@
+"""Leases (one writer per cube) on the real local S3 endpoint (moto's server) and on local files.
+
+No test waits a guessed time: expiry is awaited by polling the lease record against the TTL the test set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import s3fs
+
+from insarcloud.errors import LeaseHeldError, LeaseLostError
+from insarcloud.io import lease as L
+
+
+
+def _wait_expired(lease_obj: L.Lease) -> None:
+    info = lease_obj.backend.read()[0]
+    while not L.is_expired(info):
+        time.sleep(max(0.01, float(info["expires_at"]) - time.time()))
+
+
+@pytest.fixture(params=["s3", "file"])
+def target(request, tmp_path):
+    """A cube URL on the real S3 endpoint or on the local filesystem, with its storage options."""
+    if request.param == "s3":
+        so = request.getfixturevalue("storage_options")
+        return f"{request.getfixturevalue('bucket')}/cubes/F.zarr", so
+    return str(tmp_path / "cubes" / "F.zarr"), None
+
+
+def test_lease_object_sits_beside_the_cube():
+    assert L.lease_url("s3://b/cubes/F.zarr/") == "s3://b/cubes/F.zarr.leases/root.json"
+    assert L.lease_url("s3://b/areas/a.zarr", "group-ts_quality") == "s3://b/areas/a.zarr.leases/group-ts_quality.json"
+    assert L.lease_url("s3://b") == "s3://b/.insarcloud-leases/root.json"
+    assert L.lease_url("/data/F.zarr", "group-a/b") == "/data/F.zarr.leases/group-a~b.json"
+
+
+def test_s3_conditional_create_replace_delete(bucket, storage_options):
+    """The real server answers If-None-Match: * and If-Match with 412; the backend maps them."""
+    fs = s3fs.S3FileSystem(**storage_options)
+    path = f"{bucket[5:]}/x.leases/root.json"
+    assert L._s3_honours_if_none_match(fs, path)
+    b = L._S3Conditional(fs, path)
+    assert b.read() is None
+    v1 = b.create(b'{"token": "a"}')
+    with pytest.raises(L._Exists):
+        b.create(b'{"token": "b"}')
+    assert b.read() == ({"token": "a"}, v1)
+    with pytest.raises(L._Conflict):
+        b.replace(b'{"token": "c"}', '"0123456789abcdef0123456789abcdef"')
+    v2 = b.replace(b'{"token": "d"}', v1)
+    with pytest.raises(L._Conflict):  # the old version can no longer be replaced or deleted
+        b.replace(b'{"token": "e"}', v1)
+    with pytest.raises(L._Conflict):
+        b.delete(v1)
+    assert b.read() == ({"token": "d"}, v2)
+    b.delete(v2)
+    assert b.read() is None
+    assert not fs.exists(path)
+
+
+def test_local_file_create_is_exclusive(tmp_path):
+    b = L._LocalFile(str(tmp_path / "F.zarr.leases" / "root.json"))
+    v1 = b.create(b'{"token": "a"}')
+    with pytest.raises(L._Exists):
+        b.create(b'{"token": "b"}')
+    with pytest.raises(L._Conflict):
+        b.replace(b'{"token": "c"}', "zz")
+    v2 = b.replace(b'{"token": "d"}', v1)
+    with pytest.raises(L._Conflict):
+        b.delete(v1)
+    b.delete(v2)
+    assert b.read() is None
+    assert not [p for p in (tmp_path / "F.zarr.leases").iterdir() if ".tmp-" in p.name]
+
+
+def test_local_race_has_one_winner(tmp_path):
+    """Sixteen threads create the same lease at once: exactly one gets it."""
+    path = str(tmp_path / "F.zarr.leases" / "root.json")
+    barrier = threading.Barrier(16)
+    wins: list[int] = []
+
+    def racer(i: int) -> None:
+        b = L._LocalFile(path)
+        barrier.wait()
+        try:
+            b.create(json.dumps({"token": str(i)}).encode())
+            wins.append(i)
+        except L._Exists:
+            pass
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert L._LocalFile(path).read()[0]["token"] == str(wins[0])
+
+
+def test_second_writer_refused_with_owner_named(target):
+    url, so = target
+    with L.hold(url, "root", so, job="ingest", ttl=60) as first:
+        rec = L.read_lease(url, "root", so)
+        assert rec["owner"] == first.owner and rec["job"] == "ingest" and rec["pid"] == os.getpid()
+        assert rec["expires_at"] == pytest.approx(rec["heartbeat_at"] + 60)
+        with pytest.raises(LeaseHeldError) as err:
+            L.Lease(url, "root", so, job="other").acquire(wait=0)
+        assert first.owner in str(err.value) and "expires at" in str(err.value) and url in str(err.value)
+        with L.hold(url, "root", so) as nested:  # the same process re-enters its own lease
+            assert nested is first
+    assert L.read_lease(url, "root", so) is None
+
+
+def test_released_on_exception(target):
+    url, so = target
+    with pytest.raises(ZeroDivisionError), L.hold(url, "group-qc", so):
+        1 / 0  # noqa: B018
+    assert L.read_lease(url, "group-qc", so) is None
+    with L.hold(url, "group-qc", so, wait=0):
+        pass
+
+
+def test_waiter_gets_the_lease_after_release(target):
+    url, so = target
+    first = L.Lease(url, "root", so, ttl=60).acquire(wait=0)
+    got = threading.Event()
+    second = L.Lease(url, "root", so, ttl=60)
+
+    def waiter() -> None:
+        second.acquire(wait=120)
+        got.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    while second.waited_for is None:  # it has seen the lease held
+        time.sleep(0.01)
+    assert not got.is_set()
+    first.release()
+    t.join()
+    assert got.is_set() and second.waited_for == first.owner
+    assert L.read_lease(url, "root", so)["owner"] == second.owner
+    second.release()
+
+
+def test_heartbeat_renews(target):
+    url, so = target
+    with L.hold(url, "root", so, ttl=0.8):
+        first = L.read_lease(url, "root", so)
+        rec = first
+        while rec["heartbeat_at"] == first["heartbeat_at"]:
+            time.sleep(0.02)
+            rec = L.read_lease(url, "root", so)
+        assert rec["expires_at"] > first["expires_at"] and rec["acquired_at"] == first["acquired_at"]
+
+
+def test_expired_lease_of_another_host_is_taken_over(target):
+    """A crashed owner elsewhere stops renewing: after its TTL the lease is taken over (conditionally)."""
+    url, so = target
+    ghost = L.Lease(url, "root", so, ttl=1.0)
+    ghost.host = "another-host"  # its pid means nothing here: only the expiry can free it
+    ghost.acquire(wait=0)
+    ghost._stop.set()  # the owner stops renewing (crashed)
+    with pytest.raises(LeaseHeldError):
+        L.Lease(url, "root", so).acquire(wait=0)
+    _wait_expired(ghost)
+    new = L.Lease(url, "root", so, ttl=60).acquire(wait=0)
+    assert new.took_over is not None and new.took_over["host"] == "another-host"
+    ghost.renew()  # the old owner wakes up: it must learn it lost the lease, and not delete the new one
+    assert ghost.lost
+    with pytest.raises(LeaseLostError):
+        ghost.check()
+    ghost.release()
+    assert L.read_lease(url, "root", so)["owner"] == new.owner
+    new.release()
+
+
+def test_killed_owner_on_this_host_is_taken_over_at_once(target, tmp_path):
+    """SIGKILL the owner after its lease object exists: the next writer sees the process is gone."""
+    url, so = target
+    code = ("import sys, time; from insarcloud.io.lease import Lease; "
+            f"Lease({url!r}, 'root', {so!r}, ttl=600).acquire(0); print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        rec = L.read_lease(url, "root", so)
+        assert rec["pid"] == proc.pid and rec["host"] == socket.gethostname()
+        with pytest.raises(LeaseHeldError):  # alive: refused even though on this host
+            L.Lease(url, "root", so).acquire(wait=0)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    new = L.Lease(url, "root", so).acquire(wait=0)
+    assert new.took_over["pid"] == proc.pid
+    new.release()
+
+
+def test_write_read_back_fallback(bucket, storage_options, monkeypatch):
+    """The documented fallback (stores without conditional writes), exercised on the real endpoint."""
+    monkeypatch.setenv("INSARCLOUD_LEASE_MODE", "fallback")
+    monkeypatch.setenv("INSARCLOUD_LEASE_SETTLE_S", "0.05")
+    url = f"{bucket}/cubes/F.zarr"
+    with L.hold(url, "root", storage_options) as first:
+        assert first.backend.kind == "write-read-back"
+        with pytest.raises(LeaseHeldError):
+            L.Lease(url, "root", storage_options).acquire(wait=0)
+    assert L.read_lease(url, "root", storage_options) is None
+
+
+def test_bad_settings_are_refused(tmp_path, monkeypatch):
+    from insarcloud.errors import StorageError
+
+    with pytest.raises(StorageError):
+        L.Lease(str(tmp_path / "c.zarr"), ttl=0)
+    with pytest.raises(StorageError):
+        L.Lease(str(tmp_path / "c.zarr")).acquire(wait=-1)
+    monkeypatch.setenv("INSARCLOUD_LEASE_TTL_S", "two minutes")
+    with pytest.raises(StorageError):
+        L.Lease(str(tmp_path / "c.zarr"))
