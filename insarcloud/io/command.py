@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: $INSARCLOUD_DASK_SCHEDULER "
                    "or a LocalCluster)")
     p.add_argument("--chunk", type=int, default=512, help="spatial chunk size in pixels (default 512)")
+    p.add_argument("--wait-lease", type=float, default=None, metavar="SECONDS",
+                   help="when another run is writing this cube, wait up to SECONDS for it (then skip what it "
+                   "wrote) instead of refusing (default $INSARCLOUD_LEASE_WAIT_S or 0)")
     p.set_defaults(func=run_ingest)
 
     q = sub.add_parser("info", help="summarise a frame cube")
@@ -31,7 +34,8 @@ def run_ingest(args: argparse.Namespace) -> int:
     from insarcloud.io.ingest import ingest_frame
 
     with dask_client(args.scheduler) as client:
-        report = ingest_frame(args.source_url, args.frame, args.cube, chunk=args.chunk, client=client)
+        report = ingest_frame(args.source_url, args.frame, args.cube, chunk=args.chunk, client=client,
+                              lease_wait=args.wait_lease)
     print(f"{args.frame}: {len(report.completed)} pairs written, {len(report.skipped)} already in the cube, "
           f"{len(report.failed)} failed, {len(report.missing)} products missing")
     for key, msg in report.failed.items():

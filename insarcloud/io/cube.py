@@ -12,6 +12,8 @@ hash. "Done" is read from the marker, never guessed from keys or sizes.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -389,12 +391,44 @@ def write_stage_output(ds: xr.Dataset, url: str, group: str, *, stage: str, para
     ``ds`` may be Dask-backed: under an active ``distributed.Client`` the workers compute the chunks and
     write them to the store themselves; nothing large passes through the caller.
     """
-    ds = _prepare(ds.copy())
-    ds.attrs[MARKER] = _marker(stage, params, complete=False)
+    from insarcloud.io.lease import hold
+
     so = storage_options_for(url, storage_options) if "://" in url else None
-    ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False, storage_options=so,
-               encoding=encoding or {})
-    mark_stage_complete(url, group, storage_options, stage=stage, params=params)
+    with hold(url, _lease_scope(group), so, job=f"stage {stage}") as lease:
+        if lease.waited_for is not None and _complete_with(url, group, params, storage_options):
+            # Another writer of the same output finished while this one waited: nothing left to do.
+            log.info("%s group %r was completed by %s with the same parameters; not rewritten", url, group,
+                     lease.waited_for)
+            return
+        ds = _prepare(ds.copy())
+        ds.attrs[MARKER] = _marker(stage, params, complete=False)
+        ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False, storage_options=so,
+                   encoding=encoding or {})
+        mark_stage_complete(url, group, storage_options, stage=stage, params=params)
+
+
+def _lease_scope(group: str | None) -> str:
+    """The lease scope of a stage group (one writer per group); the root of an area cube is ``root``."""
+    return f"group-{group}" if group else "root"
+
+
+def _complete_with(url: str, group: str, params: Mapping[str, Any], storage_options: dict[str, Any] | None) -> bool:
+    marker = read_marker(url, group, storage_options) or {}
+    return bool(marker.get("complete")) and marker.get("params_hash") == params_hash(params)
+
+
+# Leases of groups whose template this process created (Ray path): held from create_stage_template until
+# mark_stage_complete (or process exit, when the heartbeat stops and the lease expires or its owner is seen gone).
+_TEMPLATE_LEASES: dict[tuple[str, str], Any] = {}
+
+
+@atexit.register
+def _release_template_leases() -> None:
+    """A driver that exits without marking a group complete frees its lease at once (no TTL wait)."""
+    while _TEMPLATE_LEASES:
+        _, lease = _TEMPLATE_LEASES.popitem()
+        with contextlib.suppress(Exception):  # exiting: the lease expires anyway
+            lease.release()
 
 
 def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: str,
@@ -404,9 +438,13 @@ def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: 
 
     ``template`` is usually Dask-backed; its chunks become the Zarr chunks.
     """
+    from insarcloud.io.lease import Lease
+
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    if (url, group) not in _TEMPLATE_LEASES:  # the driver holds the group's lease until mark_stage_complete
+        _TEMPLATE_LEASES[(url, group)] = Lease(url, _lease_scope(group), so, job=f"stage {stage}").acquire()
     template = _prepare(template.copy())
     template.attrs[MARKER] = _marker(stage, params, complete=False)
-    so = storage_options_for(url, storage_options) if "://" in url else None
     template.to_zarr(url, group=group, mode="w", zarr_format=3, consolidated=False, storage_options=so,
                      compute=False, encoding=encoding or {})
 
@@ -470,3 +508,6 @@ def mark_stage_complete(url: str, group: str, storage_options: dict[str, Any] | 
     marker["complete"] = True
     g.attrs[MARKER] = marker
     consolidate(url, storage_options, group)
+    lease = _TEMPLATE_LEASES.pop((url, group), None)
+    if lease is not None:
+        lease.release()

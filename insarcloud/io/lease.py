@@ -224,13 +224,32 @@ class _LocalFile:
     def _locked(self) -> Iterator[None]:
         import fcntl
 
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        while True:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the folder was removed by a release in between
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else a release unlinked the lock file while we waited for it: lock the new one
+                break
+            os.close(fd)
+        try:
             yield
         finally:
             os.close(fd)  # closing drops the flock
+
+    def _tidy(self) -> None:
+        """After a release (lock held): remove the lock file and the folder when empty -- the only things a
+        lease leaves beside a cube on local disk."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.lock_path)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(self.path))
 
     def _read(self) -> tuple[dict[str, Any], str] | None:
         try:
@@ -244,13 +263,17 @@ class _LocalFile:
         return self._read()
 
     def _tmp(self, body: bytes) -> str:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         tmp = f"{self.path}.tmp-{os.getpid()}-{random.randrange(1 << 30)}"
-        with open(tmp, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        return tmp
+        while True:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(body)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return tmp
+            except FileNotFoundError:  # the folder was removed by a release in between
+                continue
 
     def create(self, body: bytes) -> str:
         tmp = self._tmp(body)
@@ -284,6 +307,7 @@ class _LocalFile:
             if cur[1] != version:
                 raise _Conflict
             os.unlink(self.path)
+            self._tidy()
 
 
 class _WriteReadBack:

@@ -21,7 +21,6 @@ from insarcloud.errors import LeaseHeldError, LeaseLostError
 from insarcloud.io import lease as L
 
 
-
 def _wait_expired(lease_obj: L.Lease) -> None:
     info = lease_obj.backend.read()[0]
     while not L.is_expired(info):
@@ -80,7 +79,7 @@ def test_local_file_create_is_exclusive(tmp_path):
         b.delete(v1)
     b.delete(v2)
     assert b.read() is None
-    assert not [p for p in (tmp_path / "F.zarr.leases").iterdir() if ".tmp-" in p.name]
+    assert not (tmp_path / "F.zarr.leases").exists()  # a released lease leaves nothing beside the cube
 
 
 def test_local_race_has_one_winner(tmp_path):
@@ -104,7 +103,10 @@ def test_local_race_has_one_winner(tmp_path):
     for t in threads:
         t.join()
     assert len(wins) == 1
-    assert L._LocalFile(path).read()[0]["token"] == str(wins[0])
+    b = L._LocalFile(path)
+    assert b.read()[0]["token"] == str(wins[0])
+    b.delete(str(wins[0]))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_second_writer_refused_with_owner_named(target):
@@ -226,3 +228,31 @@ def test_bad_settings_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("INSARCLOUD_LEASE_TTL_S", "two minutes")
     with pytest.raises(StorageError):
         L.Lease(str(tmp_path / "c.zarr"))
+
+
+def test_local_mutual_exclusion_under_contention(tmp_path):
+    """Four writers take and release one lease 15 times each: never two inside at once, nothing left over
+    (releases remove the lock file and folder while others wait on them)."""
+    url = str(tmp_path / "F.zarr")
+    inside, worst, rounds = [0], [0], []
+    guard = threading.Lock()
+
+    def writer() -> None:
+        for _ in range(15):
+            lease = L.Lease(url, "root", ttl=60).acquire(wait=120)
+            with guard:
+                inside[0] += 1
+                worst[0] = max(worst[0], inside[0])
+            time.sleep(0.001)
+            with guard:
+                inside[0] -= 1
+                rounds.append(1)
+            lease.release()
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert worst[0] == 1 and len(rounds) == 60
+    assert list(tmp_path.iterdir()) == []
