@@ -422,6 +422,18 @@ def _complete_with(url: str, group: str, params: Mapping[str, Any], storage_opti
 _TEMPLATE_LEASES: dict[tuple[str, str], Any] = {}
 
 
+def hold_stage_lease(url: str, group: str, *, stage: str, storage_options: dict[str, Any] | None = None,
+                     wait: float | None = None) -> None:
+    """Take the lease of ``group`` for a driver whose workers write regions (Ray actors); released by
+    :func:`mark_stage_complete` (or at process exit). :func:`create_stage_template` calls it; a driver that
+    resumes an existing template without re-creating it calls it itself before its workers write."""
+    from insarcloud.io.lease import Lease
+
+    if (url, group) not in _TEMPLATE_LEASES:
+        so = storage_options_for(url, storage_options) if "://" in url else None
+        _TEMPLATE_LEASES[(url, group)] = Lease(url, _lease_scope(group), so, job=f"stage {stage}").acquire(wait)
+
+
 @atexit.register
 def _release_template_leases() -> None:
     """A driver that exits without marking a group complete frees its lease at once (no TTL wait)."""
@@ -438,11 +450,8 @@ def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: 
 
     ``template`` is usually Dask-backed; its chunks become the Zarr chunks.
     """
-    from insarcloud.io.lease import Lease
-
     so = storage_options_for(url, storage_options) if "://" in url else None
-    if (url, group) not in _TEMPLATE_LEASES:  # the driver holds the group's lease until mark_stage_complete
-        _TEMPLATE_LEASES[(url, group)] = Lease(url, _lease_scope(group), so, job=f"stage {stage}").acquire()
+    hold_stage_lease(url, group, stage=stage, storage_options=storage_options)
     template = _prepare(template.copy())
     template.attrs[MARKER] = _marker(stage, params, complete=False)
     template.to_zarr(url, group=group, mode="w", zarr_format=3, consolidated=False, storage_options=so,

@@ -359,6 +359,28 @@ class _WriteReadBack:
         self.fs.rm_file(self.path)
 
 
+class _InProcess(_WriteReadBack):
+    """``memory://`` is one process's dictionary: a process-wide lock makes each step exact (no settle)."""
+
+    kind = "in-process"
+    _lock = threading.RLock()
+
+    def __init__(self, fs: Any, path: str) -> None:
+        super().__init__(fs, path, 0.0)
+
+    def create(self, body: bytes) -> str:
+        with self._lock:
+            return super().create(body)
+
+    def replace(self, body: bytes, version: str) -> str:
+        with self._lock:
+            return super().replace(body, version)
+
+    def delete(self, version: str) -> None:
+        with self._lock:
+            super().delete(version)
+
+
 _PROBED: dict[tuple[str, str], bool] = {}
 _PROBE_LOCK = threading.Lock()
 
@@ -399,6 +421,8 @@ def _backend(url: str, storage_options: dict[str, Any] | None) -> Any:
         return _WriteReadBack(fs, path, settle)
     if proto == "file":
         return _LocalFile(path)
+    if proto == "memory":
+        return _InProcess(fs, path)
     if proto in ("s3", "s3a") and (mode == "conditional" or _s3_honours_if_none_match(fs, path)):
         return _S3Conditional(fs, path)
     return _WriteReadBack(fs, path, settle)

@@ -256,3 +256,77 @@ def test_local_mutual_exclusion_under_contention(tmp_path):
         t.join()
     assert worst[0] == 1 and len(rounds) == 60
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_store_lease_is_exact_in_process():
+    url = f"memory://leasetest-{os.getpid()}/F.zarr"
+    with L.hold(url, "root") as first:
+        assert first.backend.kind == "in-process"
+        with pytest.raises(LeaseHeldError):
+            L.Lease(url, "root").acquire(wait=0)
+    assert L.read_lease(url, "root") is None
+
+
+def _small(value: float):
+    import numpy as np
+    import xarray as xr
+
+    return xr.Dataset({"v": (("y", "x"), np.full((4, 5), value, "float32"))},
+                      coords={"y": 40.0 - np.arange(4) * 1e-3, "x": 10.0 + np.arange(5) * 1e-3})
+
+
+def test_stage_group_writes_take_the_group_lease(target):
+    from insarcloud.io import cube as cubemod
+
+    url, so = target
+    other = L.Lease(url, "group-qc", so, job="stage qc").acquire(wait=0)
+    try:
+        with pytest.raises(LeaseHeldError) as err:
+            cubemod.write_stage_output(_small(1), url, "qc", stage="qc", params={"a": 1}, storage_options=so)
+        assert other.owner in str(err.value)
+        with pytest.raises(LeaseHeldError):
+            cubemod.create_stage_template(_small(1).chunk(), url, "qc", stage="qc", params={}, storage_options=so)
+        cubemod.write_stage_output(_small(2), url, "ts_none", stage="invert", params={}, storage_options=so)
+    finally:
+        other.release()
+    # The Ray path: the template's creator holds the group's lease until it marks the group complete.
+    cubemod.create_stage_template(_small(1).chunk(), url, "qc", stage="qc", params={"a": 1}, storage_options=so)
+    assert L.read_lease(url, "group-qc", so)["job"] == "stage qc"
+    with pytest.raises(LeaseHeldError):
+        L.Lease(url, "group-qc", so).acquire(wait=0)
+    cubemod.write_stage_region(_small(3), url, "qc", {"y": slice(0, 4), "x": slice(0, 5)}, storage_options=so)
+    cubemod.mark_stage_complete(url, "qc", so, stage="qc", params={"a": 1})
+    assert L.read_lease(url, "group-qc", so) is None
+    assert L.read_lease(url, "group-ts_none", so) is None
+
+
+def test_writer_that_waited_skips_an_output_completed_meanwhile(target, monkeypatch, caplog):
+    """The second writer of the same output (same parameters) waits, then finds it complete: no rewrite."""
+    from insarcloud.io import cube as cubemod
+
+    url, so = target
+    monkeypatch.setenv("INSARCLOUD_LEASE_WAIT_S", "120")
+    first = L.Lease(url, "group-noise", so).acquire(wait=0)
+    # the first writer's work under its lease: the stage's own write, marker last
+    ds = cubemod._prepare(_small(5))
+    ds.attrs[cubemod.MARKER] = cubemod._marker("noise", {"k": 1}, complete=False)
+    ds.to_zarr(url, group="noise", mode="w", zarr_format=3, consolidated=False,
+               storage_options=cubemod.storage_options_for(url, so) if "://" in url else None)
+    cubemod.mark_stage_complete(url, "noise", so, stage="noise", params={"k": 1})
+    result: list[BaseException | None] = []
+
+    def late_writer() -> None:
+        try:
+            cubemod.write_stage_output(_small(9), url, "noise", stage="noise", params={"k": 1}, storage_options=so)
+            result.append(None)
+        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
+            result.append(exc)
+
+    t = threading.Thread(target=late_writer)
+    t.start()
+    while not any("waiting up to" in r.getMessage() for r in caplog.records) and t.is_alive():
+        time.sleep(0.01)  # until the late writer has seen the lease held
+    first.release()
+    t.join()
+    assert result == [None]
+    assert float(cubemod.open_cube(url, so, group="noise")["v"].values.max()) == 5.0  # not rewritten with 9
