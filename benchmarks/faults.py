@@ -9,8 +9,9 @@ process and prints a table:
 
 - outcome: the exit code and the line of output that explains it;
 - data lost: a sentinel object beside ``--cube`` (and every object of an existing cube or source tree the
-  case points at) is checked by ETag before and after: yes when any is gone or changed, or when good pairs
-  that should have landed are missing;
+  case points at) is checked by ETag before and after: yes when any is gone or changed;
+- landed: the good pairs that should be in the cube are there, ingested, with the reference's dates and
+  data ("-" where the case writes no cube);
 - names the thing: the message names the URL, file, pair, owner or option at fault ("-" where no error is
   expected);
 - pass: the issue's expected behaviour held (each case states it).
@@ -65,6 +66,7 @@ class Outcome:
     rc: int | None = None
     message: str = ""
     data_lost: bool = False
+    landed: bool | None = None
     names_thing: bool | None = None
     passed: bool = False
     seconds: float = 0.0
@@ -282,8 +284,8 @@ def _two_ingests(b: Bench, o: Outcome) -> None:
     out1, err1 = first.communicate(timeout=b.timeout)
     o.message = _message(out)
     o.names_thing = owner in out
-    same = b.pairs_equal_reference(cube, GOOD_PAIRS)
-    o.data_lost = not _unchanged(b, {sentinel: snap}) or not same
+    same = o.landed = b.pairs_equal_reference(cube, GOOD_PAIRS)
+    o.data_lost = not _unchanged(b, {sentinel: snap})
     o.notes.append(f"first run rc={first.returncode}")
     o.passed = o.rc not in (0, None) and o.names_thing and first.returncode == 0 and same and not o.data_lost
 
@@ -298,8 +300,8 @@ def _killed_owner(b: Bench, o: Outcome) -> None:
     first.communicate()
     o.rc, out = b.ingest(str(CROP), cube)
     o.message = _message(out)
-    same = b.pairs_equal_reference(cube, GOOD_PAIRS)
-    o.data_lost = not _unchanged(b, {sentinel: snap}) or not same
+    same = o.landed = b.pairs_equal_reference(cube, GOOD_PAIRS)
+    o.data_lost = not _unchanged(b, {sentinel: snap})
     o.names_thing = None
     o.passed = o.rc == 0 and same and not o.data_lost
 
@@ -323,7 +325,8 @@ def _bad_source_case(b: Bench, o: Outcome, tag: str, mutate: Callable[[str], str
         rc2, out2 = b.ingest(src, cube)
         o.notes.append(f"second run rc={rc2}: {_message(out2)}")
         landed = rc2 == o.rc and "Traceback" not in out2 and b.pairs_equal_reference(cube, good)
-    o.data_lost = not _unchanged(b, {sentinel: snap}) or not landed
+    o.landed = landed
+    o.data_lost = not _unchanged(b, {sentinel: snap})
     o.names_thing = named in out
     o.passed = o.rc not in (0, None) and "Traceback" not in out and landed and o.names_thing and not o.data_lost
 
@@ -429,8 +432,8 @@ def _corrected(b: Bench, o: Outcome) -> None:
     b.put(f"{frame_url}/interferograms/{pair}/{pair}.geo.diff_pha.tif", good)
     o.rc, out = b.ingest(src, cube)
     o.message = _message(out)
-    same = b.pairs_equal_reference(cube, GOOD_PAIRS)
-    o.data_lost = not _unchanged(b, {sentinel: snap}) or not same
+    same = o.landed = b.pairs_equal_reference(cube, GOOD_PAIRS)
+    o.data_lost = not _unchanged(b, {sentinel: snap})
     o.names_thing = pair in out
     o.passed = o.rc == 0 and same and not o.data_lost and o.names_thing
 
@@ -534,7 +537,7 @@ def _endpoint_down(b: Bench, o: Outcome) -> None:
         o.notes.append(f"proxy went down after {proxy.puts} data PUTs: {proxy.went_down.is_set()}, "
                        f"came back: {proxy.came_back.is_set()}")
     o.message = _message(out)
-    same = b.pairs_equal_reference(cube, GOOD_PAIRS)
+    same = o.landed = b.pairs_equal_reference(cube, GOOD_PAIRS)
     o.data_lost = not _unchanged(b, {sentinel: snap})
     blamed_file = any(s in out for s in ("not a supported file format", "corrupt")) and ".tif" in out
     unreachable = "unreachable" in out.lower() and str(proxy.port) in out
@@ -644,10 +647,11 @@ def _table(rows: list[Outcome]) -> str:
     def yn(v: bool | None) -> str:
         return "-" if v is None else ("yes" if v else "no")
 
-    head = f"{'case':34} {'pass':4} {'rc':>4} {'lost':4} {'named':5} {'s':>5}  message"
+    head = f"{'case':34} {'pass':4} {'rc':>4} {'lost':4} {'landed':6} {'named':5} {'s':>5}  message"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.case:34} {yn(r.passed):4} {str(r.rc):>4} {yn(r.data_lost):4} {yn(r.names_thing):5} "
+        lines.append(f"{r.case:34} {yn(r.passed):4} {str(r.rc):>4} {yn(r.data_lost):4} {yn(r.landed):6} "
+                     f"{yn(r.names_thing):5} "
                      f"{r.seconds:5.0f}  {r.message[:110]}")
     return "\n".join(lines)
 
@@ -697,7 +701,7 @@ def main() -> None:
                     o.message = o.message or f"{type(exc).__name__}: {exc}"[:300]
                 o.seconds = round(time.perf_counter() - t0, 1)
                 rows.append(o)
-                print(f"{name:34} {'PASS' if o.passed else 'FAIL'} rc={o.rc} lost={o.data_lost} "
+                print(f"{name:34} {'PASS' if o.passed else 'FAIL'} rc={o.rc} lost={o.data_lost} landed={o.landed} "
                       f"named={o.names_thing} {o.seconds:.0f}s  {o.message[:100]}", flush=True)
         finally:
             client.close(timeout=60)
@@ -710,6 +714,7 @@ def main() -> None:
         "passed": sum(r.passed for r in rows),
         "failed": sum(not r.passed for r in rows),
         "data_lost": sum(r.data_lost for r in rows),
+        "good_pairs_not_landed": sum(r.landed is False for r in rows),
         "names_the_thing": f"{sum(bool(r.names_thing) for r in named)}/{len(named)}",
         "seconds": round(time.perf_counter() - t_all, 1),
     }
