@@ -427,19 +427,25 @@ def hold_stage_lease(url: str, group: str, *, stage: str, storage_options: dict[
     """Take the lease of ``group`` for a driver whose workers write regions (Ray actors); released by
     :func:`mark_stage_complete` (or at process exit). :func:`create_stage_template` calls it; a driver that
     resumes an existing template without re-creating it calls it itself before its workers write."""
-    from insarcloud.io.lease import Lease
+    from insarcloud.io.lease import Lease, adopt, held_here
 
-    if (url, group) not in _TEMPLATE_LEASES:
-        so = storage_options_for(url, storage_options) if "://" in url else None
-        _TEMPLATE_LEASES[(url, group)] = Lease(url, _lease_scope(group), so, job=f"stage {stage}").acquire(wait)
+    if (url, group) in _TEMPLATE_LEASES or held_here(url, _lease_scope(group)) is not None:
+        return  # this process already holds it (a re-created template, or inside write_stage_output)
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    lease = Lease(url, _lease_scope(group), so, job=f"stage {stage}").acquire(wait)
+    _TEMPLATE_LEASES[(url, group)] = lease
+    adopt(lease)
 
 
 @atexit.register
 def _release_template_leases() -> None:
     """A driver that exits without marking a group complete frees its lease at once (no TTL wait)."""
+    from insarcloud.io.lease import disown
+
     while _TEMPLATE_LEASES:
         _, lease = _TEMPLATE_LEASES.popitem()
         with contextlib.suppress(Exception):  # exiting: the lease expires anyway
+            disown(lease)
             lease.release()
 
 
@@ -519,4 +525,7 @@ def mark_stage_complete(url: str, group: str, storage_options: dict[str, Any] | 
     consolidate(url, storage_options, group)
     lease = _TEMPLATE_LEASES.pop((url, group), None)
     if lease is not None:
+        from insarcloud.io.lease import disown
+
+        disown(lease)
         lease.release()

@@ -598,8 +598,9 @@ def hold(target_url: str, scope: str = "root", storage_options: dict[str, Any] |
             yield held[0]
         finally:
             with _HELD_LOCK:
-                lease, depth = _HELD[url]
-                _HELD[url] = (lease, depth - 1)
+                cur = _HELD.get(url)
+                if cur is not None and cur[0] is held[0]:  # (a template lease may be released inside)
+                    _HELD[url] = (cur[0], cur[1] - 1)
         return
     lease = Lease(target_url, scope, storage_options, ttl=ttl, job=job).acquire(wait)
     with _HELD_LOCK:
@@ -611,6 +612,28 @@ def hold(target_url: str, scope: str = "root", storage_options: dict[str, Any] |
         with _HELD_LOCK:
             _HELD.pop(url, None)
         lease.release()
+
+
+def held_here(target_url: str, scope: str = "root") -> Lease | None:
+    """The lease of ``scope`` on ``target_url`` if this process holds it (through :func:`hold` or
+    :func:`adopt`)."""
+    with _HELD_LOCK:
+        held = _HELD.get(lease_url(target_url, scope))
+    return held[0] if held is not None else None
+
+
+def adopt(lease: Lease) -> None:
+    """Register an acquired lease that outlives a ``with`` block (a Ray stage's driver) so that nested
+    :func:`hold` calls in this process share it instead of waiting for themselves."""
+    with _HELD_LOCK:
+        _HELD.setdefault(lease.url, (lease, 1))
+
+
+def disown(lease: Lease) -> None:
+    with _HELD_LOCK:
+        cur = _HELD.get(lease.url)
+        if cur is not None and cur[0] is lease:
+            del _HELD[lease.url]
 
 
 def read_lease(target_url: str, scope: str = "root", storage_options: dict[str, Any] | None = None

@@ -297,6 +297,11 @@ def test_stage_group_writes_take_the_group_lease(target):
     cubemod.write_stage_region(_small(3), url, "qc", {"y": slice(0, 4), "x": slice(0, 5)}, storage_options=so)
     cubemod.mark_stage_complete(url, "qc", so, stage="qc", params={"a": 1})
     assert L.read_lease(url, "group-qc", so) is None
+    # A driver holding a template's lease that then writes the group whole shares its own lease.
+    cubemod.create_stage_template(_small(1).chunk(), url, "qc", stage="qc", params={"b": 1}, storage_options=so)
+    cubemod.write_stage_output(_small(4), url, "qc", stage="qc", params={"b": 1}, storage_options=so)
+    assert L.read_lease(url, "group-qc", so) is None and not cubemod._TEMPLATE_LEASES
+    assert L.held_here(url, "group-qc") is None
     assert L.read_lease(url, "group-ts_none", so) is None
 
 
