@@ -165,3 +165,9 @@ def check_bbox(bbox: tuple[float, float, float, float], what: str = "--bbox") ->
         raise ConfigError(f"{what}: {list(bbox)} has a value that is not a finite number")
     if not (-180.0 <= w < e <= 180.0 and -90.0 <= s < n <= 90.0):
         raise ConfigError(f"{what}: {list(bbox)} is not W S E N with -180 <= W < E <= 180 and -90 <= S < N <= 90")
+
+
+# Spatial chunk sizes a cube accepts (ingest's --chunk): below 16 pixels a chunk costs more in requests than it
+# holds; above 16384 one chunk of one pair is over 1 GiB of float32. Here, not in io.ingest, so that building
+# the CLI parser does not import numpy/xarray.
+MIN_CHUNK, MAX_CHUNK = 16, 16384

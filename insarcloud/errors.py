@@ -61,3 +61,11 @@ class CubeOwnershipError(CubeError):
 class ProductValueError(ProductError):
     """A product's values cannot be what its kind holds (integer or x100-scaled phase, coherence beyond
     0..1): the message names the file, its dtype and the range found."""
+
+
+class LeaseHeldError(InsarcloudError, RuntimeError):
+    """Another writer holds the lease of a cube, stage group or area cube (names the owner and the expiry)."""
+
+
+class LeaseLostError(InsarcloudError, RuntimeError):
+    """A writer's lease was taken over while it held it (it paused past the TTL); its writes are suspect."""

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from insarcloud.cliargs import MAX_CHUNK, MIN_CHUNK
+
 log = logging.getLogger(__name__)
 
 INGEST_EPILOG = """exit status:
@@ -36,8 +38,6 @@ def _int_in(name: str, lo: int, hi: int) -> Callable[[str], int]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from insarcloud.io.ingest import MAX_CHUNK, MIN_CHUNK
-
     p = sub.add_parser("ingest", help="stream a LiCSAR frame from any fsspec URL into its Zarr frame cube",
                        epilog=INGEST_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source_url", help="LiCSAR tree root (s3://, file://, https://) or the frame directory")
@@ -51,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="chunks per shard side, 1..64; 0 = one object per chunk (default 4)")
     p.add_argument("--product-threads", type=_int_in("--product-threads", 1, 16), default=1,
                    help="threads per pair reading its products concurrently, 1..16 (default 1)")
+    p.add_argument("--wait-lease", type=float, default=None, metavar="SECONDS",
+                   help="when another run is writing this cube, wait up to SECONDS for it (then skip what it "
+                   "wrote) instead of refusing (default $INSARCLOUD_LEASE_WAIT_S or 0)")
     p.set_defaults(func=run_ingest)
 
     q = sub.add_parser("info", help="summarise a frame cube")
@@ -76,7 +79,8 @@ def run_ingest(args: argparse.Namespace) -> int:
     try:
         with dask_client(args.scheduler) as client:
             report = ingest_frame(args.source_url, args.frame, args.cube, chunk=args.chunk, client=client,
-                                  shard_chunks=shard, product_threads=args.product_threads)
+                                  shard_chunks=shard, product_threads=args.product_threads,
+                                  lease_wait=args.wait_lease)
             if report.completed or report.skipped:  # LiCSAR's per-epoch GACOS delays, when published
                 from insarcloud.io.gacos import ingest_gacos
 

@@ -12,6 +12,8 @@ hash. "Done" is read from the marker, never guessed from keys or sizes.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -419,16 +421,65 @@ def write_stage_output(ds: xr.Dataset, url: str, group: str, *, stage: str, para
     ``ds`` may be Dask-backed: under an active ``distributed.Client`` the workers compute the chunks and
     write them to the store themselves; nothing large passes through the caller.
     """
+    from insarcloud.io.lease import hold
     from insarcloud.progress import compute
 
-    ds = _prepare(ds.copy())
-    ds.attrs[MARKER] = _marker(stage, params, complete=False)
     so = storage_options_for(url, storage_options) if "://" in url else None
-    writes = ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False, storage_options=so,
-                        encoding=encoding or {}, compute=False)
-    # the one place most stages' Dask work runs: progress lines (stderr) or a bar (terminal) per stage output
-    compute(writes, f"{stage} {url.rstrip('/').rsplit('/', 1)[-1].removesuffix('.zarr')} {group or '/'}")
-    mark_stage_complete(url, group, storage_options, stage=stage, params=params)
+    with hold(url, _lease_scope(group), so, job=f"stage {stage}") as lease:
+        if lease.waited_for is not None and _complete_with(url, group, params, storage_options):
+            # Another writer of the same output finished while this one waited: nothing left to do.
+            log.info("%s group %r was completed by %s with the same parameters; not rewritten", url, group,
+                     lease.waited_for)
+            return
+        ds = _prepare(ds.copy())
+        ds.attrs[MARKER] = _marker(stage, params, complete=False)
+        writes = ds.to_zarr(url, group=group or None, mode="w", zarr_format=3, consolidated=False,
+                            storage_options=so, encoding=encoding or {}, compute=False)
+        # the one place most stages' Dask work runs: progress lines (stderr) or a bar (terminal) per stage output
+        compute(writes, f"{stage} {url.rstrip('/').rsplit('/', 1)[-1].removesuffix('.zarr')} {group or '/'}")
+        mark_stage_complete(url, group, storage_options, stage=stage, params=params)
+
+
+def _lease_scope(group: str | None) -> str:
+    """The lease scope of a stage group (one writer per group); the root of an area cube is ``root``."""
+    return f"group-{group}" if group else "root"
+
+
+def _complete_with(url: str, group: str, params: Mapping[str, Any], storage_options: dict[str, Any] | None) -> bool:
+    marker = read_marker(url, group, storage_options) or {}
+    return bool(marker.get("complete")) and marker.get("params_hash") == params_hash(params)
+
+
+# Leases of groups whose template this process created (Ray path): held from create_stage_template until
+# mark_stage_complete (or process exit, when the heartbeat stops and the lease expires or its owner is seen gone).
+_TEMPLATE_LEASES: dict[tuple[str, str], Any] = {}
+
+
+def hold_stage_lease(url: str, group: str, *, stage: str, storage_options: dict[str, Any] | None = None,
+                     wait: float | None = None) -> None:
+    """Take the lease of ``group`` for a driver whose workers write regions (Ray actors); released by
+    :func:`mark_stage_complete` (or at process exit). :func:`create_stage_template` calls it; a driver that
+    resumes an existing template without re-creating it calls it itself before its workers write."""
+    from insarcloud.io.lease import Lease, adopt, held_here
+
+    if (url, group) in _TEMPLATE_LEASES or held_here(url, _lease_scope(group)) is not None:
+        return  # this process already holds it (a re-created template, or inside write_stage_output)
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    lease = Lease(url, _lease_scope(group), so, job=f"stage {stage}").acquire(wait)
+    _TEMPLATE_LEASES[(url, group)] = lease
+    adopt(lease)
+
+
+@atexit.register
+def _release_template_leases() -> None:
+    """A driver that exits without marking a group complete frees its lease at once (no TTL wait)."""
+    from insarcloud.io.lease import disown
+
+    while _TEMPLATE_LEASES:
+        _, lease = _TEMPLATE_LEASES.popitem()
+        with contextlib.suppress(Exception):  # exiting: the lease expires anyway
+            disown(lease)
+            lease.release()
 
 
 def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: str,
@@ -438,9 +489,10 @@ def create_stage_template(template: xr.Dataset, url: str, group: str, *, stage: 
 
     ``template`` is usually Dask-backed; its chunks become the Zarr chunks.
     """
+    so = storage_options_for(url, storage_options) if "://" in url else None
+    hold_stage_lease(url, group, stage=stage, storage_options=storage_options)
     template = _prepare(template.copy())
     template.attrs[MARKER] = _marker(stage, params, complete=False)
-    so = storage_options_for(url, storage_options) if "://" in url else None
     template.to_zarr(url, group=group, mode="w", zarr_format=3, consolidated=False, storage_options=so,
                      compute=False, encoding=encoding or {})
 
@@ -504,3 +556,9 @@ def mark_stage_complete(url: str, group: str, storage_options: dict[str, Any] | 
     marker["complete"] = True
     g.attrs[MARKER] = marker
     consolidate(url, storage_options, group)
+    lease = _TEMPLATE_LEASES.pop((url, group), None)
+    if lease is not None:
+        from insarcloud.io.lease import disown
+
+        disown(lease)
+        lease.release()

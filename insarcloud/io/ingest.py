@@ -47,6 +47,7 @@ import xarray as xr
 import zarr
 from xarray.coding.times import encode_cf_datetime
 
+from insarcloud.cliargs import MAX_CHUNK, MIN_CHUNK
 from insarcloud.errors import ConfigError, CubeError, CubeOwnershipError, ProductError, StorageUnavailableError
 from insarcloud.io import cube as cubemod
 from insarcloud.io import cube_target, ingest_log
@@ -357,7 +358,6 @@ def check_options(chunk: int, shard_chunks: int | None, product_threads: int) ->
         raise ConfigError(f"product_threads={product_threads!r}: must be an integer in 1..16")
 
 
-MIN_CHUNK, MAX_CHUNK = 16, 16384  # below 16 pixels a chunk costs more in requests than it holds
 
 
 def _ref_record(r: Any) -> dict[str, Any]:
@@ -378,7 +378,22 @@ def _changed(old: dict[str, Any], refs: dict[str, Any]) -> list[str]:
 
 def ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options: dict[str, Any] | None = None,
                  chunk: int = cubemod.CHUNK, client: Any = None,
-                 shard_chunks: int | None = cubemod.SHARD_CHUNKS, product_threads: int = 1) -> IngestReport:
+                 shard_chunks: int | None = cubemod.SHARD_CHUNKS, product_threads: int = 1,
+                 lease_wait: float | None = None) -> IngestReport:
+    """Ingest under the cube's lease (one writer per cube, insarcloud.io.lease): a second ingest of the same
+    cube waits up to ``lease_wait`` seconds (default ``INSARCLOUD_LEASE_WAIT_S`` or 0) for the first, then
+    finds its pairs done; or it raises LeaseHeldError naming the owner. Arguments: :func:`_ingest_frame`."""
+    from insarcloud.io.lease import hold
+
+    so = storage_options_for(cube_url, storage_options) if "://" in cube_url else None
+    with hold(cube_url, "root", so, wait=lease_wait, job=f"ingest {frame}"):
+        return _ingest_frame(source_url, frame, cube_url, storage_options=storage_options, chunk=chunk,
+                             client=client, shard_chunks=shard_chunks, product_threads=product_threads)
+
+
+def _ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options: dict[str, Any] | None = None,
+                  chunk: int = cubemod.CHUNK, client: Any = None,
+                  shard_chunks: int | None = cubemod.SHARD_CHUNKS, product_threads: int = 1) -> IngestReport:
     """Stream one LiCSAR frame from ``source_url`` into the cube at ``cube_url`` (idempotent).
 
     Runs on the active Dask client (or ``client``); with none, on Dask's default scheduler. A new cube

@@ -236,6 +236,22 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_q
               "precision_group": precision_group, "inputs": inputs}
     if series:
         params["series"] = True
+    # One writer per area cube: a second area job waits (INSARCLOUD_LEASE_WAIT_S) or is refused naming the
+    # owner; after waiting, the plan below sees the first job's mosaic and skips.
+    from insarcloud.io.lease import hold
+
+    with hold(area_url, "root", storage_options, job="mosaic"):
+        return _run_mosaic(cube_urls, area_url, params, ts_group=ts_group, bbox=bbox, ramp=ramp,
+                           min_overlap=min_overlap, gnss_csv=gnss_csv, reference_box=reference_box,
+                           precision_group=precision_group, storage_options=storage_options, series=series,
+                           series_tile=series_tile)
+
+
+def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any], *, ts_group: str,
+                bbox: Sequence[float] | None, ramp: bool, min_overlap: int, gnss_csv: str | None,
+                reference_box: Sequence[float] | None, precision_group: str | None,
+                storage_options: dict[str, Any] | None, series: bool,
+                series_tile: int | None) -> dict[str, Any]:
     # The mosaic is the area cube's root (what ``xr.open_zarr(area_url)`` shows); a re-run with other
     # parameters goes to a group ``mosaic_<hash>`` instead of overwriting it.
     plan = resolve_output(area_url, "", params, storage_options)

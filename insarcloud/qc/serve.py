@@ -379,6 +379,10 @@ def run_quality(
     if not resuming:
         io.create_stage_template(_template(ds, chunk, marker), cube_url, plan.group, stage=STAGE, params=marker,
                                  storage_options=storage_options)
+    else:  # a resumed group is written under its lease too (create_stage_template takes it otherwise)
+        from insarcloud.io.cube import hold_stage_lease
+
+        hold_stage_lease(cube_url, plan.group, stage=STAGE, storage_options=storage_options)
     jobs = plan_jobs(pairs, (ny, nx), chunk)
     done = chunks_written(cube_url, plan.group, "quality", chunk, storage_options) if resuming else set()
     todo = deque(j for j in jobs if j.key not in done)
