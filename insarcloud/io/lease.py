@@ -112,6 +112,18 @@ def owner_is_dead(info: dict[str, Any]) -> bool:
     return start is not None and info.get("pid_start") not in (None, start)
 
 
+def _own_unreleased(info: dict[str, Any], url: str) -> bool:
+    """True when the lease record is this very process's and the process does not hold it: an earlier
+    run in this process could not delete it (the store was unreachable at its release). Waiting for its
+    TTL would only block this process's own next run (a resumed ingest after an outage)."""
+    if info.get("host") != socket.gethostname() or info.get("pid") != os.getpid():
+        return False
+    if info.get("pid_start") not in (None, _pid_start(os.getpid())):
+        return False
+    with _HELD_LOCK:
+        return url not in _HELD
+
+
 def is_expired(info: dict[str, Any], now: float | None = None) -> bool:
     return float(info.get("expires_at", 0)) <= (now if now is not None else _now())
 
@@ -494,8 +506,10 @@ class Lease:
         if info.get("token") == self.token:  # write-read-back: our own write, read late
             self.version = version
             return None
-        if is_expired(info, now) or owner_is_dead(info):
-            why = "expired" if is_expired(info, now) else "owner process is gone"
+        stale_own = _own_unreleased(info, self.url)
+        if is_expired(info, now) or owner_is_dead(info) or stale_own:
+            why = ("expired" if is_expired(info, now) else
+                   "this process's own lease, left when its release failed" if stale_own else "owner process is gone")
             try:
                 self.version = self.backend.replace(self._body(now), version)
             except _Conflict:
@@ -554,7 +568,8 @@ class Lease:
         while not self._stop.wait(self.ttl / 4):
             try:
                 self.renew()
-            except OSError as exc:  # a storage hiccup: the next beat retries; expiry is ttl away
+            except Exception as exc:  # noqa: BLE001 -- a storage hiccup (botocore's errors are not all
+                # OSError): the next beat retries; expiry is ttl away
                 log.warning("lease %s heartbeat failed: %s", self.url, exc)
             if self.lost:
                 return
@@ -577,7 +592,9 @@ class Lease:
                 self.backend.delete(self.version)
             except _Conflict:
                 self.lost = True
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 -- botocore's connection errors are not OSError; an
+                # unreachable store must not turn a finished (or already failing) run into this error: the
+                # lease expires by itself after its TTL
                 log.warning("could not release the lease %s (it expires in %.0fs): %s", self.url, self.ttl, exc)
             self.version = None
         log.info("lease %s released", self.url)
