@@ -164,7 +164,7 @@ def _distributed_client() -> Any:
         return None
 
 
-def _follow_distributed(client: Any, future: Any, reporter: Reporter) -> None:
+def _follow_distributed(client: Any, futures: list[Any], reporter: Reporter) -> None:
     from distributed.diagnostics.progressbar import ProgressBar
 
     class _Feed(ProgressBar):  # the scheduler streams {"all", "remaining", "status"} at ``interval``
@@ -172,7 +172,7 @@ def _follow_distributed(client: Any, future: Any, reporter: Reporter) -> None:
             reporter.set(all - remaining, all)
 
     try:
-        client.sync(_Feed([future], scheduler=client.scheduler.address, interval="500ms", complete=True).listen)
+        client.sync(_Feed(futures, scheduler=client.scheduler.address, interval="500ms", complete=True).listen)
     except Exception as exc:  # noqa: BLE001 - a progress feed that fails must not fail the computation
         log.debug("progress feed for %s failed: %s", reporter.label, exc)
 
@@ -183,10 +183,12 @@ def compute(obj: Any, label: str, unit: str = "tasks") -> Any:
 
     client = _distributed_client()
     if client is not None:
-        future = client.compute(obj)
+        future = client.compute(obj)  # a list of futures when ``obj`` is a list or tuple of collections
+        futures = list(future) if isinstance(future, (list, tuple)) else [future]
         with Reporter(label, 0, unit) as reporter:
-            _follow_distributed(client, future, reporter)
-            return future.result()
+            _follow_distributed(client, futures, reporter)
+            results = client.gather(futures)
+            return results if isinstance(future, (list, tuple)) else results[0]
     from dask.callbacks import Callback
 
     class _Count(Callback):

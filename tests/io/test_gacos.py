@@ -133,14 +133,13 @@ def test_pair_indices_and_grid_mismatch(sim_cube, tmp_path):
 
 def test_ingest_command_reads_gacos_after_the_pairs(sim_cube, tmp_path, dask_client, capsys):
     """``insarcloud ingest`` (the command path) writes the gacos group after the pair ingest."""
-    import argparse
-
+    from insarcloud.cli import build_parser
     from insarcloud.io.command import run_ingest
 
     sim, src, _, model, skipped = sim_cube
     cube = str(tmp_path / "cli.zarr")
-    args = argparse.Namespace(source_url=src, frame=sim.frame_id, cube=cube, chunk=16,
-                              scheduler=dask_client.scheduler.address)
+    args = build_parser().parse_args(["ingest", src, "--frame", sim.frame_id, "--cube", cube, "--chunk", "16",
+                                      "--scheduler", dask_client.scheduler.address])
     assert run_ingest(args) == 0
     g = open_cube(cube, group="gacos")
     assert list(g.attrs["missing_dates"]) == [skipped] and g.sizes["date"] == len(sim.dates) - 1
