@@ -164,6 +164,15 @@ def _distributed_client() -> Any:
         return None
 
 
+def _scheduler_is(client: Any) -> bool:
+    """Whether dask would run a compute on ``client`` now (its default scheduler, unless dask.config says
+    otherwise)."""
+    from dask.base import get_scheduler
+
+    sched = get_scheduler()
+    return sched is None or getattr(sched, "__self__", None) is client
+
+
 def _follow_distributed(client: Any, futures: list[Any], reporter: Reporter) -> None:
     from distributed.diagnostics.progressbar import ProgressBar
 
@@ -182,6 +191,8 @@ def compute(obj: Any, label: str, unit: str = "tasks") -> Any:
     import dask
 
     client = _distributed_client()
+    if client is not None and not _scheduler_is(client):
+        client = None  # dask.config's scheduler (e.g. "threads" in a test) overrides the default client
     if client is not None:
         future = client.compute(obj)  # a list of futures when ``obj`` is a list or tuple of collections
         futures = list(future) if isinstance(future, (list, tuple)) else [future]

@@ -63,13 +63,15 @@ def test_reporter_cadence_and_counts():
 
 
 def test_local_scheduler_counts_tasks(capsys, monkeypatch):
+    import dask
     import dask.array as da
 
     from insarcloud.progress import compute
 
     monkeypatch.setenv("INSARCLOUD_PROGRESS_SECONDS", "0")
     x = da.ones((8, 8), chunks=2).sum()
-    assert compute(x, "sum") == 64
+    with dask.config.set(scheduler="threads"):  # the local path, even when another test's Client is the default
+        assert compute(x, "sum") == 64
     lines = _lines(capsys.readouterr().err)
     done = [int(m["done"]) for m in lines]
     assert done[0] == 0 and done[-1] == int(lines[-1]["total"]) >= 16 and done == sorted(done)
