@@ -113,15 +113,14 @@ def owner_is_dead(info: dict[str, Any]) -> bool:
 
 
 def _own_unreleased(info: dict[str, Any], url: str) -> bool:
-    """True when the lease record is this very process's and the process does not hold it: an earlier
-    run in this process could not delete it (the store was unreachable at its release). Waiting for its
-    TTL would only block this process's own next run (a resumed ingest after an outage)."""
-    if info.get("host") != socket.gethostname() or info.get("pid") != os.getpid():
-        return False
-    if info.get("pid_start") not in (None, _pid_start(os.getpid())):
-        return False
+    """True when the lease record is one this process wrote and then failed to delete (the store was
+    unreachable at its release): waiting for its TTL would only block this process's own next run (a
+    resumed ingest after an outage). Only such records, identified by their token, are taken over."""
     with _HELD_LOCK:
-        return url not in _HELD
+        return info.get("token") in _UNRELEASED.get(url, set()) and url not in _HELD
+
+
+_UNRELEASED: dict[str, set[str]] = {}  # lease URL -> tokens this process could not delete at release
 
 
 def is_expired(info: dict[str, Any], now: float | None = None) -> bool:
@@ -596,6 +595,8 @@ class Lease:
                 # unreachable store must not turn a finished (or already failing) run into this error: the
                 # lease expires by itself after its TTL
                 log.warning("could not release the lease %s (it expires in %.0fs): %s", self.url, self.ttl, exc)
+                with _HELD_LOCK:
+                    _UNRELEASED.setdefault(self.url, set()).add(self.token)
             self.version = None
         log.info("lease %s released", self.url)
 
