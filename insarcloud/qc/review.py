@@ -11,12 +11,8 @@ Routes: ``GET /`` (page), ``GET /static/<file>``, ``GET /api/tiles``, ``GET /api
 (kind: phase, coh, closure, label), ``POST /api/verdict`` (JSON verdict, see :mod:`insarcloud.qc.dataset`).
 
 Cross-site writes are refused (403): any page the reviewer's browser opens could otherwise POST a verdict to
-127.0.0.1 (a ``text/plain`` or form POST needs no CORS preflight). Every request's ``Host`` must name this
-server (a loopback name, the bound address, or this machine's name when bound to all interfaces: a DNS-
-rebound ``evil.example`` is refused), and every POST/PUT/DELETE must carry an ``Origin`` (else a
-``Referer``) whose host:port equals ``Host`` and a ``Content-Type: application/json`` body (415 otherwise),
-which a cross-site page can only send after a CORS preflight this server never grants. See the OWASP CSRF
-prevention cheat sheet ("Verifying Origin With Standard Headers").
+127.0.0.1 (a ``text/plain`` or form POST needs no CORS preflight). The rules (``Host``, ``Origin``/``Referer``,
+``Content-Type: application/json``; 403/415) are :mod:`insarcloud.httpsafety`'s, shared with ``insarcloud view``.
 """
 
 from __future__ import annotations
@@ -27,17 +23,22 @@ import io as _io
 import json
 import logging
 import re
-import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from insarcloud.errors import InputArrayError, InsarcloudError
+from insarcloud.httpsafety import (  # noqa: F401 (allowed_hosts is part of this module's API)
+    LocalHandler,
+    allowed_hosts,
+    make_local_server,
+    refusal,
+    serve_until_interrupted,
+)
 from insarcloud.qc import dataset as qcds
 from insarcloud.qc import labels
 
@@ -133,7 +134,6 @@ class ReviewState:
         return v
 
 
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # the page is served from this server only, cannot be framed (key presses are verdicts), and posts only here
 SECURITY_HEADERS = {
     "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
@@ -143,85 +143,32 @@ SECURITY_HEADERS = {
 }
 
 
-def allowed_hosts(bind_host: str) -> frozenset[str]:
-    """Host names (no port) a request to a server bound to ``bind_host`` may carry in its ``Host`` header."""
-    names = {bind_host.lower().strip("[]")}
-    if bind_host in ("", "0.0.0.0", "::") or bind_host.lower() in LOOPBACK_NAMES or bind_host.startswith("127."):
-        names |= {n.strip("[]") for n in LOOPBACK_NAMES}
-    if bind_host in ("", "0.0.0.0", "::"):
-        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
-        try:
-            names |= {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None)}
-        except OSError:
-            pass
-    return frozenset(names - {""})
-
-
-def _hostname(netloc: str) -> str:
-    """``netloc`` (``host``, ``host:port``, ``[v6]:port``) without the port, lower-case, no brackets."""
-    try:
-        return (urlsplit(f"//{netloc}").hostname or "").lower()
-    except ValueError:
-        return ""
-
-
 def write_refusal(method: str, headers: Any, hosts: frozenset[str]) -> tuple[int, str] | None:
-    """Why a request must be refused, as (HTTP status, message), or None when it may proceed.
+    """Why a request to the review server must be refused, as (HTTP status, message), or None.
 
-    ``headers``: the request's headers (``.get``); ``hosts``: :func:`allowed_hosts`. GETs are checked for
-    ``Host`` only; writes (POST/PUT/PATCH/DELETE) also for ``Origin``/``Referer`` and ``Content-Type``.
+    The rules are :func:`insarcloud.httpsafety.refusal`'s: ``Host`` for every request; ``Origin``/``Referer``
+    and ``Content-Type: application/json`` for writes.
     """
-    host = (headers.get("Host") or "").strip().lower()
-    if not host or _hostname(host) not in hosts:
-        return 403, f"refused: Host {host or '(none)'!r} is not this review server"
-    if method not in ("POST", "PUT", "PATCH", "DELETE"):
-        return None
-    origin = (headers.get("Origin") or "").strip()
-    source = origin or (headers.get("Referer") or "").strip()
-    if not source or source == "null":
-        return 403, "refused: a write must come from the review page (no Origin or Referer header)"
-    parts = urlsplit(source)
-    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host:
-        what = "Origin" if origin else "Referer"
-        return 403, f"refused: cross-site write ({what} {source!r} is not this server {host!r})"
-    ctype = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
-    if ctype != "application/json":
-        return 415, f"refused: a write must be application/json, not {ctype or '(no Content-Type)'!r}"
-    return None
+    return refusal(method, headers, hosts, server="this review server")
 
 
-def make_handler(state: ReviewState, hosts: frozenset[str] | None = None) -> type[BaseHTTPRequestHandler]:
+def make_handler(state: ReviewState, hosts: frozenset[str] | None = None) -> type[LocalHandler]:
     """The request handler; ``hosts``: allowed ``Host`` names (default: loopback, see :func:`allowed_hosts`)."""
-    ok_hosts = allowed_hosts("127.0.0.1") if hosts is None else hosts
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LocalHandler):
         server_version = "insarcloud-review"
-
-        def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging, not stderr
-            log.debug("%s %s", self.address_string(), fmt % args)
+        server_name_text = "this review server"
+        security_headers = SECURITY_HEADERS
+        json_allow_nan = True
 
         def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for k, v in SECURITY_HEADERS.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_body(code, body, ctype)
 
         def _json(self, code: int, obj: Any) -> None:
-            self._send(code, json.dumps(obj).encode(), "application/json")
+            self.send_json(code, obj)
 
         def _refused(self) -> bool:
-            """Answer and return True when the request must be refused (:func:`write_refusal`)."""
-            why = write_refusal(self.command, self.headers, ok_hosts)
-            if why is None:
-                return False
-            log.warning("review: %s %s from %s %s", self.command, self.path, self.address_string(), why[1])
-            self.close_connection = True  # the body (if any) is not read: the connection cannot be reused
-            self._json(why[0], {"ok": False, "error": why[1]})
-            return True
+            return self.refused()
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self._refused():
@@ -268,6 +215,7 @@ def make_handler(state: ReviewState, hosts: frozenset[str] | None = None) -> typ
                 log.exception("writing a verdict failed")
                 self._json(502, {"ok": False, "error": f"could not write the verdict: {exc}"})
 
+    Handler.hosts = allowed_hosts("127.0.0.1") if hosts is None else hosts
     return Handler
 
 
@@ -275,9 +223,7 @@ def make_server(url: str, host: str = "127.0.0.1", port: int = 0, storage_option
                 reviewer: str | None = None) -> tuple[ThreadingHTTPServer, ReviewState]:
     """Create (not start) the review server; ``port=0`` picks a free port (``server.server_address``)."""
     state = ReviewState(url, storage_options, reviewer)
-    server = ThreadingHTTPServer((host, port), make_handler(state, allowed_hosts(host)))
-    server.daemon_threads = True
-    return server, state
+    return make_local_server(make_handler(state), host, port), state
 
 
 def serve(url: str, host: str = "127.0.0.1", port: int = 0, storage_options: dict[str, Any] | None = None,
@@ -285,14 +231,7 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 0, storage_options: dic
     """Serve until interrupted; prints ``serving http://HOST:PORT/`` (flushed) once listening."""
     server, state = make_server(url, host, port, storage_options, reviewer)
     h, p = server.server_address[:2]
-    print(f"serving http://{h}:{p}/ ({len(state.positions)} uncertain tiles of {url})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server, f"serving http://{h}:{p}/ ({len(state.positions)} uncertain tiles of {url})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,24 +9,23 @@ stdlib ``http.server``, bound to 127.0.0.1 by default, a random free port unless
   ``GET /api/scale?layer=L`` its colour scale (for the colour bar);
 - ``GET /api/pixel?y=IY&x=IX`` one pixel's series (full-resolution indices), read chunk by chunk.
 
-Every request's ``Host`` must name this server (127.0.0.1 / localhost / [::1] and its port): a page on another
-site cannot reach it through DNS rebinding. Any method but GET/HEAD is refused (405) after the Host and
-``Origin`` checks (403 when they fail); there is nothing to write.
+Requests are checked as :mod:`insarcloud.httpsafety` says (``Host`` names this server, an ``Origin`` is its own;
+403 otherwise). Any method but GET/HEAD is then refused (405): there is nothing to write.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from insarcloud.errors import InputArrayError, InsarcloudError
+from insarcloud.httpsafety import LocalHandler, browser_address, make_local_server, serve_until_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -38,89 +37,61 @@ _FILES = {
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
-_LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
-def allowed_hosts(host: str, port: int) -> set[str]:
-    """Host header values this server answers to."""
-    names = set(_LOCAL_NAMES) | ({host} if host not in ("0.0.0.0", "::") else set())
-    return {f"{n}:{port}" for n in names}
-
-
-def make_handler(view: Any, hosts: set[str]) -> type[BaseHTTPRequestHandler]:
+def make_handler(view: Any) -> type[LocalHandler]:
+    """The request handler class for ``view`` (a fresh class per server: its ``hosts`` are set on binding)."""
     lock = threading.Lock()  # one chunk read at a time: xarray's lazy arrays are not thread-safe on every store
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LocalHandler):
         server_version = "insarcloud-view"
+        server_name_text = "this viewer"
+        accepts_writes = False  # every method is checked as a read, then refused with 405
+        security_headers = {
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy":
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+        }
 
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), fmt % args)
+        def _read_only(self) -> None:
+            if not self.refused():
+                self.send_json(405, {"error": f"{self.command} is not allowed: the viewer is read-only"})
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy",
-                             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _json(self, code: int, obj: Any) -> None:
-            self._send(code, json.dumps(obj, allow_nan=False).encode(), "application/json")
-
-        def _host_ok(self) -> bool:
-            if self.headers.get("Host", "") not in hosts:
-                self._json(403, {"error": "unexpected Host header"})
-                return False
-            return True
-
-        def _refuse(self) -> None:
-            if not self._host_ok():
-                return
-            origin = self.headers.get("Origin")
-            if origin is not None and urlsplit(origin).netloc not in hosts:
-                self._json(403, {"error": "cross-origin request refused"})
-                return
-            self._json(405, {"error": f"{self.command} is not allowed: the viewer is read-only"})
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815 (http.server's naming)
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _read_only  # noqa: N815 (http.server's naming)
 
         def do_HEAD(self) -> None:  # noqa: N802
             self.do_GET()
 
         def do_GET(self) -> None:  # noqa: N802
-            if not self._host_ok():
+            if self.refused():
                 return
             parts = urlsplit(self.path)
             path, query = parts.path, parse_qs(parts.query)
             try:
                 if path in _FILES:
                     name, ctype = _FILES[path]
-                    self._send(200, (STATIC / name).read_bytes(), ctype)
+                    self.send_body(200, (STATIC / name).read_bytes(), ctype)
                 elif path == "/api/meta":
-                    self._json(200, view.meta())
+                    self.send_json(200, view.meta())
                 elif path == "/api/scale":
                     with lock:
                         values = view.layer_values(_one(query, "layer"))
-                        self._json(200, view.colour_scale(_one(query, "layer"), values))
+                        self.send_json(200, view.colour_scale(_one(query, "layer"), values))
                 elif path == "/api/map.png":
                     with lock:
                         png, _ = view.map_png(_one(query, "layer"))
-                    self._send(200, png, "image/png")
+                    self.send_body(200, png, "image/png")
                 elif path == "/api/pixel":
                     iy, ix = _int(query, "y"), _int(query, "x")
                     with lock:
-                        self._json(200, view.pixel(iy, ix))
+                        self.send_json(200, view.pixel(iy, ix))
                 else:
-                    self._json(404, {"error": f"no route {path}"})
+                    self.send_json(404, {"error": f"no route {path}"})
             except InputArrayError as exc:
-                self._json(400, {"error": str(exc)})
+                self.send_json(400, {"error": str(exc)})
             except (InsarcloudError, OSError) as exc:
                 log.exception("view GET %s failed", path)
-                self._json(500, {"error": str(exc)})
+                self.send_json(500, {"error": str(exc)})
 
     return Handler
 
@@ -145,32 +116,20 @@ def make_server(url: str, group: str | None = None, host: str = "127.0.0.1", por
     from insarcloud.view.data import CubeView
 
     view = CubeView(url, group, storage_options)
-    server = ThreadingHTTPServer((host, port), BaseHTTPRequestHandler)
-    h, p = server.server_address[:2]
-    server.RequestHandlerClass = make_handler(view, allowed_hosts(str(h), int(p)))
-    server.daemon_threads = True
-    return server, view
+    return make_local_server(make_handler(view), host, port), view
 
 
 def serve(url: str, group: str | None = None, host: str = "127.0.0.1", port: int = 0,
           storage_options: dict[str, Any] | None = None, open_browser: bool = False) -> int:
     """Serve until interrupted; prints ``serving http://HOST:PORT/`` (flushed) once listening."""
     server, view = make_server(url, group, host, port, storage_options)
-    h, p = server.server_address[:2]
-    address = f"http://{'127.0.0.1' if h in ('0.0.0.0', '::') else h}:{p}/"
-    print(f"serving {address} ({view.kind} cube {url}{' group ' + view.group if view.group else ''}; "
-          "Ctrl-C stops)", flush=True)
+    address = browser_address(server)
     if open_browser:
         import webbrowser
 
         webbrowser.open(address)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server, f"serving {address} ({view.kind} cube {url}"
+                                   f"{' group ' + view.group if view.group else ''}; Ctrl-C stops)")
 
 
 def main(argv: list[str] | None = None) -> int:
