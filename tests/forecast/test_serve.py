@@ -70,7 +70,8 @@ def test_actor_pool_writes_forecast_group(ray_local, bucket, storage_options):
     _write_cube(url, storage_options, r)
     furl = f"{bucket}/factors/region.zarr"
     write_factor_stack(r.factors, furl, "zarr", storage_options)
-    kw = dict(model="mhca_gru", storage_options=storage_options, train_pixels=60, n_steps=72, n_actors=2,
+    kw = dict(model="mhca_gru", ts_group="ts_quality", storage_options=storage_options, train_pixels=60, n_steps=72,
+              n_actors=2,
               train_cfg={"epochs": 3, "batch_size": 256, "lr": 3e-3},
               model_cfg={"width": 8, "heads": 2, "rnn_layers": 1})
     s = run_forecast(url, furl, **kw)
