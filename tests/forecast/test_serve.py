@@ -95,7 +95,8 @@ def test_actor_pool_writes_forecast_group(ray_local, bucket, storage_options):
     # the CLI sub-command on the same cube (Ray is already up, so init_ray connects to it)
     from insarcloud.cli import main
 
-    rc = main(["forecast", url, "--factors", furl, "--model", "gru", "--group", "forecast_cli", "--steps", "6",
+    rc = main(["forecast", url, "--factors", furl, "--ts", "ts_quality", "--model", "gru", "--group", "forecast_cli",
+               "--steps", "6",
                "--train-pixels", "20", "--epochs", "1", "--batch-size", "256", "--lr", "1e-3",
                "--actors", "1", "--target", "harmonic_residual", "--factor-future", "climatology",
                "--rollout", "2"])
