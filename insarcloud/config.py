@@ -23,18 +23,35 @@ job's pre-flight step, outside the models. Credentials never go in a config: a k
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from insarcloud.cliargs import tile_overlap_error
+from insarcloud.core.options import (
+    DEFAULT_INVERT_WEIGHTS,
+    STAGE_ORDER,
+    InversionWeights,
+    NoiseAlphaMethod,
+    NoiseClasses,
+    NoiseFlicker,
+    NoiseFunctional,
+    NoiseSelection,
+    NoiseSigmaModel,
+    StageName,
+    UnwrapMethod,
+    tile_overlap_error,
+)
 from insarcloud.errors import ConfigError
+from insarcloud.qc.thresholds import RuleThresholds
+
+if TYPE_CHECKING:  # numpy is imported where the frame-index functions run: the CLI's parser builds from
+    import numpy as np  # these models and imports no numpy
 
 __all__ = [
     "ENV_DASK_SCHEDULER",
@@ -50,6 +67,7 @@ __all__ = [
     "NoiseClasses",
     "NoiseFlicker",
     "NoiseFunctional",
+    "NoiseSelection",
     "NoiseSigmaModel",
     "UnwrapMethod",
     "IngestParams",
@@ -59,6 +77,7 @@ __all__ = [
     "QcParams",
     "QualityParams",
     "ReportConfig",
+    "RuleParams",
     "ReportPoint",
     "StageName",
     "StageParams",
@@ -75,14 +94,8 @@ __all__ = [
 ENV_DASK_SCHEDULER = "INSARCLOUD_DASK_SCHEDULER"
 ENV_RAY_ADDRESS = "INSARCLOUD_RAY_ADDRESS"
 
-StageName = Literal["ingest", "qc", "quality", "unwrap", "invert", "noise", "forecast", "mosaic"]
-#: The order the pipeline runs stages in, whatever order the config lists them.
-STAGE_ORDER: tuple[StageName, ...] = ("ingest", "qc", "quality", "unwrap", "invert", "noise", "forecast", "mosaic")
-
-# These mirror the stages' own option names (unwrap/_common.py Method, invert/weights.py WeightMode,
-# forecast/names.py ModelName, noise/command.py choices); a config test checks they stay in step.
-UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
-InversionWeights = Literal["none", "coherence", "quality", "closure", "quality_closure"]
+# Stage names and option literals are defined once in insarcloud.core.options (re-exported here); the forecast
+# model names mirror forecast/names.py ModelName, which a config test keeps in step.
 ForecastModel = Literal[
     "gler",
     "conv1d_mhca_bigru",
@@ -95,11 +108,6 @@ ForecastModel = Literal[
     "bigru",
     "gru",
 ]
-NoiseClasses = Literal["tiles", "segments"]
-NoiseSigmaModel = Literal["gaussian", "full", "diagonal"]
-NoiseFlicker = Literal["flicker", "flicker_powerlaw"]
-NoiseAlphaMethod = Literal["likelihood", "wtest"]
-NoiseFunctional = Literal["seasonal", "linear"]
 RampModel = Literal["none", "linear"]
 AddressingStyle = Literal["auto", "virtual", "path"]
 
@@ -285,7 +293,10 @@ class EnginesConfig(_Model):
         f"${ENV_RAY_ADDRESS} or a local ray.init().",
         pattern=r"^(ray://[^\s/]+|auto|[A-Za-z0-9.-]+:[0-9]+)$",
     )
-    local_workers: int = Field(2, ge=1, le=256, description="LocalCluster worker processes when no scheduler is given.")
+    # The local_* fields size the embedded engines of insarcloud.engines (dask_client's LocalCluster, init_ray's
+    # local Ray); they are ignored when an address is given (the cluster is sized by whoever runs it).
+    local_workers: int | None = Field(None, ge=1, le=256, description="LocalCluster worker processes when no "
+                                      "scheduler is given; unset = one per CPU, at most 4.")
     local_threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per LocalCluster worker.")
     local_ray_cpus: int | None = Field(None, ge=1, le=1024, description="num_cpus for a local ray.init(); unset = all.")
 
@@ -340,14 +351,52 @@ class IngestParams(_Model):
     chunk_yx: int = Field(512, ge=64, le=4096, description="Spatial chunk size (pixels) of the cube.")
 
 
+_RULES = RuleThresholds()  # the rule kernels own their default thresholds
+
+
+class RuleParams(_Model):
+    """Thresholds of the qc stage's rule labels (:mod:`insarcloud.qc.labels`)."""
+
+    loop_pixel_thre: float = Field(_RULES.loop_pixel_thre, gt=0, le=4 * math.pi,
+                                   description="|closure| above which a loop is in error at a pixel, rad.")
+    coh_bad: float = Field(_RULES.coh_bad, ge=0, le=1, description="Windowed coherence below this: BAD.")
+    coh_good: float = Field(_RULES.coh_good, ge=0, le=1, description="Windowed coherence at least this for GOOD.")
+    std_bad: float = Field(_RULES.std_bad, gt=0, le=10, description="Circular phase std above this: BAD, rad.")
+    std_good: float = Field(_RULES.std_good, gt=0, le=10, description="Circular phase std at most this for GOOD, rad.")
+    wrapped_good: float = Field(_RULES.wrapped_good, gt=0, le=math.pi,
+                                description="Mean |wrapped closure| at most this for GOOD, rad.")
+    ifg_bad_frac: float = Field(_RULES.ifg_bad_frac, ge=0, le=1,
+                                description="Bad-pixel fraction above which an interferogram is BAD.")
+    ifg_good_frac: float = Field(_RULES.ifg_good_frac, ge=0, le=1,
+                                 description="Good-pixel fraction for a GOOD interferogram.")
+    ifg_max_bad_frac: float = Field(_RULES.ifg_max_bad_frac, ge=0, le=1,
+                                    description="Largest bad fraction of a GOOD interferogram.")
+    tile_bad_frac: float = Field(_RULES.tile_bad_frac, ge=0, le=1,
+                                 description="Bad fraction above which a tile is BAD.")
+    tile_good_frac: float = Field(_RULES.tile_good_frac, ge=0, le=1, description="Good fraction for a GOOD tile.")
+    tile_max_bad_frac: float = Field(_RULES.tile_max_bad_frac, ge=0, le=1,
+                                     description="Largest bad fraction of a GOOD tile.")
+
+    def thresholds(self) -> RuleThresholds:
+        """The :class:`insarcloud.qc.labels.RuleThresholds` the kernels take."""
+        return RuleThresholds(**self.model_dump())
+
+
 class QcParams(_Model):
-    """Loop closure and coherence statistics (the fields of ``insarcloud.qc.config.QCParams``)."""
+    """Loop closure, coherence statistics and rule labels (``insarcloud.qc.dask_ops.run_qc``).
+
+    The qc stage's one parameter model: ``insarcloud.qc.config.QCParams`` is this class, and the area config's
+    ``params.qc`` section is validated by it.
+    """
 
     window: int = Field(5, ge=3, le=31, description="Odd window of the phase std / mean coherence, pixels.")
     loop_thre: float = Field(1.5, gt=0.0, le=10.0, description="Loop-closure RMS threshold (LiCSBAS step 12), rad.")
     cov_thre: float = Field(0.3, ge=0.0, le=1.0, description="Coverage threshold (LiCSBAS step 11), 0..1.")
     coh_thre: float = Field(0.05, ge=0.0, le=1.0, description="Mean coherence threshold (LiCSBAS step 11), 0..1.")
+    block: int | None = Field(None, ge=16, le=4096,
+                              description="Spatial block of the Dask tasks, pixels; unset = from block_mem_mb.")
     block_mem_mb: int = Field(256, ge=16, le=16384, description="Memory budget of one block task, MiB.")
+    rules: RuleParams = Field(default_factory=RuleParams, description="Rule-label thresholds.")
 
     @field_validator("window")
     @classmethod
@@ -355,6 +404,21 @@ class QcParams(_Model):
         if v % 2 == 0:
             raise ValueError(f"window must be odd, got {v}")
         return v
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> QcParams:
+        data: Any = yaml.safe_load(text) or {}
+        return cls.model_validate(data)
+
+    def marker_params(self) -> dict[str, Any]:
+        """Parameters that change the output (the block size does not), for the stage marker."""
+        d = self.model_dump()
+        d.pop("block")
+        d.pop("block_mem_mb")
+        return d
 
 
 class QualityParams(_Model):
@@ -396,10 +460,10 @@ class UnwrapParams(_Model):
 class InvertParams(_Model):
     """SBAS / NSBAS inversion (``insarcloud.invert.dask_ops.invert_cube``)."""
 
-    # Default quality_closure (session 5, notes/invert.md): on 5 simulated 100-epoch frames it cut the velocity
-    # RMSE against unweighted by 29.5% with the default ConvNeXt export (28.0% with the unw_error export),
-    # against 6.7% for that map alone ("quality") and 27.4% for loop closure alone.
-    weights: InversionWeights = Field("quality_closure", description=(
+    # Default quality_closure (core.options.DEFAULT_INVERT_WEIGHTS, session 5, notes/invert.md): on 5 simulated
+    # 100-epoch frames it cut the velocity RMSE against unweighted by 29.5% with the default ConvNeXt export
+    # (28.0% with the unw_error export), against 6.7% for that map alone ("quality") and 27.4% for closure alone.
+    weights: InversionWeights = Field(DEFAULT_INVERT_WEIGHTS, description=(
         "Per-pixel-pair weights: none, coherence, quality (the ConvNeXt map), closure (loop closures of the "
         "unwrapped stack) or quality_closure (their product, the default)."))
     quality_floor: float | None = Field(None, ge=0.0, le=1.0, description=(
@@ -424,12 +488,20 @@ class InvertParams(_Model):
 class NoiseParams(_Model):
     """LS-VCE noise estimation (``insarcloud.noise.dask_ops.noise_cube``)."""
 
-    classes: NoiseClasses = Field("tiles", description="Spatial classes: square tiles or segments.")
+    classes: NoiseClasses = Field("tiles", description="Spatial classes: square tiles or segments of the velocity map.")
     class_size: int = Field(1000, ge=4, le=10**7, description="Pixels per class.")
-    sigma_model: NoiseSigmaModel = Field("gaussian", description="Spatial covariance model.")
-    flicker: NoiseFlicker = Field("flicker", description="Flicker-noise cofactor: flicker or flicker_powerlaw.")
-    alpha_method: NoiseAlphaMethod = Field("likelihood", description="Model choice: likelihood or w-test.")
-    functional: NoiseFunctional = Field("seasonal", description="Functional model: seasonal or linear.")
+    sigma_model: NoiseSigmaModel = Field("gaussian", description=(
+        "Sigma in the iteration: gaussian (any r), full (eq. 8; needs r < m - n) or diagonal."))
+    flicker: NoiseFlicker = Field("flicker", description="Flicker cofactor: flicker (eq. 6) or flicker_powerlaw "
+                                  "(the GNSS power law).")
+    alpha_method: NoiseAlphaMethod = Field("likelihood", description=(
+        "AR(1) alpha by restricted likelihood or by the w-test of eq. 5."))
+    selection: NoiseSelection = Field("lrt", description=(
+        "Model choice: boundary likelihood-ratio tests from the 3-component model (lrt) or Akaike's penalty (aic)."))
+    level: float = Field(0.05, gt=0.0, lt=1.0, description=(
+        "Test level of selection lrt (the chance of keeping an absent component)."))
+    functional: NoiseFunctional = Field("seasonal", description="Functional model: seasonal (eq. 13) or linear "
+                                        "(offset + rate).")
 
 
 class ForecastParams(_Model):
@@ -739,6 +811,8 @@ def parse_poly_txt(text: str, source: str = "<poly.txt>") -> np.ndarray:
     ConfigError
         When a line is not two numbers or there are fewer than three vertices (names ``source``).
     """
+    import numpy as np
+
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):
         parts = line.replace(",", " ").split()
@@ -780,6 +854,8 @@ def polygon_intersects_bbox(poly: np.ndarray, bbox: Sequence[float]) -> bool:
     Hand-written (a vertex-in-box, corner-in-polygon and edge-crossing test) so the config needs no
     geometry library for a handful of frame outlines.
     """
+    import numpy as np
+
     lon_min, lat_min, lon_max, lat_max = bbox
     lon, lat = poly[:, 0], poly[:, 1]
     if lon.max() < lon_min or lon.min() > lon_max or lat.max() < lat_min or lat.min() > lat_max:

@@ -69,3 +69,10 @@ class LeaseHeldError(InsarcloudError, RuntimeError):
 
 class LeaseLostError(InsarcloudError, RuntimeError):
     """A writer's lease was taken over while it held it (it paused past the TTL); its writes are suspect."""
+
+
+class PairNameError(CubeError, NetworkError):
+    """A pair name is not ``YYYYMMDD_YYYYMMDD`` with two real dates, primary first (names the pair).
+
+    Both a cube error and a network error: the one pair-name check (:mod:`insarcloud.core.pairs`) serves the
+    cube readers and the network code, whose callers catch either."""

@@ -96,3 +96,16 @@ def test_ray_shutdown_error_is_a_warning(ray_local, monkeypatch, caplog) -> None
     assert ray_local.is_initialized()
     monkeypatch.undo()
     assert engines.close_quietly("nothing", lambda: None) is True
+
+
+def test_area_config_sizes_the_local_dask_cluster() -> None:
+    """engines.local_workers / local_threads_per_worker reach the LocalCluster of an area job (real processes)."""
+    from insarcloud.config import parse_config
+    from insarcloud.pipelines.area_job import engines
+
+    cfg = parse_config({"area": {"name": "a", "bbox": [0.0, 0.0, 1.0, 1.0]}, "frames": ["106A_09048_000909"],
+                        "source_url": "s3://src", "output_url": "s3://out",
+                        "engines": {"local_workers": 1, "local_threads_per_worker": 2}})
+    with engines(cfg, need_ray=False) as client:
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["nthreads"] for w in workers] == [2]

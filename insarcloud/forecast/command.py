@@ -5,8 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from insarcloud.cliargs import check_bbox, int_range, nonnegative_int, positive_float, positive_int
-from insarcloud.forecast.names import MODEL_NAMES
+from insarcloud.cliargs import (
+    add_model_options,
+    check_bbox,
+    nonnegative_int,
+    params_from_args,
+    positive_float,
+    positive_int,
+)
+from insarcloud.config import ForecastParams
+from insarcloud.core.options import DEFAULT_TS_GROUP
+
+#: ForecastParams field -> CLI flag (and the namespace name where it differs)
+FLAGS = {"model": "--model", "horizon": ("--steps", "steps"), "train_pixels": "--train-pixels", "epochs": "--epochs",
+         "early_stop": "--early-stop", "max_train_seconds": "--max-train-seconds", "num_actors": ("--actors", "actors"),
+         "target": "--target", "factor_future": "--factor-future", "seed": "--seed"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,28 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("cube_url", help="frame cube URL with a ts_* group")
     p.add_argument("--factors", required=True, help="LST/NDVI/precipitation source: Zarr, .nc, or a prefix "
                    "with lst.tif, ndvi.tif, precip.tif time stacks")
-    p.add_argument("--model", default="gler", choices=MODEL_NAMES, help="model (default gler = GLER-BiGRUnet)")
-    p.add_argument("--ts", default="ts_quality", help="ts group to forecast (default ts_quality)")
+    p.add_argument("--ts", default=DEFAULT_TS_GROUP, help=f"ts group to forecast (default {DEFAULT_TS_GROUP}, the one "
+                   "insarcloud invert writes by default)")
     p.add_argument("--group", default="forecast", help="output group (default forecast)")
     p.add_argument("--ray-address", default=None, help="Ray address (default: $INSARCLOUD_RAY_ADDRESS or local)")
-    p.add_argument("--steps", type=positive_int, default=72, help="12-day steps to forecast (default 72 = 2 years)")
-    p.add_argument("--train-pixels", type=int_range(10, 10**7), default=2000,
-                   help="pixels sampled for training (default 2000)")
-    p.add_argument("--epochs", type=positive_int, default=128, help="training epochs (Table III: 128)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (Table III: 64)")
     p.add_argument("--lr", type=positive_float, default=1e-4, help="Nadam learning rate (Table III: 1e-4)")
-    p.add_argument("--early-stop", type=positive_int, default=None, help="stop after N epochs without improvement")
-    p.add_argument("--max-train-seconds", type=positive_float, default=None, help="wall-clock budget for training")
-    p.add_argument("--actors", type=positive_int, default=2, help="CPU actors (one GPU actor when Ray has a GPU)")
     p.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs for a local Ray")
-    p.add_argument("--target", default="increments", choices=["increments", "harmonic_residual"],
-                   help="what the network forecasts: 12-day increments (paper, default) or the residual about a "
-                   "per-pixel trend + annual + semi-annual fit, added back")
-    p.add_argument("--factor-future", default="predicted", choices=["predicted", "climatology"],
-                   help="factors fed back in the cyclic loop: the model's predictions (paper, default) or the "
-                   "factors' annual + semi-annual climatology")
     p.add_argument("--rollout", type=positive_int, default=1, help="train on K free-running steps (1 = paper)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    # the area config's params.forecast, one definition (the Table III training options above stay CLI-only)
+    add_model_options(p, ForecastParams, FLAGS, bounds_at_parse=True)
     p.set_defaults(func=run_forecast_cmd)
 
     s = sub.add_parser("simulate-factors", help="simulate LST/NDVI/precipitation for a region and write them")
@@ -58,12 +59,13 @@ def run_forecast_cmd(args: argparse.Namespace) -> int:
     require_input(args.cube_url, args.ts, fix="run insarcloud invert CUBE --weights W first (it writes ts_W), "
                   "or pass --ts with one of the cube's ts_* groups")  # before Ray starts
     init_ray(args.ray_address, num_cpus=args.num_cpus)
+    p = params_from_args(ForecastParams, args, FLAGS)
     s = run_forecast(
-        args.cube_url, args.factors, model=args.model, ts_group=args.ts, out_group=args.group,
-        train_pixels=args.train_pixels, n_steps=args.steps, n_actors=args.actors, seed=args.seed,
-        target=args.target, factor_future=args.factor_future, rollout=args.rollout,
-        train_cfg={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                   "early_stop": args.early_stop, "max_seconds": args.max_train_seconds},
+        args.cube_url, args.factors, model=p.model, ts_group=args.ts, out_group=args.group,
+        train_pixels=p.train_pixels, n_steps=p.horizon, n_actors=p.num_actors, seed=p.seed,
+        target=p.target, factor_future=p.factor_future, rollout=args.rollout,
+        train_cfg={"epochs": p.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                   "early_stop": p.early_stop, "max_seconds": p.max_train_seconds},
     )
     if s.skipped:
         print(f"group {s.group} is already complete with these parameters; nothing to do")

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from insarcloud.core.options import DEFAULT_TS_GROUP
 from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError, InputArrayError
 
@@ -204,7 +205,7 @@ def _sample_training(ds, factors, n_pixels: int, seed: int) -> tuple[np.ndarray,
     return flat[:, pick], fac[:, :, pick]
 
 
-def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: str = "ts_quality",
+def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: str = DEFAULT_TS_GROUP,
                  out_group: str = "forecast", storage_options: dict | None = None, train_pixels: int = 2000,
                  n_steps: int = 72, step_days: int = 12, n_test: int = 10, window: int | None = None,
                  train_cfg: dict | None = None, model_cfg: dict | None = None, n_actors: int = 2,

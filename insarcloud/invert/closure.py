@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter
 
+from insarcloud.core.pairs import closed_triplets
 from insarcloud.errors import InputArrayError
 from insarcloud.invert.network import Network
 
@@ -36,13 +37,8 @@ def loop_triplets(net: Network) -> np.ndarray:
     Pairs are indexed as in ``net`` (pair ``p`` joins ``primary_idx[p] < secondary_idx[p]``); each triplet
     of epochs ``i < j < k`` with all three pairs present appears once.
     """
-    key = {(int(p), int(s)): n for n, (p, s) in enumerate(zip(net.primary_idx, net.secondary_idx, strict=True))}
-    by_primary: dict[int, list[tuple[int, int]]] = {}
-    for (p, s), n in key.items():
-        by_primary.setdefault(p, []).append((s, n))
-    out = [(a, b, key[(i, k)])
-           for (i, j), a in key.items() for k, b in by_primary.get(j, []) if (i, k) in key]
-    return np.array(sorted(out), dtype=np.int64).reshape(-1, 3)
+    trip = closed_triplets(np.asarray(net.primary_idx).tolist(), np.asarray(net.secondary_idx).tolist())
+    return trip[np.lexsort(trip.T[::-1])]  # rows in (ij, jk, ik) order
 
 
 def closure_weights(unw: np.ndarray, trip: np.ndarray, *, thre: float = CLOSURE_THRESHOLD,

@@ -6,10 +6,17 @@ import argparse
 import json
 import logging
 
-from insarcloud.cliargs import float_range, nonnegative_int, positive_int
+from insarcloud.cliargs import add_model_options, float_range, nonnegative_int, params_from_args, positive_int
+from insarcloud.config import InvertParams
+from insarcloud.core.options import DEFAULT_INVERT_WEIGHTS
 from insarcloud.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+#: InvertParams field -> CLI flag (and the namespace name where it differs); --weights also takes a variable
+#: name, so it stays a plain option with the shared default
+FLAGS = {"quality_floor": "--quality-floor", "nsbas_gamma": ("--gamma", "gamma"),
+         "correct_unwrap": "--correct-unwrap", "gacos": "--gacos", "gacos_missing": "--gacos-missing"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,28 +26,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(date, y, x) mm LOS positive toward the satellite, velocity, velocity_std, "
                     "residual_rms, n_pairs_used.")
     p.add_argument("cube_url", metavar="CUBE_URL")
-    p.add_argument("--weights", default="none",
+    p.add_argument("--weights", default=DEFAULT_INVERT_WEIGHTS,
                    help="none | coherence | quality | closure | quality_closure | the name of any "
-                        "(pair, y, x) variable or group (default none). closure: each pixel-pair weighed by "
-                        "its loop closures; quality_closure: the quality weight times that")
-    p.add_argument("--quality-floor", type=float, default=None,
-                   help="smallest weight of a positive quality (0..1; default: 0 for a quality map of "
-                        "unwrapping errors alone, else 0.2)")
+                        f"(pair, y, x) variable or group (default {DEFAULT_INVERT_WEIGHTS}, as in the area config; "
+                        "it needs the quality group). closure: each pixel-pair weighed by its loop closures; "
+                        "quality_closure: the quality weight times that")
     p.add_argument("--source", default="unw", help="unw (root) or unw_METHOD (an unwrap group)")
-    p.add_argument("--gamma", type=float, default=1e-4,
-                   help="NSBAS temporal constraint (LiCSBAS default 1e-4); 0 = per-component SBAS")
     p.add_argument("--ref-y", type=nonnegative_int, help="reference pixel row (with --ref-x)")
     p.add_argument("--ref-x", type=nonnegative_int, help="reference pixel column (with --ref-y)")
     p.add_argument("--ref-lat", type=float_range(-90.0, 90.0), help="reference latitude (with --ref-lon)")
     p.add_argument("--ref-lon", type=float_range(-180.0, 180.0), help="reference longitude (with --ref-lat)")
-    p.add_argument("--correct-unwrap", default="none", choices=("none", "phase_closure"),
-                   help="unwrapping-error correction before the inversion (default none); phase_closure: "
-                        "MintPy's integer loop-closure correction, written as unw_correction (pair, y, x)")
-    p.add_argument("--gacos", action="store_true",
-                   help="subtract the cube's GACOS delays (group gacos, from LiCSAR epochs/*.sltd.geo.tif)")
-    p.add_argument("--gacos-missing", default="keep", choices=("keep", "drop"),
-                   help="pairs touching an epoch without GACOS: keep them uncorrected (default) or drop them; "
-                        "the epochs are logged by date and written to the ts group's attributes")
+    add_model_options(p, InvertParams, FLAGS)  # the area config's params.invert, one definition
     p.add_argument("--chunk", type=positive_int, default=None, help="spatial chunk of a task (default: the cube's)")
     p.add_argument("--group", default=None, help="output group (default ts_<weights>)")
     p.add_argument("--scheduler", default=None,
@@ -65,10 +61,7 @@ def run_invert(args: argparse.Namespace) -> int:
     from insarcloud.engines import dask_client
     from insarcloud.invert.dask_ops import invert_cube
 
-    if args.gamma < 0:
-        raise ConfigError(f"--gamma must be >= 0, got {args.gamma}")
-    if args.quality_floor is not None and not 0.0 <= args.quality_floor <= 1.0:
-        raise ConfigError(f"--quality-floor must be in [0, 1], got {args.quality_floor}")
+    params = params_from_args(InvertParams, args, FLAGS)
     ref_yx, ref_ll = _reference(args)
     from insarcloud.io.cube import require_input  # inputs, before the cluster starts
 
@@ -78,10 +71,10 @@ def run_invert(args: argparse.Namespace) -> int:
         require_input(args.cube_url, "quality", root_ok=True, fix="run insarcloud quality CUBE first, or choose "
                       "--weights none, coherence or closure")
     with dask_client(args.scheduler, n_workers=args.workers):
-        group, plan = invert_cube(args.cube_url, weights=args.weights, source=args.source, gamma=args.gamma,
+        group, plan = invert_cube(args.cube_url, weights=args.weights, source=args.source, gamma=params.nsbas_gamma,
                                   ref_yx=ref_yx, ref_latlon=ref_ll, chunk=args.chunk, group=args.group,
-                                  quality_floor=args.quality_floor, correct_unwrap=args.correct_unwrap,
-                                  gacos=args.gacos, gacos_missing=args.gacos_missing)
+                                  quality_floor=params.quality_floor, correct_unwrap=params.correct_unwrap,
+                                  gacos=params.gacos, gacos_missing=params.gacos_missing)
     report = {"group": group, "skipped": plan is None}
     if plan is not None:
         report.update({"reference": plan.reference._asdict(), "network_components": plan.n_components,

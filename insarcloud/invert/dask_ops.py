@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from insarcloud.core.options import DEFAULT_INVERT_WEIGHTS
 from insarcloud.errors import ConfigError, CubeError
 from insarcloud.invert.closure import CLOSURE_HALO, CLOSURE_THRESHOLD, CLOSURE_WINDOW, closure_weights, loop_triplets
 from insarcloud.invert.correct import CORRECTION_HALO, CORRECTION_METHODS, CORRECTION_WINDOW, correction_block
@@ -346,7 +347,7 @@ def stage_params(weights: str, source: str, gamma: float, ref: Mapping[str, Any]
     return out
 
 
-def invert_cube(url: str, *, weights: str = "none", source: str = "unw", gamma: float = DEFAULT_GAMMA,
+def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str = "unw", gamma: float = DEFAULT_GAMMA,
                 ref_yx: tuple[int, int] | None = None, ref_latlon: tuple[float, float] | None = None,
                 chunk: int | None = None, storage_options: dict[str, Any] | None = None,
                 group: str | None = None, quality_floor: float | None = None, correct_unwrap: str = "none",

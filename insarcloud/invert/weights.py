@@ -7,14 +7,13 @@ variance of unit weight, so it does not depend on the scale either.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
+from insarcloud.core.options import InversionWeights
 from insarcloud.errors import InputArrayError
 
 # or any (pair, y, x) variable name; "closure" and "quality_closure": insarcloud.invert.closure
-WeightMode = Literal["none", "coherence", "quality", "closure", "quality_closure"]
+WeightMode = InversionWeights
 COH_MIN, COH_MAX = 0.01, 0.99  # LiCSBAS/MintPy clip before the variance formula
 # smallest weight of a positive ConvNeXt quality (design frames 10-11; see quality_weights)
 QUALITY_FLOOR = 0.2

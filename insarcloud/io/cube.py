@@ -30,6 +30,8 @@ import xarray as xr
 import zarr
 from affine import Affine
 
+from insarcloud.core.pairs import pair_name as pair_name  # re-exported by insarcloud.io
+from insarcloud.core.pairs import pair_timestamps as parse_pair  # re-exported by insarcloud.io
 from insarcloud.errors import CubeError, StageOutputError
 from insarcloud.io.storage import storage_options_for
 
@@ -58,18 +60,6 @@ def phase_to_mm(phase_rad: Any, wavelength_m: float = WAVELENGTH_M) -> Any:
 def mm_to_phase(d_mm: Any, wavelength_m: float = WAVELENGTH_M) -> Any:
     """LOS displacement (mm, positive toward the satellite) -> unwrapped phase (rad, LiCSAR sign)."""
     return -d_mm / (wavelength_m / (4 * math.pi) * 1000.0)
-
-
-def pair_name(primary: Any, secondary: Any) -> str:
-    return f"{pd.Timestamp(primary):%Y%m%d}_{pd.Timestamp(secondary):%Y%m%d}"
-
-
-def parse_pair(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    try:
-        a, b = name.split("_")
-        return pd.Timestamp(a), pd.Timestamp(b)
-    except ValueError as exc:
-        raise CubeError(f"pair name {name!r} is not YYYYMMDD_YYYYMMDD") from exc
 
 
 def grid_coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

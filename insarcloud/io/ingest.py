@@ -48,6 +48,7 @@ import zarr
 from xarray.coding.times import encode_cf_datetime
 
 from insarcloud.cliargs import MAX_CHUNK, MIN_CHUNK
+from insarcloud.core.pairs import pair_dates
 from insarcloud.errors import ConfigError, CubeError, CubeOwnershipError, ProductError, StorageUnavailableError
 from insarcloud.io import cube as cubemod
 from insarcloud.io import cube_target, ingest_log
@@ -180,8 +181,7 @@ def _template(products: FrameProducts, pairs: list[str], shape: tuple[int, int],
     empty = da.full((n, *shape), np.nan, dtype="float32", chunks=-1)
     meta = products.metadata
     statics = {STATIC_VAR[k]: da.full(shape, np.nan, dtype="float32", chunks=-1) for k in products.statics}
-    prim = pd.to_datetime([p[:8] for p in pairs], format="%Y%m%d")
-    sec = pd.to_datetime([p[9:] for p in pairs], format="%Y%m%d")
+    prim, sec = pair_dates(pairs)
     dates = sorted(set(prim) | set(sec))
     data_vars: dict[str, Any] = {
         "phase": (("pair", "y", "x"), empty),
@@ -238,8 +238,7 @@ def _append_pairs(cube_url: str, so: dict[str, Any] | None, new_pairs: list[str]
     root = cubemod.open_zarr_group(cube_url, None, so, mode="r+")
     n0 = root["pair"].shape[0]
     n1 = n0 + len(new_pairs)
-    prim = pd.to_datetime([p[:8] for p in new_pairs], format="%Y%m%d")
-    sec = pd.to_datetime([p[9:] for p in new_pairs], format="%Y%m%d")
+    prim, sec = pair_dates(new_pairs)
     for name, arr in root.arrays():
         dims = arr.metadata.dimension_names or ()
         if name == "pair" or not dims or dims[0] != "pair":

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
+from insarcloud.core.pairs import PAIR_RE
+from insarcloud.core.pairs import pair_problem as pair_name_problem
 from insarcloud.errors import GridMismatchError, MissingProductError, ProductError, ProductValueError
 from insarcloud.io.storage import get_fs, join, protocol_of, storage_options_for, with_retries
 
 log = logging.getLogger(__name__)
 
 FRAME_RE = re.compile(r"^\d{3}[AD]_\d{5}_\d{6}$")
-PAIR_RE = re.compile(r"^(\d{8})_(\d{8})$")
 PairKind = Literal["unw", "cc", "diff_pha"]
 PAIR_KINDS: tuple[PairKind, ...] = ("diff_pha", "cc", "unw")
 STATIC_KINDS = ("hgt", "E", "N", "U", "landmask")
@@ -218,24 +218,6 @@ def _is_transient(exc: Exception) -> bool:
     from insarcloud.io.storage import is_transient
 
     return is_transient(exc)
-
-
-def pair_name_problem(name: str) -> str | None:
-    """Why a ``YYYYMMDD_YYYYMMDD`` folder name cannot be an interferogram (impossible date, primary not
-    before secondary), or None."""
-    import datetime as _dt
-
-    m = PAIR_RE.match(name)
-    if not m:
-        return "folder name is not YYYYMMDD_YYYYMMDD"
-    for d in m.groups():
-        try:
-            _dt.datetime.strptime(d, "%Y%m%d")
-        except ValueError:
-            return f"folder name holds {d}, which is not a date"
-    if m.group(1) >= m.group(2):
-        return "primary date is not before secondary"
-    return None
 
 
 # Numeric metadata.txt keys the cube's attributes use; any other value stays a string.
@@ -590,9 +572,3 @@ def read_rows(url: str, row0: int, row1: int, kind: str, storage_options: dict[s
             raise
         raise ProductError(f"{url}: cannot read rows {row0}:{row1} ({exc})") from exc
     return to_cube_values(raw, kind, nodata)
-
-
-def pair_dates(pairs: list[str]) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
-    prim = pd.to_datetime([p.split("_")[0] for p in pairs], format="%Y%m%d")
-    sec = pd.to_datetime([p.split("_")[1] for p in pairs], format="%Y%m%d")
-    return prim, sec

@@ -15,6 +15,7 @@ import numpy as np
 import pystac
 from pystac.extensions.projection import ProjectionExtension
 
+from insarcloud.core.pairs import split_pair
 from insarcloud.io.licsar import FrameProducts, Header, read_header
 
 MEDIA_COG = pystac.MediaType.GEOTIFF
@@ -34,7 +35,7 @@ def pair_items(products: FrameProducts, storage_options: dict[str, Any] | None =
             continue
         first = refs.get("diff_pha") or next(iter(refs.values()))
         h = read_header(first.url, storage_options)
-        prim, sec = (_dt.datetime.strptime(d, "%Y%m%d").replace(tzinfo=_dt.UTC) for d in pair.split("_"))
+        prim, sec = (_dt.datetime.strptime(d, "%Y%m%d").replace(tzinfo=_dt.UTC) for d in split_pair(pair))
         west, south, east, north = _bbox(h)
         item = pystac.Item(
             id=f"{products.frame}_{pair}",

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
+from insarcloud.core.options import DEFAULT_TS_GROUP
 from insarcloud.errors import CubeError, NetworkError
 from insarcloud.io import (
     create_stage_template,
@@ -214,7 +215,7 @@ def _reference_region(grid: Grid, dir_maps: dict[str, dict[str, np.ndarray]],
     return region & seen
 
 
-def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = "ts_quality",
+def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = DEFAULT_TS_GROUP,
                bbox: Sequence[float] | None = None, ramp: bool = False, min_overlap: int = 100,
                gnss_csv: str | None = None, reference_box: Sequence[float] | None = None,
                precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None,

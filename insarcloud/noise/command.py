@@ -5,11 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import Any
 
-from insarcloud.cliargs import positive_int
-from insarcloud.errors import ConfigError
+from insarcloud.cliargs import add_model_options, params_from_args, positive_int
+from insarcloud.config import NoiseParams
+from insarcloud.core.options import DEFAULT_TS_GROUP, NOISE_GROUP
 
 log = logging.getLogger(__name__)
+
+#: NoiseParams field -> CLI flag
+FLAGS = {"class_size": "--class-size", "classes": "--classes", "sigma_model": "--sigma-model",
+         "flicker": "--flicker", "alpha_method": "--alpha-method", "selection": "--selection", "level": "--level",
+         "functional": "--functional"}
+
+
+def noise_opts(p: NoiseParams) -> dict[str, Any]:
+    """The estimator options ``noise_cube`` takes (``opts``) from the stage's parameters; the CLI and the area
+    job pass the same dict for the same parameters."""
+    return {"sigma_model": p.sigma_model, "flicker": p.flicker, "alpha_method": p.alpha_method,
+            "functional": p.functional, "selection": p.selection, "level": p.level}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,24 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "by likelihood), Sigma and its Gaussian covariance C0 exp(-r^2/d^2), and per pixel the "
                     "velocity precision with and without the noise model; writes the `noise` group.")
     p.add_argument("cube_url", metavar="CUBE_URL")
-    p.add_argument("--ts", default="ts_quality", help="input ts group (default ts_quality)")
-    p.add_argument("--class-size", type=int, default=1000, help="pixels per class (default 1000)")
-    p.add_argument("--classes", choices=("tiles", "segments"), default="tiles",
-                   help="spatial tiles (default) or segments of the velocity map")
-    p.add_argument("--sigma-model", choices=("gaussian", "full", "diagonal"), default="gaussian",
-                   help="Sigma in the iteration: gaussian (default; any r), full (eq. 8; needs r < m - n)")
-    p.add_argument("--flicker", choices=("flicker", "flicker_powerlaw"), default="flicker",
-                   help="flicker cofactor: eq. 6 (default) or the GNSS power law")
-    p.add_argument("--alpha-method", choices=("likelihood", "wtest"), default="likelihood",
-                   help="AR(1) alpha by restricted likelihood (default) or by the w-test of eq. 5")
-    p.add_argument("--selection", choices=("lrt", "aic"), default="lrt",
-                   help="model choice: boundary likelihood-ratio tests from the 3-component model (default) "
-                        "or Akaike's penalty")
-    p.add_argument("--level", type=float, default=0.05,
-                   help="test level of --selection lrt (default 0.05: chance of keeping an absent component)")
-    p.add_argument("--functional", choices=("seasonal", "linear"), default="seasonal",
-                   help="functional model: eq. 13 (default) or offset + rate")
-    p.add_argument("--group", default="noise", help="output group (default noise)")
+    p.add_argument("--ts", default=DEFAULT_TS_GROUP,
+                   help=f"input ts group (default {DEFAULT_TS_GROUP}, the one insarcloud invert writes by default)")
+    add_model_options(p, NoiseParams, FLAGS)  # the area config's params.noise, one definition
+    p.add_argument("--group", default=NOISE_GROUP, help=f"output group (default {NOISE_GROUP})")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address (default $INSARCLOUD_DASK_SCHEDULER, else a LocalCluster)")
     p.add_argument("--workers", type=positive_int, default=None, help="LocalCluster worker processes")
@@ -47,18 +47,14 @@ def run_noise(args: argparse.Namespace) -> int:
     from insarcloud.engines import dask_client
     from insarcloud.noise.dask_ops import noise_cube
 
-    if args.class_size < 4:
-        raise ConfigError(f"--class-size must be >= 4, got {args.class_size}")
-    if not 0.0 < args.level < 1.0:
-        raise ConfigError(f"--level must be in (0, 1), got {args.level}")
-    opts = {"sigma_model": args.sigma_model, "flicker": args.flicker, "alpha_method": args.alpha_method,
-            "functional": args.functional, "selection": args.selection, "level": args.level}
+    params = params_from_args(NoiseParams, args, FLAGS)
+    opts = noise_opts(params)
     from insarcloud.io.cube import require_input  # the input, before the cluster starts
 
     require_input(args.cube_url, args.ts, fix="run insarcloud invert CUBE --weights W first (it writes ts_W), "
                   "or pass --ts with one of the cube's ts_* groups")
     with dask_client(args.scheduler, n_workers=args.workers):
-        group, skipped = noise_cube(args.cube_url, ts_group=args.ts, group=args.group, classes=args.classes,
-                                    class_size=args.class_size, opts=opts)
+        group, skipped = noise_cube(args.cube_url, ts_group=args.ts, group=args.group, classes=params.classes,
+                                    class_size=params.class_size, opts=opts)
     print(json.dumps({"group": group, "skipped": skipped}))
     return 0

@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from insarcloud.core.options import DEFAULT_TS_GROUP
 from insarcloud.errors import CubeError
 from insarcloud.io import open_cube, resolve_output, write_stage_output
 
@@ -186,7 +187,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     return ds
 
 
-def noise_cube(url: str, *, ts_group: str = "ts_quality", group: str = "noise", classes: ClassKind = "tiles",
+def noise_cube(url: str, *, ts_group: str = DEFAULT_TS_GROUP, group: str = "noise", classes: ClassKind = "tiles",
                class_size: int = 1000, opts: dict | None = None,
                storage_options: dict | None = None) -> tuple[str, bool]:
     """Run the noise stage on a cube (needs an active distributed Client for a cluster run).

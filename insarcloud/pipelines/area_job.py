@@ -133,13 +133,13 @@ def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
 
 
 def _noise(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
+    from insarcloud.noise.command import noise_opts
     from insarcloud.noise.dask_ops import noise_cube
 
     p = cfg.params.noise
     group, skipped = noise_cube(cfg.cube_url(frame), ts_group=_ts_group(cfg), classes=p.classes,
                                 class_size=p.class_size,
-                                opts={"sigma_model": p.sigma_model, "flicker": p.flicker,
-                                      "alpha_method": p.alpha_method, "functional": p.functional},
+                                opts=noise_opts(p),
                                 storage_options=ctx["so"])
     return {"group": group, "skipped": skipped}
 
@@ -202,8 +202,10 @@ def preflight(cfg: AreaJobConfig) -> None:
 def engines(cfg: AreaJobConfig, need_ray: bool) -> Iterator[Any]:
     from insarcloud.engines import dask_client, init_ray, shutdown_ray
 
-    with dask_client(cfg.engines.resolved_dask_scheduler()) as client:
-        ray = init_ray(cfg.engines.resolved_ray_address()) if need_ray else None
+    e = cfg.engines
+    with dask_client(e.resolved_dask_scheduler(), n_workers=e.local_workers,
+                     threads_per_worker=e.local_threads_per_worker) as client:
+        ray = init_ray(e.resolved_ray_address(), num_cpus=e.local_ray_cpus) if need_ray else None
         try:
             yield client
         finally:

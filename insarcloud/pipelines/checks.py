@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from insarcloud.core.pairs import epochs
 from insarcloud.errors import ConfigError
 
 log = logging.getLogger("insarcloud.area_job")
@@ -82,7 +83,7 @@ def _epochs(cfg: Any, frame: str) -> int | None:
     except Exception as exc:  # noqa: BLE001 - ingest reports an unreadable source with its own message
         log.debug("could not list %s for the up-front checks: %s", frame, exc)
         return None
-    return len({d for pair in products.pairs for d in pair.split("_")})
+    return len(epochs(products.pairs))
 
 
 def _complete(cfg: Any, frame: str, group: str) -> bool:

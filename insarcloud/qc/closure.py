@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from insarcloud.core.phase import wrap
 from insarcloud.errors import InputArrayError
 from insarcloud.qc.network import Triplets
 
@@ -155,8 +156,7 @@ def wrapped_closure(phase: np.ndarray, trip: Triplets) -> np.ndarray:
     """
     phase = _check_stack(phase, trip, "phase")
     s = phase[trip.ij].astype(np.float32) + phase[trip.jk] - phase[trip.ik]
-    # wrap into [-pi, pi): same value as np.angle(np.exp(1j*s)) without complex temporaries
-    return (np.mod(s + np.float32(np.pi), np.float32(TWO_PI)) - np.float32(np.pi)).astype(np.float32)
+    return wrap(s).astype(np.float32, copy=False)  # [-pi, pi), float32 arithmetic for float32 input
 
 
 def closure_partials(raw: np.ndarray) -> ClosurePartials:

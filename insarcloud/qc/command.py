@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from insarcloud.cliargs import int_range, odd_int, port, positive_float, positive_int
+from insarcloud.cliargs import int_range, odd_int, params_from_args, port, positive_float, positive_int
 from insarcloud.errors import InsarcloudError
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,9 @@ def _params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         p = QCParams.from_yaml(Path(args.config).read_text())
     else:
         p = QCParams()
-    over = {k: getattr(args, k) for k in ("window", "loop_thre", "block") if getattr(args, k, None) is not None}
-    return p.model_copy(update=over) if over else p
+    # the options given override the YAML's values, validated again (model_copy(update=) would not validate)
+    return params_from_args(QCParams, args, {"window": "--window", "loop_thre": "--loop-thre", "block": "--block"},
+                            base=p.model_dump())
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -8,10 +8,22 @@ import json
 import logging
 import sys
 
-from insarcloud.cliargs import int_range, nonnegative_int, positive_float, positive_int
+from insarcloud.cliargs import (
+    add_model_options,
+    int_range,
+    nonnegative_int,
+    params_from_args,
+    positive_float,
+    positive_int,
+)
+from insarcloud.config import QualityParams
 from insarcloud.errors import InsarcloudError
 
 log = logging.getLogger(__name__)
+
+#: QualityParams field -> CLI flag (and the namespace name where it differs)
+QUALITY_FLAGS = {"num_actors": ("--actors", "actors"), "checkpoint": "--checkpoint", "tile": "--tile",
+                 "overlap": "--overlap", "threads": "--threads", "batch_size": "--batch-size"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,14 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("cube_url", help="frame cube, e.g. s3://bucket/cubes/106A_09048_000909.zarr")
     q.add_argument("--ray-address", dest="ray_address", default=None,
                    help="Ray address (ray://head:10001, auto); default $INSARCLOUD_RAY_ADDRESS or a local Ray")
-    q.add_argument("--actors", type=positive_int, default=2, help="actors in the pool (default 2)")
-    q.add_argument("--checkpoint", default=None,
-                   help="checkpoint URL/path, or a packaged model: default (the shipped one), unw_error")
-    q.add_argument("--tile", type=int_range(32, 4096), default=256, help="model tile side, pixels (default 256)")
-    q.add_argument("--overlap", type=nonnegative_int, default=64, help="blended tile overlap, pixels (default 64)")
-    q.add_argument("--threads", type=int_range(1, 256), default=1,
-                   help="torch threads / Ray CPUs per actor (default 1)")
-    q.add_argument("--batch-size", dest="batch_size", type=int_range(1, 256), default=4, help="tiles per forward pass")
+    add_model_options(q, QualityParams, QUALITY_FLAGS, bounds_at_parse=True)  # the area config's params.quality
     q.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 autocast (auto: GPU, or a CPU with AMX/AVX512-BF16)")
     q.set_defaults(func=run_quality)
@@ -75,10 +80,11 @@ def run_quality(args: argparse.Namespace) -> int:
     from insarcloud.qc.serve import run_quality as _run
 
     try:
-        params = ServeParams(checkpoint=args.checkpoint or str(DEFAULT_CHECKPOINT), tile=args.tile,
-                             overlap=args.overlap, threads=args.threads, batch_size=args.batch_size,
+        q = params_from_args(QualityParams, args, QUALITY_FLAGS)
+        params = ServeParams(checkpoint=q.checkpoint or str(DEFAULT_CHECKPOINT), tile=q.tile,
+                             overlap=q.overlap, threads=q.threads, batch_size=q.batch_size,
                              bf16={"auto": None, "on": True, "off": False}[args.bf16])
-        r = _run(args.cube_url, params, ray_address=ray_address(args.ray_address), n_actors=args.actors)
+        r = _run(args.cube_url, params, ray_address=ray_address(args.ray_address), n_actors=q.num_actors)
     except (InsarcloudError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from insarcloud.errors import InputArrayError
+from insarcloud.qc.thresholds import RuleThresholds as RuleThresholds  # defined numpy-free
 
 GOOD, BAD, UNCERTAIN, NODATA = 0, 1, 2, 255
 LABEL_NAMES = {GOOD: "good", BAD: "bad", UNCERTAIN: "uncertain", NODATA: "nodata"}
@@ -46,23 +47,6 @@ LABEL_NAMES = {GOOD: "good", BAD: "bad", UNCERTAIN: "uncertain", NODATA: "nodata
 #: Reason bits (``reason`` maps): why a pixel is not good (R_WRAPPED and R_UNSUPPORTED alone give
 #: UNCERTAIN, the others BAD).
 R_CLOSURE, R_COH, R_STD, R_WRAPPED, R_UNSUPPORTED = 1, 2, 4, 8, 16
-
-
-class RuleThresholds(NamedTuple):
-    """Thresholds of the rule labels (see the module docstring for how they combine)."""
-
-    loop_pixel_thre: float = float(np.pi)
-    coh_bad: float = 0.2
-    coh_good: float = 0.35
-    std_bad: float = 1.3
-    std_good: float = 0.8
-    wrapped_good: float = 1.0
-    ifg_bad_frac: float = 0.5
-    ifg_good_frac: float = 0.6
-    ifg_max_bad_frac: float = 0.1
-    tile_bad_frac: float = 0.5
-    tile_good_frac: float = 0.8
-    tile_max_bad_frac: float = 0.05
 
 
 class PixelLabels(NamedTuple):

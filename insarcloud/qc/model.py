@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from insarcloud._compat import import_timm
+from insarcloud.core.options import tile_overlap_error
 
 EncoderName = Literal["atto", "nano", "tiny"]
 StemKind = Literal["plain", "phase"]
@@ -273,8 +274,8 @@ def tile_starts_global(n: int, tile: int, overlap: int) -> np.ndarray:
     computes exactly the tiles the whole image would, and blended results agree across chunk borders.
     The last tile may run past ``n`` (it is padded with NaN = no data).
     """
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+    if why := tile_overlap_error(tile, overlap):  # the project's one rule: 0 <= overlap < tile / 2
+        raise ValueError(why)
     stride = tile - overlap
     return np.arange(0, max(n - overlap, 1), stride, dtype=np.int64)
 

@@ -6,15 +6,14 @@ Its loop closure is ``unw[ij] + unw[jk] - unw[ik]`` (LiCSBAS ``make_loop_matrix`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
+from insarcloud.core.pairs import closed_triplets, split_pair
+from insarcloud.core.pairs import epochs as epochs  # re-exported: qc.dask_ops and qc.products take it from here
 from insarcloud.errors import NetworkError
-
-_PAIR_RE = re.compile(r"^(\d{8})_(\d{8})$")
 
 
 class Triplets(NamedTuple):
@@ -54,17 +53,6 @@ class Triplets(NamedTuple):
         return np.abs(self.loop_matrix()).sum(axis=0).astype(np.int64)
 
 
-def parse_pair(name: str) -> tuple[str, str]:
-    """Split ``"YYYYMMDD_YYYYMMDD"`` into (primary, secondary); raise NetworkError when malformed."""
-    m = _PAIR_RE.match(str(name))
-    if m is None:
-        raise NetworkError(f"pair name {name!r} is not 'YYYYMMDD_YYYYMMDD'")
-    p, s = m.group(1), m.group(2)
-    if p >= s:
-        raise NetworkError(f"pair {name!r}: primary {p} is not earlier than secondary {s}")
-    return p, s
-
-
 def find_triplets(pairs: Sequence[str]) -> Triplets:
     """All closed triplets of a pair list.
 
@@ -84,31 +72,20 @@ def find_triplets(pairs: Sequence[str]) -> Triplets:
     >>> t.names, t.ij.tolist(), t.jk.tolist(), t.ik.tolist()
     (['20240106_20240118_20240130'], [0], [1], [2])
     """
-    index: dict[tuple[str, str], int] = {}
-    for n, name in enumerate(pairs):
-        key = parse_pair(name)
-        if key in index:
+    keys = [split_pair(name) for name in pairs]
+    seen: set[tuple[str, str]] = set()
+    for name, key in zip(pairs, keys, strict=True):
+        if key in seen:
             raise NetworkError(f"pair {name!r} appears twice in the network")
-        index[key] = n
-    by_primary: dict[str, list[str]] = {}
-    for p, s in index:
-        by_primary.setdefault(p, []).append(s)
-    ij, jk, ik, names = [], [], [], []
-    for di in sorted(by_primary):
-        secs = sorted(by_primary[di])
-        for dj in secs:
-            for dk in sorted(by_primary.get(dj, [])):
-                if (di, dk) in index:
-                    ij.append(index[(di, dj)])
-                    jk.append(index[(dj, dk)])
-                    ik.append(index[(di, dk)])
-                    names.append(f"{di}_{dj}_{dk}")
+        seen.add(key)
+    trip = closed_triplets([p for p, _ in keys], [s for _, s in keys])
+    names = [f"{keys[a][0]}_{keys[a][1]}_{keys[b][1]}" for a, b, _ in trip.tolist()]
     return Triplets(
-        np.asarray(ij, dtype=np.int64),
-        np.asarray(jk, dtype=np.int64),
-        np.asarray(ik, dtype=np.int64),
+        np.ascontiguousarray(trip[:, 0]),
+        np.ascontiguousarray(trip[:, 1]),
+        np.ascontiguousarray(trip[:, 2]),
         names,
-        len(index),
+        len(keys),
     )
 
 
@@ -122,11 +99,3 @@ def require_triplets(pairs: Sequence[str]) -> Triplets:
             "and ik all present): loop closure cannot be computed"
         )
     return t
-
-
-def epochs(pairs: Sequence[str]) -> list[str]:
-    """Sorted unique epochs (``YYYYMMDD``) of a pair list."""
-    out: set[str] = set()
-    for name in pairs:
-        out.update(parse_pair(name))
-    return sorted(out)

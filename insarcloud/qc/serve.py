@@ -77,7 +77,7 @@ class ServeParams(BaseModel):
         return str(PACKAGED_CHECKPOINTS[v]) if v in PACKAGED_CHECKPOINTS else v
 
     def model_post_init(self, __context: object) -> None:
-        from insarcloud.cliargs import tile_overlap_error  # the project's one tile/overlap rule
+        from insarcloud.core.options import tile_overlap_error  # the project's one tile/overlap rule
 
         if why := tile_overlap_error(self.tile, self.overlap):
             raise ValueError(why)

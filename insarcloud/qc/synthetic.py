@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from insarcloud.core.phase import wrap
+
 #: True coherence below which a pixel counts as decorrelated in the truth mask.
 DECORRELATED = 0.2
 
@@ -103,7 +105,7 @@ def make_stack(
     noise[rnd] = rng.uniform(-np.pi, np.pi, int(rnd.sum()))
     true_unw = np.stack([epoch_phase[j] - epoch_phase[i] for i, j in idx])
     noisy = true_unw + noise
-    phase = np.mod(noisy + np.pi, 2 * np.pi) - np.pi
+    phase = wrap(noisy)
     unw = noisy + 2 * np.pi * cycles
     coh = np.clip(coh_true + 0.04 * rng.standard_normal((n, ny, nx)), 0.0, 1.0)
     truth = (unw_error | (coh_true < DECORRELATED)).astype(np.uint8)

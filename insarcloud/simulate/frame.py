@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage
 
+from insarcloud.core.phase import wrap_angle as wrap_phase  # re-exported (__all__)
 from insarcloud.errors import ConfigError
 
 from .atmosphere import AtmosphereParams, acquisition_atmosphere
@@ -59,12 +60,6 @@ LOS_SIGN_CONVENTION = (
 def mm_to_phase_rad(d_mm: np.ndarray) -> np.ndarray:
     """Interferometric phase (rad) of a LOS displacement (mm, + toward the satellite)."""
     return -4.0 * np.pi / WAVELENGTH_M * np.asarray(d_mm) / 1000.0
-
-
-def wrap_phase(phase: np.ndarray) -> np.ndarray:
-    """Wrap to (-pi, pi] (same as ``np.angle(np.exp(1j * phase))``, without the complex temporaries)."""
-    p = np.asarray(phase)
-    return np.pi - np.mod(np.pi - p, 2 * np.pi)
 
 
 @dataclass(frozen=True)

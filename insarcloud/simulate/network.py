@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from insarcloud.core.pairs import pair_names
 from insarcloud.errors import ConfigError
 
 __all__ = ["Network", "acquisition_dates", "make_network", "pair_names"]
@@ -105,9 +106,3 @@ def make_network(start_date: str | np.datetime64, n_epochs: int, rng: np.random.
     prim = np.array([p[0] for p in kept], dtype=np.int64)
     sec = np.array([p[1] for p in kept], dtype=np.int64)
     return Network(dates, prim, sec, n_fwd.astype(np.int64), missing, dropped, bperp, master)
-
-
-def pair_names(dates: np.ndarray, primary: np.ndarray, secondary: np.ndarray) -> list[str]:
-    """LiCSAR pair names ``YYYYMMDD_YYYYMMDD``."""
-    s = [str(d).replace("-", "") for d in np.asarray(dates, dtype="datetime64[D]")]
-    return [f"{s[i]}_{s[j]}" for i, j in zip(primary, secondary, strict=True)]

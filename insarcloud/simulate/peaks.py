@@ -11,21 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from insarcloud.core.phase import wrap
+
 __all__ = ["PeaksCase", "make_peaks_case", "peaks", "wrap"]
-
-
-def wrap(phase: np.ndarray) -> np.ndarray:
-    """Wrap phase into [-pi, pi).
-
-    Parameters
-    ----------
-    phase : ndarray, any shape, float, rad
-
-    Returns
-    -------
-    ndarray, same shape and dtype, rad in [-pi, pi)
-    """
-    return (phase + np.pi) % (2 * np.pi) - np.pi
 
 
 def peaks(n: int = 49) -> np.ndarray:

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import fft
 
+from insarcloud.core.phase import wrap
+
 __all__ = [
     "LSResult",
     "divergence",
@@ -25,11 +27,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def wrap(phase: np.ndarray) -> np.ndarray:
-    """Wrap phase (rad) into [-pi, pi); NaN stays NaN."""
-    return (phase + np.pi) % (2 * np.pi) - np.pi
 
 
 def wrapped_gradients(psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

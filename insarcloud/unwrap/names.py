@@ -2,7 +2,5 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-Method = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
-METHODS: tuple[str, ...] = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu")
+from insarcloud.core.options import UNWRAP_METHODS as METHODS  # noqa: F401 (re-exported)
+from insarcloud.core.options import UnwrapMethod as Method  # noqa: F401 (re-exported)

@@ -70,7 +70,8 @@ def test_actor_pool_writes_forecast_group(ray_local, bucket, storage_options):
     _write_cube(url, storage_options, r)
     furl = f"{bucket}/factors/region.zarr"
     write_factor_stack(r.factors, furl, "zarr", storage_options)
-    kw = dict(model="mhca_gru", storage_options=storage_options, train_pixels=60, n_steps=72, n_actors=2,
+    kw = dict(model="mhca_gru", ts_group="ts_quality", storage_options=storage_options, train_pixels=60, n_steps=72,
+              n_actors=2,
               train_cfg={"epochs": 3, "batch_size": 256, "lr": 3e-3},
               model_cfg={"width": 8, "heads": 2, "rnn_layers": 1})
     s = run_forecast(url, furl, **kw)
@@ -94,7 +95,8 @@ def test_actor_pool_writes_forecast_group(ray_local, bucket, storage_options):
     # the CLI sub-command on the same cube (Ray is already up, so init_ray connects to it)
     from insarcloud.cli import main
 
-    rc = main(["forecast", url, "--factors", furl, "--model", "gru", "--group", "forecast_cli", "--steps", "6",
+    rc = main(["forecast", url, "--factors", furl, "--ts", "ts_quality", "--model", "gru", "--group", "forecast_cli",
+               "--steps", "6",
                "--train-pixels", "20", "--epochs", "1", "--batch-size", "256", "--lr", "1e-3",
                "--actors", "1", "--target", "harmonic_residual", "--factor-future", "climatology",
                "--rollout", "2"])

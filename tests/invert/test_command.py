@@ -16,7 +16,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_parser_defaults_and_reference_forms():
     args = _parse(["s3://b/cubes/f.zarr"])
-    assert args.weights == "none" and args.source == "unw" and args.gamma == 1e-4 and args.func is run_invert
+    assert args.weights == "quality_closure" and args.source == "unw" and args.gamma == 1e-4 and args.func is run_invert
     assert _reference(args) == (None, None)
     args = _parse(["s3://b/c.zarr", "--weights", "quality", "--ref-y", "3", "--ref-x", "4", "--gamma", "0"])
     assert _reference(args) == ((3, 4), None) and args.weights == "quality" and args.gamma == 0
