@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def simulate_inputs(size: int, epochs: int, storage_options: dict) -> list[str]:
     return frames
 
 
-def start_local_ray(tries: int = 3) -> None:
+def start_local_ray(tries: int = 6) -> None:
     """Start the local Ray now, retrying, unless a Ray address is configured ($INSARCLOUD_RAY_ADDRESS).
 
     On a loaded machine a raylet can miss Ray's fixed 30 s registration wait ("The current node timed out
@@ -136,6 +137,16 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int =
     }
 
 
+def stage_times(result: Any) -> str:
+    """``ingest 41, qc 106, ...``: each stage's wall seconds on its slowest frame, then mosaic and report."""
+    per: dict[str, float] = {}
+    for r in result.frames.values():
+        for stage, sec in r.stage_seconds.items():
+            per[stage] = max(per.get(stage, 0.0), sec)
+    per.update({k: v for k, v in result.seconds.items() if k in ("mosaic", "report")})
+    return ", ".join(f"{k} {v:.0f}" for k, v in per.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo-output", help="local folder for the copied results")
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     verdict = summary["truth_verdict"]
     print(f"\ndone in {time.perf_counter() - t0:.0f}s; {len(result.failed)} frame(s) failed; {verdict[0]}")
+    print(f"  stage seconds (slowest frame; frames run in parallel): {stage_times(result)}")
     for line in verdict[1:]:
         print(f"  {line}")
     print(f"report:     {out / 'reports' / AREA / 'index.html'}")
