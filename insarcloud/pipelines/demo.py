@@ -93,14 +93,43 @@ def start_local_ray(tries: int = 6) -> None:
     if ray_address(None):
         return
     for k in range(1, tries + 1):
+        before = _children()
         try:
             init_ray()
             return
         except Exception as exc:  # ray raises a bare Exception for the startup timeout
+            ray.shutdown()
+            # a try that timed out leaves its GCS, dashboard, log monitor (and raylet) running: ray.shutdown()
+            # knows no node to stop; stop the processes this try started (this process's new children)
+            _stop(_children() - before)
             if k == tries:
                 raise
             print(f"  local Ray did not start ({exc}); try {k + 1} of {tries}")
-            ray.shutdown()
+
+
+def _children() -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def _stop(pids: set[int], timeout: float = 10.0) -> None:
+    """Terminate these processes (ours), then kill those still running after ``timeout`` seconds."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+            procs[-1].terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int = DEFAULT_SIZE) -> dict:
