@@ -68,6 +68,7 @@ def test_demo_config_is_valid_for_any_frame_size(size):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a whole job: 763-1079 s at load 20-34; at load ~40, 600 s ran out in noise
 def test_area_job_beats_a_zero_map_on_a_small_demo_scene(small_frame, bucket, storage_options, s3_endpoint):
     from insarcloud.config import parse_config
     from insarcloud.pipelines.area_job import run_area
