@@ -179,7 +179,8 @@ def _truth_context(truth: dict[str, Any]) -> dict[str, Any]:
             fr, hr = st["forecast_rmse_mm"], st["harmonic_rmse_mm"]
             forecast.append({"frame": f, "years": f"{st['horizon_days'] / 365.25:.1f}", "rmse": _fmt(fr),
                              "harmonic": _fmt(hr), "spread": _fmt(st.get("truth_spread_mm")),
-                             "versus": (f"{round(abs(1 - fr / hr) * 100)}% {'below' if fr < hr else 'above'} the "
+                             "versus": ("ties the harmonic baseline (within 1%)" if abs(fr - hr) <= 0.01 * hr else
+                                        f"{round(abs(1 - fr / hr) * 100)}% {'below' if fr < hr else 'above'} the "
                                         f"harmonic baseline") if hr else "n/a", "n": st.get("n", 0)})
     return {"rows": rows, "headline": truth_headline(truth), "forecast": forecast}
 
