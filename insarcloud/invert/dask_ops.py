@@ -362,11 +362,14 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
 
     ref = {"y": ref_yx[0], "x": ref_yx[1]} if ref_yx else (
         {"lat": ref_latlon[0], "lon": ref_latlon[1]} if ref_latlon else None)
-    root = open_cube(url, storage_options)
+    # every task holds all pairs of its pixels (invert_dataset's rechunk): read them so, one Dask task per
+    # variable and spatial chunk instead of one per pair (a 400-pair 64 px frame made ~1200 read tasks)
+    pairs_whole = {"pair": -1}
+    root = open_cube(url, storage_options, chunks=pairs_whole)
     var = weight_variable(weights)
     weight_ds = None
     if var is not None and var not in root:
-        weight_ds = open_cube(url, storage_options, group=var)
+        weight_ds = open_cube(url, storage_options, group=var, chunks=pairs_whole)
     floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
     params = stage_params(weights, source, gamma, ref, floor, correct_unwrap, gacos, gacos_missing)
     gacos_ds = None
@@ -379,7 +382,7 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
     if plan.done:
         log.info("%s of %s is complete with the same parameters: nothing to do", plan.group, url)
         return plan.group, None
-    source_ds = None if source == "unw" else open_cube(url, storage_options, group=source)
+    source_ds = None if source == "unw" else open_cube(url, storage_options, group=source, chunks=pairs_whole)
     ds, info = invert_dataset(root, weights=weights, source=source, source_ds=source_ds, weight_ds=weight_ds,
                               gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk, quality_floor=floor,
                               mask_water=mask_water, correct_unwrap=correct_unwrap, gacos_ds=gacos_ds,

@@ -54,7 +54,7 @@ from insarcloud.io import cube as cubemod
 from insarcloud.io import cube_target, ingest_log
 
 # The Dask tasks live in ingest_tasks; these names stay importable from here (tests, benchmarks).
-from insarcloud.io.ingest_tasks import WRITE_HOOKS, Grid, _cube_array, _ingest_products  # noqa: F401
+from insarcloud.io.ingest_tasks import WRITE_HOOKS, Grid, _cube_array, _ingest_batch, _ingest_products  # noqa: F401
 from insarcloud.io.licsar import (
     PAIR_KINDS,
     STATIC_VAR,
@@ -524,15 +524,17 @@ def _ingest_frame(source_url: str, frame: str, cube_url: str, *, storage_options
 
     have = set(mem.group().array_keys()) if mem is not None else set(
         cubemod.open_zarr_group(cube_url, None, so).array_keys())
-    tasks = [dask.delayed(_ingest_products)(cube_url, so, src_so, run_id, f"static:{kind}", None,
-                                            [(var, url, kind)], grid, product_threads)
+    calls = [(cube_url, so, src_so, run_id, f"static:{kind}", None, [(var, url, kind)], grid, product_threads)
              for var, url, kind in static_items]
     for pair in todo:
         items = [(PAIR_VARS[k], products.pairs[pair][k].url, k) for k in PAIR_KINDS
                  if k in products.pairs[pair] and PAIR_VARS[k] in have]
-        tasks.append(dask.delayed(_ingest_products)(cube_url, so, src_so, run_id, pair, position[pair], items,
-                                                    grid, product_threads))
-    results = run(tasks)
+        calls.append((cube_url, so, src_so, run_id, pair, position[pair], items, grid, product_threads))
+    # One task per pair, or up to 16 pairs per task when a frame has hundreds (>= 32 tasks left either way):
+    # each pair still gets its own record and isolation (ingest_tasks._ingest_batch).
+    per_task = max(1, min(16, len(calls) // 32))
+    tasks = [dask.delayed(_ingest_batch)(calls[i:i + per_task]) for i in range(0, len(calls), per_task)]
+    results = [r for batch in run(tasks) for r in batch]
     lap("write")
     task_seconds: collections.Counter = collections.Counter()
     for res in results:

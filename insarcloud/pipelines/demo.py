@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def simulate_inputs(size: int, epochs: int, storage_options: dict) -> list[str]:
     return frames
 
 
-def start_local_ray(tries: int = 3) -> None:
+def start_local_ray(tries: int = 6) -> None:
     """Start the local Ray now, retrying, unless a Ray address is configured ($INSARCLOUD_RAY_ADDRESS).
 
     On a loaded machine a raylet can miss Ray's fixed 30 s registration wait ("The current node timed out
@@ -92,14 +93,43 @@ def start_local_ray(tries: int = 3) -> None:
     if ray_address(None):
         return
     for k in range(1, tries + 1):
+        before = _children()
         try:
             init_ray()
             return
         except Exception as exc:  # ray raises a bare Exception for the startup timeout
+            ray.shutdown()
+            # a try that timed out leaves its GCS, dashboard, log monitor (and raylet) running: ray.shutdown()
+            # knows no node to stop; stop the processes this try started (this process's new children)
+            _stop(_children() - before)
             if k == tries:
                 raise
             print(f"  local Ray did not start ({exc}); try {k + 1} of {tries}")
-            ray.shutdown()
+
+
+def _children() -> set[int]:
+    import psutil
+
+    return {c.pid for c in psutil.Process().children(recursive=True)}
+
+
+def _stop(pids: set[int], timeout: float = 10.0) -> None:
+    """Terminate these processes (ours), then kill those still running after ``timeout`` seconds."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+            procs[-1].terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int = DEFAULT_SIZE) -> dict:
@@ -126,12 +156,24 @@ def config_dict(frames: list[str], stages: list[str], endpoint: str, size: int =
                    "forecast": {"factors_url": "{output_url}/factors/{frame}.zarr", "epochs": 8,
                                 "max_train_seconds": 40, "early_stop": 3, "train_pixels": 400, "horizon": 61,
                                 "target": DEMO_FORECAST_TARGET, "factor_future": "climatology"},
-                   # one model tile per frame: the default 256 px tile would pad a 64 px frame to 16x the pixels
-                   "quality": {"num_actors": 1, "tile": tile, "overlap": min(32, tile // 4)}},
+                   # one model tile per frame: the default 256 px tile would pad a 64 px frame to 16x the pixels;
+                   # 16 tiles per forward pass = 16 pairs per actor call (one read per variable, one region
+                   # write): one pair per call cost ~4x more in requests and call overhead than in inference
+                   "quality": {"num_actors": 1, "tile": tile, "overlap": min(32, tile // 4), "batch_size": 16}},
         "report": {"truth_url": "{output_url}/truth/{frame}.zarr",
                    "points": [{"name": "bowl", "lon": CENTRE[0], "lat": CENTRE[1]},
                               {"name": "north", "lon": CENTRE[0] - 0.01, "lat": CENTRE[1] + 0.03}]},
     }
+
+
+def stage_times(result: Any) -> str:
+    """``ingest 41, qc 106, ...``: each stage's wall seconds on its slowest frame, then mosaic and report."""
+    per: dict[str, float] = {}
+    for r in result.frames.values():
+        for stage, sec in r.stage_seconds.items():
+            per[stage] = max(per.get(stage, 0.0), sec)
+    per.update({k: v for k, v in result.seconds.items() if k in ("mosaic", "report")})
+    return ", ".join(f"{k} {v:.0f}" for k, v in per.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     verdict = summary["truth_verdict"]
     print(f"\ndone in {time.perf_counter() - t0:.0f}s; {len(result.failed)} frame(s) failed; {verdict[0]}")
+    print(f"  stage seconds (slowest frame; frames run in parallel): {stage_times(result)}")
     for line in verdict[1:]:
         print(f"  {line}")
     print(f"report:     {out / 'reports' / AREA / 'index.html'}")

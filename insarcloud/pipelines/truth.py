@@ -268,8 +268,10 @@ def truth_verdict(truth: Mapping[str, Any] | None, precision_group: str = "noise
     for f, st in truth.get("forecast", {}).items():
         if "forecast_rmse_mm" in st:
             fr, hr = st["forecast_rmse_mm"], st["harmonic_rmse_mm"]
-            cmp = "below" if fr < hr else "NOT below"
-            lines.append(f"{f} forecast: {st['horizon_days'] / 365.25:.1f}-year RMSE {fr:.1f} mm against the "
-                         f"truth's continuation, {cmp} the harmonic baseline's {hr:.1f} mm "
+            # within 1% is a tie, not a win: the harmonic-residual design adds the network's residual to the
+            # harmonic fit, and a residual near zero leaves the baseline's score (the demo: 8.639 vs 8.640 mm)
+            cmp = ("ties (within 1%)" if abs(fr - hr) <= 0.01 * hr else "is below" if fr < hr else "is NOT below")
+            lines.append(f"{f} forecast: {st['horizon_days'] / 365.25:.1f}-year RMSE {fr:.2f} mm against the "
+                         f"truth's continuation, {cmp} the harmonic baseline's {hr:.2f} mm "
                          f"(truth spread {st['truth_spread_mm']:.1f} mm)")
     return [head, *lines]

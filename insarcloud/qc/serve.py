@@ -187,6 +187,7 @@ class QualityWorker:
         # instead of once per pair.
         self._blocks: dict[tuple[int, str], tuple[tuple[int, int, tuple, tuple], np.ndarray]] = {}
         self._pair_index: dict[int, dict[str, int]] = {}
+        self._masks: dict[tuple[int, tuple, tuple], np.ndarray] = {}
 
     def info(self) -> dict[str, Any]:
         return {"device": str(self.device), "bf16": self.bf16, "pid": os.getpid(),
@@ -209,28 +210,55 @@ class QualityWorker:
             self._pair_index[id(d)] = {str(v): i for i, v in enumerate(d["pair"].values)}
         return self._pair_index[id(d)]
 
-    def _read_pair(self, d: Any, name: str, pair: str, ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
-        """``d[name]`` at ``pair`` over the window, reading whole pair-chunks once (see ``__init__``)."""
+    def run(self, job: ChunkJob) -> dict[str, Any]:
+        """Write the quality of one chunk job; returns its record (``key``, seconds read/infer/total, ...)."""
+        return self.run_many([job])[0]
+
+    def _landmask(self, ds: Any, ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray | None:
+        """The cube's landmask over the window (static: read once per actor and window)."""
         from insarcloud import io
 
-        i = self._pairs(d)[pair]
+        if "landmask" not in ds.data_vars:
+            return None
+        key = (id(ds), ys, xs)
+        if key not in self._masks:
+            self._masks[key] = np.asarray(io.with_retries(
+                lambda: ds["landmask"].isel(y=slice(*ys), x=slice(*xs)).values))
+        return self._masks[key]
+
+    def _read_pairs(self, d: Any, name: str, pairs: list[str], ys: tuple[int, int], xs: tuple[int, int]
+                    ) -> np.ndarray:
+        """``d[name]`` at ``pairs`` over the window, (pair, y, x) float32, reading each pair-chunk once.
+
+        The pair-chunks that hold ``pairs`` are read in one call (the store fetches them concurrently) and
+        kept until a job needs others, so consecutive jobs (store order) read each object once."""
+        from insarcloud import io
+
+        index = self._pairs(d)
+        idx = np.array([index[p] for p in pairs])
         n = d.sizes["pair"]
         per = int((d[name].encoding.get("chunks") or (1,))[0])
-        c0 = (i // per) * per
-        key = (c0, min(n, c0 + per), ys, xs)
+        c0, c1 = (int(idx.min()) // per) * per, min(n, (int(idx.max()) // per + 1) * per)
+        key = (c0, c1, ys, xs)
         cached = self._blocks.get((id(d), name))
-        if cached is None or cached[0] != key:
-            block = io.with_retries(lambda: d[name].isel(pair=slice(key[0], key[1]), y=slice(*ys),
-                                                         x=slice(*xs)).values)
+        if cached is None or not (cached[0][0] <= c0 and c1 <= cached[0][1] and cached[0][2:] == (ys, xs)):
+            block = io.with_retries(lambda: d[name].isel(pair=slice(c0, c1), y=slice(*ys), x=slice(*xs)).values)
             cached = (key, np.asarray(block, np.float32))
             self._blocks[(id(d), name)] = cached
-        return cached[1][i - c0]
+        return cached[1][idx - cached[0][0]]
 
-    def run(self, job: ChunkJob) -> dict[str, Any]:
+    def run_many(self, jobs: list[ChunkJob]) -> list[dict[str, Any]]:
+        """Write the quality of several chunk jobs; one record per job, in order.
+
+        Jobs over the same y/x chunk (consecutive pairs, as :func:`run_quality` sends them) share one read
+        per variable, one forward pass over all their tiles (``batch_size`` tiles at a time) and one
+        region write per run of consecutive pairs: the per-pair requests and the per-call overhead of a
+        small tile are what a 64 px frame's quality costs otherwise. The result per pair is the one a
+        single job gives (the tile grid is global)."""
         import xarray as xr
 
         from insarcloud import io
-        from insarcloud.qc.model import cube_channels, infer_region, plan_window
+        from insarcloud.qc.model import cube_channels, plan_window
 
         if self.fault_file:  # fault injection for tests: the one actor whose remove succeeds dies (no race)
             try:
@@ -239,41 +267,103 @@ class QualityWorker:
                 pass
             else:
                 os._exit(1)
-        t0 = time.perf_counter()
         ds, qc = self._open()
         p = self.p
         ny, nx = ds.sizes["y"], ds.sizes["x"]
-        plan = plan_window((ny, nx), job.y, job.x, p.tile, p.overlap)
-
-        def read(d: Any, name: str) -> np.ndarray | None:
-            if d is None or name not in d:
-                return None
-            return self._read_pair(d, name, job.pair, plan.read_y, plan.read_x)
-
         chans = self.model.config.channels
-        window = cube_channels(
-            chans, read(ds, "phase"), read(ds, "coh"),
-            unw=read(ds, "unw") if "unw_grad" in chans else None,
-            closure=read(qc, "pair_closure") if ("closure" in chans and qc is not None
-                                                 and job.pair in self._pairs(qc)) else None,
-            amp=read(ds, "amp") if "amp" in chans else None,
-        )
-        t_read = time.perf_counter() - t0
-        q = infer_region(self.model, window, plan, job.y, job.x, p.tile, p.overlap, batch_size=p.batch_size,
-                         bf16=self.bf16, channels_last=p.channels_last)
-        if "landmask" in ds.data_vars:  # LiCSAR landmask: water (0) has no quality (NaN), as no-data elsewhere
-            lm = io.with_retries(lambda: ds["landmask"].isel(y=slice(*job.y), x=slice(*job.x)).values)
-            q = np.where(np.asarray(lm) == 0, np.float32(np.nan), q).astype(np.float32)
-        t_inf = time.perf_counter() - t0 - t_read
-        part = xr.Dataset({"quality": (("pair", "y", "x"), q[None])})
-        region = {"pair": slice(job.pair_index, job.pair_index + 1), "y": slice(*job.y), "x": slice(*job.x)}
-        io.with_retries(io.write_stage_region, part, self.url, self.group, region, self.so)
-        dt = time.perf_counter() - t0
-        log.debug("%s %s y%s x%s: read %.2fs infer %.2fs total %.2fs", self.url, job.pair, job.y, job.x,
-                  t_read, t_inf, dt)
-        return {"key": job.key, "read_s": t_read, "infer_s": t_inf, "seconds": dt, "pid": os.getpid(),
-                "pixels": int(q.size), "tiles": len(plan.tiles)}
+        records: dict[tuple[int, int, int], dict[str, Any]] = {}
+        windows: dict[tuple[tuple[int, int], tuple[int, int]], list[ChunkJob]] = {}
+        for job in jobs:
+            windows.setdefault((job.y, job.x), []).append(job)
+        for (ys, xs), group in windows.items():
+            t0 = time.perf_counter()
+            plan = plan_window((ny, nx), ys, xs, p.tile, p.overlap)
+            names = [j.pair for j in group]
 
+            def read(d: Any, name: str, names: list[str] = names, plan: Any = plan) -> np.ndarray | None:
+                if d is None or name not in d:
+                    return None
+                return self._read_pairs(d, name, names, plan.read_y, plan.read_x)
+
+            phase, coh = read(ds, "phase"), read(ds, "coh")
+            unw = read(ds, "unw") if "unw_grad" in chans else None
+            amp = read(ds, "amp") if "amp" in chans else None
+            closure = None
+            if "closure" in chans and qc is not None:
+                known = self._pairs(qc)
+                have = [n for n in names if n in known]
+                got = dict(zip(have, read(qc, "pair_closure", have), strict=True)) if have else {}
+                closure = [got.get(n) for n in names]
+            stack = np.stack([cube_channels(chans, phase[k], coh[k], unw=None if unw is None else unw[k],
+                                            closure=None if closure is None else closure[k],
+                                            amp=None if amp is None else amp[k]) for k in range(len(group))])
+            t_read = time.perf_counter() - t0
+            q = infer_regions(self.model, stack, plan, ys, xs, p.tile, p.overlap, batch_size=p.batch_size,
+                              bf16=self.bf16, channels_last=p.channels_last)
+            lm = self._landmask(ds, ys, xs)
+            if lm is not None:  # LiCSAR landmask: water (0) has no quality (NaN), as no-data elsewhere
+                q = np.where(lm[None] == 0, np.float32(np.nan), q).astype(np.float32)
+            t_inf = time.perf_counter() - t0 - t_read
+            # one region write per run of consecutive pair indices (each pair is its own output chunk)
+            start = 0
+            for k in range(1, len(group) + 1):
+                if k == len(group) or group[k].pair_index != group[k - 1].pair_index + 1:
+                    i0, i1 = group[start].pair_index, group[k - 1].pair_index + 1
+                    part = xr.Dataset({"quality": (("pair", "y", "x"), q[start:k])})
+                    region = {"pair": slice(i0, i1), "y": slice(*ys), "x": slice(*xs)}
+                    io.with_retries(io.write_stage_region, part, self.url, self.group, region, self.so)
+                    start = k
+            dt = (time.perf_counter() - t0) / len(group)
+            log.debug("%s %d pairs y%s x%s: read %.2fs infer %.2fs total %.2fs", self.url, len(group), ys, xs,
+                      t_read, t_inf, dt * len(group))
+            for job, qk in zip(group, q, strict=True):
+                records[job.key] = {"key": job.key, "read_s": t_read / len(group), "infer_s": t_inf / len(group),
+                                    "seconds": dt, "pid": os.getpid(), "pixels": int(qk.size),
+                                    "tiles": len(plan.tiles)}
+        return [records[j.key] for j in jobs]
+
+
+def infer_regions(model: Any, windows: np.ndarray, plan: Any, region_y: tuple[int, int],
+                  region_x: tuple[int, int], tile: int, overlap: int, *, batch_size: int = 4, bf16: bool = False,
+                  channels_last: bool = False) -> np.ndarray:
+    """``insarcloud.qc.model.infer_region`` for a stack of windows (pair, channel, wy, wx) over one plan.
+
+    The tiles of every window go through ``predict_quality`` together (``batch_size`` per forward pass), so
+    a small region's pairs fill the batches that one pair's single tile would leave nearly empty. Returns
+    (pair, region y size, region x size) float32, each pair's blend exactly as ``infer_region`` makes it.
+    """
+    from insarcloud.qc.model import blend_weights, predict_quality
+
+    k, c = windows.shape[:2]
+    wy0, wx0 = plan.read_y[0], plan.read_x[0]
+    nt = len(plan.tiles)
+    x = np.full((k * nt, c, tile, tile), np.nan, np.float32)
+    for j in range(k):
+        for i, (ty, tx) in enumerate(plan.tiles):
+            part = windows[j, :, ty - wy0 : ty - wy0 + tile, tx - wx0 : tx - wx0 + tile]
+            x[j * nt + i, :, : part.shape[1], : part.shape[2]] = part
+    q = predict_quality(model, x, bf16=bf16, channels_last=channels_last, batch_size=batch_size).quality
+    weights = blend_weights(tile, overlap)
+    hy, hx = region_y[1] - region_y[0], region_x[1] - region_x[0]
+    out = np.zeros((k, hy, hx), np.float32)
+    for j in range(k):
+        acc = np.zeros((hy, hx), np.float64)
+        wsum = np.zeros((hy, hx), np.float64)
+        for i, (ty, tx) in enumerate(plan.tiles):
+            # intersection of the tile with the region, in region and tile coordinates
+            y0, y1 = max(ty, region_y[0]), min(ty + tile, region_y[1])
+            x0, x1 = max(tx, region_x[0]), min(tx + tile, region_x[1])
+            if y0 >= y1 or x0 >= x1:
+                continue
+            ts = (slice(y0 - ty, y1 - ty), slice(x0 - tx, x1 - tx))
+            rs = (slice(y0 - region_y[0], y1 - region_y[0]), slice(x0 - region_x[0], x1 - region_x[0]))
+            acc[rs] += q[j * nt + i][ts] * weights[ts]
+            wsum[rs] += weights[ts]
+        o = (acc / np.maximum(wsum, 1e-12)).astype(np.float32)
+        win = windows[j, :3, region_y[0] - wy0 : region_y[1] - wy0, region_x[0] - wx0 : region_x[1] - wx0]
+        o[~np.isfinite(win).all(0)] = 0.0
+        out[j] = o
+    return out
 
 def _template(ds: Any, chunk: tuple[int, int], params: Mapping[str, Any]) -> Any:
     import dask.array as da
@@ -387,6 +477,16 @@ def run_quality(
     done = chunks_written(cube_url, plan.group, "quality", chunk, storage_options) if resuming else set()
     todo = deque(j for j in jobs if j.key not in done)
     skipped = len(jobs) - len(todo)
+    # Chunk jobs per actor call: as many pairs of one chunk as fill a forward pass (``batch_size`` tiles).
+    # Where one chunk already has that many tiles (the default 256 px tiles over 512 px chunks) it is one
+    # job per call; a small frame's single-tile chunks go ``batch_size`` pairs at a time, window-major so
+    # that a call's pairs share their reads (QualityWorker.run_many).
+    # tiles of the global grid over the first chunk (qc.model.plan_window's count, without importing torch here)
+    tiles = int(np.prod([np.count_nonzero(np.arange(0, max(n - p.overlap, 1), p.tile - p.overlap) < min(n, c))
+                         for n, c in ((ny, chunk[0]), (nx, chunk[1]))]))
+    per_call = max(1, p.batch_size // max(1, tiles))
+    if per_call > 1:
+        todo = deque(sorted(todo, key=lambda j: (j.y, j.x, j.pair_index)))
     if skipped:
         log.info("resuming %s/%s: %d of %d chunks already written", cube_url, plan.group, skipped, len(jobs))
     started = _connect_ray(ray_address, max(1, n_actors * p.threads))
@@ -415,8 +515,8 @@ def run_quality(
             device = ray.get(actors[0].info.remote())["device"]
             log.info("%d actor(s) on %s for %d chunk(s) of %s", len(actors), device, len(todo), cube_url)
         idle = deque(list(actors))
-        # ref -> (actor, job); job None marks a probe of an actor that is restarting after a crash
-        inflight: dict[Any, tuple[Any, ChunkJob | None]] = {}
+        # ref -> (actor, jobs); jobs None marks a probe of an actor that is restarting after a crash
+        inflight: dict[Any, tuple[Any, list[ChunkJob] | None]] = {}
         attempts: dict[tuple[int, int, int], int] = {}
         bar = None
         if progress and todo:  # lines on stderr (kubectl logs), a bar on a terminal
@@ -426,18 +526,22 @@ def run_quality(
         try:
             while todo or any(j is not None for _, j in inflight.values()):
                 while idle and todo:
-                    actor, job = idle.popleft(), todo.popleft()
-                    inflight[actor.run.remote(job)] = (actor, job)
+                    actor, batch = idle.popleft(), [todo.popleft()]
+                    while todo and len(batch) < per_call and (todo[0].y, todo[0].x) == (batch[0].y, batch[0].x):
+                        batch.append(todo.popleft())
+                    inflight[actor.run_many.remote(batch)] = (actor, batch)
                 ready, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in ready:
-                    actor, job = inflight.pop(ref)
+                    actor, batch = inflight.pop(ref)
                     try:
                         ray.get(ref)
                     except RayActorError as exc:
-                        if job is not None:  # crashed mid-job: queue the job again, then probe the actor
-                            log.warning("actor crashed on %s y%s x%s (%s): retrying", job.pair, job.y, job.x,
-                                        type(exc).__name__)
-                            retried += _requeue(job, attempts, todo, max_retries, cube_url)
+                        if batch is not None:  # crashed mid-call: queue its jobs again, then probe the actor
+                            job = batch[0]
+                            log.warning("actor crashed on %s y%s x%s (%s; %d job(s) in the call): retrying",
+                                        job.pair, job.y, job.x, type(exc).__name__, len(batch))
+                            for job in batch:
+                                retried += _requeue(job, attempts, todo, max_retries, cube_url)
                         elif isinstance(exc, ActorDiedError) and not isinstance(exc, ActorUnavailableError):
                             replaced += 1  # restarts exhausted: replace it
                             if replaced > len(actors) * (max_restarts + 1):
@@ -448,8 +552,8 @@ def run_quality(
                             time.sleep(0.5)
                         inflight[actor.info.remote()] = (actor, None)
                         continue
-                    if job is not None and bar is not None:
-                        bar.update(1)
+                    if batch is not None and bar is not None:
+                        bar.update(len(batch))
                     idle.append(actor)
         finally:
             if bar is not None:

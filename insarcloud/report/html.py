@@ -173,7 +173,16 @@ def _truth_context(truth: dict[str, Any]) -> dict[str, Any]:
                      "versus": versus_zeros(ratio), "datum": _fmt(st.get("datum_mm_yr")),
                      "std": _fmt(st.get("median_std_mm_yr")), "within": _fmt(st.get("frac_within_1.96_sigma")),
                      "n": st.get("n", 0)})
-    return {"rows": rows, "headline": truth_headline(truth)}
+    forecast = []  # the forecast beyond the record against the truth's continuation and the harmonic baseline
+    for f, st in truth.get("forecast", {}).items():
+        if "forecast_rmse_mm" in st:
+            fr, hr = st["forecast_rmse_mm"], st["harmonic_rmse_mm"]
+            forecast.append({"frame": f, "years": f"{st['horizon_days'] / 365.25:.1f}", "rmse": _fmt(fr),
+                             "harmonic": _fmt(hr), "spread": _fmt(st.get("truth_spread_mm")),
+                             "versus": ("ties the harmonic baseline (within 1%)" if abs(fr - hr) <= 0.01 * hr else
+                                        f"{round(abs(1 - fr / hr) * 100)}% {'below' if fr < hr else 'above'} the "
+                                        f"harmonic baseline") if hr else "n/a", "n": st.get("n", 0)})
+    return {"rows": rows, "headline": truth_headline(truth), "forecast": forecast}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def test_actor_pool_writes_seamless_quality_and_reruns(ray_local, bucket, storag
     # precision stated: bf16=None ("auto") turns bfloat16 autocast on by itself on CPUs with AVX512-BF16/AMX,
     # and bf16's 8-bit mantissa (relative step 2**-8 = 3.9e-3) cannot meet the 1e-5 fp32 comparison below
     # (median 1.8e-4 measured on such a CPU); bf16 against fp32 is tests/qc/test_model.py's case
-    params = ServeParams(checkpoint=ck, tile=48, overlap=16, batch_size=4, threads=1, bf16=False)
+    # batch_size 8 over 4-tile chunks: two pairs per actor call (run_many), a crashed call retried whole
+    params = ServeParams(checkpoint=ck, tile=48, overlap=16, batch_size=8, threads=1, bf16=False)
     fault = tmp_path / "crash-once"
     fault.write_text("1")  # the first chunk job kills its actor's process; Ray restarts it, the job is retried
     r = run_quality(url, params, storage_options=storage_options, n_actors=2, progress=False,

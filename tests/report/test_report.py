@@ -81,13 +81,18 @@ def test_resumed_run_names_the_run_that_made_the_results(cube, tmp_path, monkeyp
 def test_truth_verdict_opens_the_page_and_escapes(cube, tmp_path, monkeypatch):
     _stages(cube, "run-A", monkeypatch)
     truth = {**TRUTH, "mosaic": {"velocity_<b>": {"rmse_mm_yr": 9.0, "truth_spread_mm_yr": 6.0,
-                                                   "rmse_over_spread": 1.5, "n": 50}}}
+                                                   "rmse_over_spread": 1.5, "n": 50}},
+             "forecast": {FRAME: {"forecast_rmse_mm": 6.0, "harmonic_rmse_mm": 5.0, "truth_spread_mm": 12.0,
+                                  "horizon_days": 732, "n": 40}}}
     html = Path(_report(cube, tmp_path, "run-A", {"qc": 1.0}, truth)).read_text()
     body = html[html.index("<body>"):]
     assert body.index('id="truth"') < body.index('id="summary"') < body.index('id="provenance"')
     assert "is 0.42 of the truth&#39;s spread" in body and "58% better than a map of zeros" in body
     assert "50% worse than a map of zeros" in body
     assert "velocity_&lt;b&gt;" in body and "velocity_<b>" not in body  # autoescape on
+    # the forecast's 2-year score sits in the truth section, against the harmonic baseline, in words
+    fc = body[body.index('id="forecast-truth-table"'):body.index('id="summary"')]
+    assert "2.0" in fc and "20% above the harmonic baseline" in fc
 
 
 def test_headline_words():
