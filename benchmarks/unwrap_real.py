@@ -39,7 +39,10 @@ from insarcloud.unwrap import unwrap, wrap
 
 log = logging.getLogger("unwrap_real")
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "licsar" / "106A_09048_000909"
+# ../shared next to the checkout (/work/main), or /work/shared seen from a worktree under /work/wt/<name>
+_FRAME = Path("shared") / "data" / "licsar" / "106A_09048_000909"
+DEFAULT_DIR = next((p / _FRAME for p in Path(__file__).resolve().parents[1:4] if (p / _FRAME).is_dir()),
+                   Path(__file__).resolve().parents[2] / _FRAME)
 METHODS = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu")
 
 

@@ -81,7 +81,7 @@ STAGE_ORDER: tuple[StageName, ...] = ("ingest", "qc", "quality", "unwrap", "inve
 
 # These mirror the stages' own option names (unwrap/_common.py Method, invert/weights.py WeightMode,
 # forecast/names.py ModelName, noise/command.py choices); a config test checks they stay in step.
-UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
+UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale"]
 InversionWeights = Literal["none", "coherence", "quality", "closure", "quality_closure"]
 ForecastModel = Literal[
     "gler",

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 from typing import Literal
 
-Method = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
-METHODS: tuple[str, ...] = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu")
+Method = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale"]
+METHODS: tuple[str, ...] = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale")
