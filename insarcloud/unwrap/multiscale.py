@@ -178,7 +178,8 @@ def bridge_regions(phi: np.ndarray, ok: np.ndarray, radius: float = 4.0) -> tupl
     """Shift each 4-connected valid region of ``phi`` to continue its nearest neighbour across the gap.
 
     MintPy's "bridging" idea (Yunjun et al. 2019), with the slope carried over: regions are joined by a
-    minimum spanning tree of their closest-point distances; across each bridge both ends fit a local
+    minimum spanning tree of their closest-point distances (candidate bridges from the Voronoi partition
+    of the gaps); regions the tree cannot reach keep their constants; across each bridge both ends fit a local
     plane (pixels within ``radius``) and extrapolate it to the bridge's midpoint; the child region is
     shifted so the two extrapolations agree. The largest region keeps its constant.
 
@@ -193,36 +194,52 @@ def bridge_regions(phi: np.ndarray, ok: np.ndarray, radius: float = 4.0) -> tupl
     phi : ndarray (y, x) float64, regions shifted (unchanged outside ``ok``)
     n_regions : int
     """
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
-    from scipy.spatial import cKDTree
 
     lab, n = ndimage.label(ok)
     if n <= 1:
         return phi, n
-    edge = ok & ~ndimage.binary_erosion(ok)
-    pts = [np.argwhere(edge & (lab == r + 1)) for r in range(n)]
-    trees = [cKDTree(p) for p in pts]
-    dist = np.zeros((n, n))
+    # Candidate bridges from the Voronoi partition of the gaps (O(pixels), not O(regions^2)): every
+    # pixel knows its nearest valid pixel; two neighbouring pixels whose nearest regions differ give a
+    # bridge between those two nearest pixels, of length dist_a + dist_b + 1.
+    dist, idx = ndimage.distance_transform_edt(~ok, return_indices=True)
+    near = lab[idx[0], idx[1]] - 1
+    la, lb, cost, ea, eb = [], [], [], [], []
+    for sl_a, sl_b in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                       ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):
+        diff = near[sl_a] != near[sl_b]
+        la.append(near[sl_a][diff])
+        lb.append(near[sl_b][diff])
+        cost.append(dist[sl_a][diff] + dist[sl_b][diff] + 1.0)
+        ea.append(np.stack([idx[0][sl_a][diff], idx[1][sl_a][diff]], axis=1))
+        eb.append(np.stack([idx[0][sl_b][diff], idx[1][sl_b][diff]], axis=1))
+    la_a, lb_a, c_a = np.concatenate(la), np.concatenate(lb), np.concatenate(cost)
+    ea_a, eb_a = np.concatenate(ea).astype(float), np.concatenate(eb).astype(float)
+    lo, hi = np.minimum(la_a, lb_a), np.maximum(la_a, lb_a)
+    order = np.lexsort((c_a, hi, lo))  # per region pair, the shortest bridge first
+    key = lo[order] * n + hi[order]
+    first = order[np.r_[True, key[1:] != key[:-1]]]
     link: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    for a in range(n):
-        for b in range(a + 1, n):
-            d, j = trees[b].query(pts[a])
-            i = int(np.argmin(d))
-            dist[a, b] = max(float(d[i]), 1e-3)
-            link[(a, b)] = (pts[a][i].astype(float), pts[b][int(j[i])].astype(float))
-    mst = minimum_spanning_tree(csr_matrix(dist))
+    for e in first:
+        a, b = int(la_a[e]), int(lb_a[e])
+        link[(a, b)] = (ea_a[e], eb_a[e])
+        link[(b, a)] = (eb_a[e], ea_a[e])
+    graph = coo_matrix((c_a[first], (lo[first], hi[first])), shape=(n, n)).tocsr()
+    mst = minimum_spanning_tree(graph)
     mst = mst + mst.T
     sizes = np.bincount(lab[ok] - 1, minlength=n)
     root = int(np.argmax(sizes))
-    order, pred = breadth_first_order(mst, root, directed=False)
-    coords = [np.nonzero(lab == r + 1) for r in range(n)]
+    bfs, pred = breadth_first_order(mst, root, directed=False)
+    objs = ndimage.find_objects(lab)
+    coords = []
+    for r, sl in enumerate(objs):
+        yy, xx = np.nonzero(lab[sl] == r + 1)
+        coords.append((yy + sl[0].start, xx + sl[1].start))
     shift = np.zeros(n)
-    for child in order[1:]:
+    for child in bfs[1:]:
         parent = int(pred[child])
-        a, b = (parent, child) if parent < child else (child, parent)
-        pa, pb = link[(a, b)]
-        p_par, p_chi = (pa, pb) if parent == a else (pb, pa)
+        p_par, p_chi = link[(parent, int(child))]
         mid = (p_par + p_chi) / 2
         v_par = _plane_at(phi, *coords[parent], p_par, mid, radius) - shift[parent]
         v_chi = _plane_at(phi, *coords[child], p_chi, mid, radius)
