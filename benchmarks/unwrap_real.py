@@ -1,6 +1,7 @@
 """Unwrapping on the real COMET-LiCSAR frame in ../shared/data/licsar: speed, known-signal error, closure.
 
-For each method (ls, wls with coherence weights, pcua, rpua, chebyshev, snaphu with coherence):
+For each method (ls, wls with coherence weights, pcua, rpua, chebyshev, snaphu with coherence, multiscale
+with coherence):
 
 * CPU time per megapixel over the six real interferograms (LiCSAR 0 = no data -> NaN, masked);
 * a known smooth signal S (a 40 rad Gaussian bump + a ramp) added to each interferogram's real noise
@@ -17,6 +18,10 @@ is used; ``--full`` takes the whole frame (slow on a shared 2-core machine).
 
     python benchmarks/unwrap_real.py --json bench-output/unwrap_real.json --png bench-output/unwrap_real
     python benchmarks/unwrap_real.py --quick --json /tmp/unwrap_real_quick.json
+    python benchmarks/unwrap_real.py --full --methods multiscale --json /tmp/unwrap_real_full_ms.json
+
+The semi-real set of issue 21 (several signal shapes, real noise, no-data and water masks, whole frame
+and windows, single-offset cycle errors) is ``benchmarks/unwrap_semireal.py``.
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ from insarcloud.unwrap import unwrap, wrap
 
 log = logging.getLogger("unwrap_real")
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "licsar" / "106A_09048_000909"
-METHODS = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu")
+# ../shared next to the checkout (/work/main), or /work/shared seen from a worktree under /work/wt/<name>
+_FRAME = Path("shared") / "data" / "licsar" / "106A_09048_000909"
+DEFAULT_DIR = next((p / _FRAME for p in Path(__file__).resolve().parents[1:4] if (p / _FRAME).is_dir()),
+                   Path(__file__).resolve().parents[2] / _FRAME)
+METHODS = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale")
 
 
 def load(frame_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -105,7 +113,7 @@ def _cpu() -> float:
 def run(method: str, psi: np.ndarray, coh: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(smooth, congruent, CPU seconds of this process and its children: the shared machine's load
     makes wall time meaningless)."""
-    w = coh if method in ("wls", "snaphu") else None
+    w = coh if method in ("wls", "snaphu", "multiscale") else None
     t0 = _cpu()
     if method == "snaphu":
         fd = os.dup(1)  # snaphu's C log would drown the table
@@ -117,7 +125,14 @@ def run(method: str, psi: np.ndarray, coh: np.ndarray) -> tuple[np.ndarray, np.n
                 os.dup2(fd, 1)
                 os.close(fd)
         return out, out, _cpu() - t0
-    out = unwrap(psi, method, w)  # type: ignore[arg-type]
+    fd = os.dup(1)  # multiscale's coarse snaphu log
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            out = unwrap(psi, method, w)  # type: ignore[arg-type]
+        finally:
+            os.dup2(fd, 1)
+            os.close(fd)
     dt = _cpu() - t0
     return out, congruent(out, psi), dt
 

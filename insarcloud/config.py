@@ -444,7 +444,8 @@ class UnwrapParams(_Model):
     """Phase unwrapping for frames without LiCSAR unw products (``insarcloud.unwrap.dask_ops.unwrap_cube``)."""
 
     method: UnwrapMethod = Field(
-        "chebyshev", description="ls (DCT), wls, pcua, rpua, chebyshev (filtered LS) or snaphu."
+        "multiscale", description="multiscale (coarse snaphu on 4x4 looks + region bridging, the default: see "
+        "docs/unwrap.md), ls (DCT), wls, pcua, rpua, chebyshev (filtered LS) or snaphu."
     )
     tile: int | None = Field(None, ge=64, le=16384, description="Tile side, pixels; unset = whole image when small.")
     overlap: int = Field(64, ge=1, le=2048, description="Tile overlap (pixels) used to choose 2*pi offsets; >= 1 so "

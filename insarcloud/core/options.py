@@ -34,8 +34,8 @@ StageName = Literal["ingest", "qc", "quality", "unwrap", "invert", "noise", "for
 #: The order the pipeline runs stages in, whatever order the config lists them.
 STAGE_ORDER: tuple[StageName, ...] = ("ingest", "qc", "quality", "unwrap", "invert", "noise", "forecast", "mosaic")
 
-UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"]
-UNWRAP_METHODS: tuple[UnwrapMethod, ...] = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu")
+UnwrapMethod = Literal["ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale"]
+UNWRAP_METHODS: tuple[UnwrapMethod, ...] = ("ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale")
 InversionWeights = Literal["none", "coherence", "quality", "closure", "quality_closure"]
 INVERSION_WEIGHTS: tuple[InversionWeights, ...] = ("none", "coherence", "quality", "closure", "quality_closure")
 NoiseClasses = Literal["tiles", "segments"]

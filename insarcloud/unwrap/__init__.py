@@ -1,5 +1,6 @@
 """Phase unwrapping: LS (DCT / weighted PCG), PCUA, RPUA, the seed's Chebyshev-filtered iterative LS,
-SNAPHU, tiled unwrapping with integer-cycle tile offsets, and the cube wrapper (``dask_ops``).
+SNAPHU, multiscale (coarse SNAPHU/LS + region bridging + full-resolution refinement), tiled unwrapping
+with integer-cycle tile offsets, and the cube wrapper (``dask_ops``).
 
 Kernels are pure numpy/scipy on one (y, x) array; NaN = no data everywhere.
 """
@@ -13,4 +14,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "chebyshev": ["unwrap_chebyshev"],
     "iterative": ["unwrap_pcua", "unwrap_rpua"],
     "ls": ["wrap"],
+    "multiscale": ["unwrap_multiscale"],
 })

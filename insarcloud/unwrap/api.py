@@ -12,6 +12,7 @@ from insarcloud.unwrap._common import METHODS, Method, UnwrapResult, check_wrapp
 from insarcloud.unwrap.chebyshev import unwrap_chebyshev
 from insarcloud.unwrap.iterative import unwrap_pcua, unwrap_rpua
 from insarcloud.unwrap.ls import integrate_gradients, wrapped_gradients
+from insarcloud.unwrap.multiscale import unwrap_multiscale
 
 __all__ = ["unwrap", "unwrap_ls", "unwrap_result"]
 
@@ -55,10 +56,11 @@ _KERNELS: dict[str, Callable[..., UnwrapResult]] = {
     "rpua": unwrap_rpua,
     "chebyshev": unwrap_chebyshev,
     "snaphu": _snaphu,
+    "multiscale": unwrap_multiscale,
 }
 
 
-def unwrap_result(wrapped: np.ndarray, method: Method = "chebyshev", weights: np.ndarray | None = None,
+def unwrap_result(wrapped: np.ndarray, method: Method = "multiscale", weights: np.ndarray | None = None,
                   **params: Any) -> UnwrapResult:
     """Like :func:`unwrap` but returns the kernel's :class:`UnwrapResult` (iterations, convergence)."""
     if method not in _KERNELS:
@@ -85,14 +87,14 @@ def unwrap_result(wrapped: np.ndarray, method: Method = "chebyshev", weights: np
     return UnwrapResult(full, res.iterations, res.converged)
 
 
-def unwrap(wrapped: np.ndarray, method: Method = "chebyshev", weights: np.ndarray | None = None,
+def unwrap(wrapped: np.ndarray, method: Method = "multiscale", weights: np.ndarray | None = None,
            **params: Any) -> np.ndarray:
     """Unwrap one 2-D wrapped phase.
 
     Parameters
     ----------
     wrapped : ndarray (y, x) float32/float64, rad; NaN = no data
-    method : {"ls", "wls", "pcua", "rpua", "chebyshev", "snaphu"}, default "chebyshev"
+    method : {"ls", "wls", "pcua", "rpua", "chebyshev", "snaphu", "multiscale"}, default "multiscale"
     weights : ndarray (y, x) float >= 0, optional
         Coherence/quality weights (LS-family: system weights; snaphu: its coherence input).
     **params

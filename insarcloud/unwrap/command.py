@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("unwrap", help="unwrap every pair of a frame cube into its unw_<method> group")
     p.add_argument("cube_url", help="frame cube, e.g. s3://bucket/cubes/106A_09048_000909.zarr")
-    p.add_argument("--method", choices=METHODS, default="chebyshev", help="unwrapper (default chebyshev)")
+    p.add_argument("--method", choices=METHODS, default="multiscale",
+                   help="unwrapper (default multiscale: see docs/unwrap.md for the benchmark behind it)")
     p.add_argument("--source", default="phase", help="wrapped-phase variable (pair, y, x); default phase")
     p.add_argument("--weights", choices=("coh", "none"), default=None,
-                   help="LS weights (default: coh for wls/snaphu, none otherwise)")
+                   help="LS weights (default: coh for wls/snaphu/multiscale, none otherwise)")
     p.add_argument("--smooth", action="store_true",
                    help="write the method's smooth estimate instead of the congruent result "
                         "(wrap(unw) == phase by default)")

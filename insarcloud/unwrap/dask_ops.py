@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 STAGE = "unwrap"
 # Methods that take the cube's coherence as weights by default (wls is LS with weights; snaphu's
 # statistical cost is built on coherence).
-_COH_BY_DEFAULT = ("wls", "snaphu")
+_COH_BY_DEFAULT = ("wls", "snaphu", "multiscale")
 
 
 class UnwrapCubeResult(NamedTuple):
@@ -174,7 +174,7 @@ def unwrap_pairs(phase: xr.DataArray, method: str, params: dict[str, Any], *,
                                                                if set(v.dims) <= {"pair", "y", "x"}})
 
 
-def unwrap_cube(url: str, method: str = "chebyshev", *, source: str = "phase", weights: str | None = None,
+def unwrap_cube(url: str, method: str = "multiscale", *, source: str = "phase", weights: str | None = None,
                 params: dict[str, Any] | None = None, tile: int | None = None, overlap: int = 64,
                 max_whole_pixels: int = 16_000_000, storage_options: dict[str, Any] | None = None
                 ) -> UnwrapCubeResult:
