@@ -13,8 +13,8 @@ sample of pairs (``--unwrap-pairs``) of the frame's wrapped phase and is scaled 
 
 Per stage and case: wall seconds; CPU seconds of every process (this driver, each Dask worker, Ray's
 processes, the S3 server) from ``psutil`` before/after; peak RSS per Dask worker and per Ray process (sampled
-every 0.2 s); bytes the S3 server received (PUT bodies: written to the store) and sent (GET bodies: read
-from the store), from its own I/O counters (HTTP headers included).
+every 0.2 s); bytes written to the store (the bucket's growth under the case's prefix). Bytes read from the
+store are not measured (the S3 server's socket traffic is not in its process I/O counters).
 
 Cost model per stage, least squares over all cases: ``cpu_s = a * pixels * pairs + b * pixels + c``
 (``pixels * epochs`` is folded into ``a`` since epochs ~ pairs / 3.4 in this network). Projection: one real
@@ -141,9 +141,10 @@ class Probe:
                                        if k.startswith(("dask_worker", "ray"))},
             "peak_rss_mb_driver": max((d["peak_rss_mb"] for k, d in per.items() if k.startswith("driver")),
                                       default=0.0),
-            # the S3 server reads what is written to the store and writes what is read from it
-            "store_written_bytes": sum(d["rchar"] for d in s3),
-            "store_read_bytes": sum(d["wchar"] for d in s3),
+            # the S3 server's socket traffic is not in its I/O counters (recv/send are not read/write): the
+            # bytes written are the bucket's growth (run_case); its rchar/wchar are kept for what they are
+            "s3_server_rchar": sum(d["rchar"] for d in s3),
+            "s3_server_wchar": sum(d["wchar"] for d in s3),
             "processes": per,
         }
 
@@ -199,6 +200,14 @@ def unwrap_sample(cfg: Any, n_pairs: int, so: dict[str, Any]) -> dict[str, Any]:
     return {"sample_pairs": int(idx.size)}
 
 
+def store_bytes(prefix: str, so: dict[str, Any]) -> int:
+    """Bytes under ``prefix`` in the bucket (what the stages have written there)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**so, use_listings_cache=False)
+    return int(sum(fs.du(prefix.removeprefix("s3://"), total=False).values())) if fs.exists(prefix) else 0
+
+
 def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argparse.Namespace, endpoint: str,
              so: dict[str, Any], client: Any, probe: Probe) -> dict[str, Any]:
     from insarcloud.pipelines.area_job import STAGES
@@ -213,6 +222,7 @@ def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argpars
     ctx = {"client": client, "so": so}
     for stage in stages:
         progress(f"{axis} {size} px {meta['pairs']} pairs: {stage} started")
+        size0 = store_bytes(prefix, so)
         before = probe.start()
         t1 = time.perf_counter()
         err = None
@@ -227,7 +237,7 @@ def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argpars
             logging.getLogger("scale").exception("stage %s failed", stage)
         wall = time.perf_counter() - t1
         m = probe.stop(before)
-        m.update(wall_s=round(wall, 2), error=err, **extra)
+        m.update(wall_s=round(wall, 2), error=err, store_written_bytes=store_bytes(prefix, so) - size0, **extra)
         meta["stages"][stage] = m
         progress(f"{axis} {size} px {meta['pairs']} pairs: {stage} {'FAILED ' + err if err else 'done'} "
                  f"wall {wall:.1f}s cpu {m['cpu_s']:.1f}s, worker peak "
@@ -367,7 +377,7 @@ def main() -> None:
             table.append(f"{c['axis']:6s} {c['size']:>9s} px {c['pairs']:4d} pairs {s:9s} wall {m['wall_s']:8.1f}s "
                          f"cpu {m['cpu_s']:8.1f}s peak/worker "
                          f"{max(m['peak_rss_mb_per_worker'].values(), default=0):7.0f} MB "
-                         f"store w {m['store_written_bytes'] / 2**20:8.1f} MB r {m['store_read_bytes'] / 2**20:8.1f} MB"
+                         f"store written {m['store_written_bytes'] / 2**20:8.1f} MB"
                          f"{'  ' + m['error'] if m['error'] else ''}")
     print("\n".join(table))
     if args.json:

@@ -433,7 +433,7 @@ def read_chunks(ds: xr.Dataset) -> dict[str, int]:
     enc = ds["phase"].encoding.get("chunks") or ds["phase"].data.chunksize
     cp, cy, cx = (int(c) for c in enc)
     k = max(1, (READ_TASK_MB * 2**20) // (4 * cy * cx * cp)) * cp
-    return {"pair": min(k, ds.sizes["pair"]), "y": cy, "x": cx}
+    return {"pair": min(k, ds.sizes["pair"])}  # y, x: each variable's stored chunks
 
 
 def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, Any] | None = None,
