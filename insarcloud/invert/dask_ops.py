@@ -40,6 +40,22 @@ class InversionPlan(NamedTuple):
     pairs_dropped_by_reference: list[str]
 
 
+#: Memory one inversion task may take (MiB): half of a 4 GiB worker thread's share at 2 threads per worker.
+TASK_MEM_MB = 1024
+#: Peak bytes per pixel-pair of one task (inputs, weights, the kernel's float64 temporaries); issue 20 measured
+#: 4.9 GB for 676 pairs x 512 x 512 pixels, i.e. ~28 B.
+TASK_BYTES_PER_PIXEL_PAIR = 28
+
+
+def task_side(native: int, n_pairs: int, mem_mb: int = TASK_MEM_MB) -> int:
+    """Spatial side of an inversion task: the source chunk ``native`` halved until a task of ``n_pairs``
+    fits ``mem_mb`` (at least 32 px). A halving splits source chunks, never merges them: no shuffle."""
+    side = max(1, native)
+    while side > 32 and TASK_BYTES_PER_PIXEL_PAIR * n_pairs * side * side > mem_mb * 2**20:
+        side = -(-side // 2)
+    return side
+
+
 def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: float,
                   wavelength_m: float) -> np.ndarray:
     """(pair, y, x) block and its final weights (or None) -> (2*date + N_MAPS, y, x) float32 stack."""
@@ -182,8 +198,8 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
     else:
         coh = root["coh"].sel(pair=pairs) if "coh" in root else None
         ref = select_reference(unw, coh)
-    cy = chunk or (unw.chunks[1][0] if unw.chunks else 512)
-    cx = chunk or (unw.chunks[2][0] if unw.chunks else 512)
+    cy = chunk or task_side(unw.chunks[1][0] if unw.chunks else 512, len(pairs))
+    cx = chunk or task_side(unw.chunks[2][0] if unw.chunks else 512, len(pairs))
     unw_d = unw.data if isinstance(unw.data, da.Array) else da.from_array(unw.values)
     unw_d = unw_d.rechunk({0: -1, 1: cy, 2: cx})
     cycles = None

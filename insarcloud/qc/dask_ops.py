@@ -80,11 +80,75 @@ def _partials_block(phase: np.ndarray, coh: np.ndarray, unw: np.ndarray | None, 
     return pu, pw, stats.step11_partials(valid, coh, n_epochs)
 
 
-def _sum_partials(parts: list[Any]) -> Any:
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
+class PartialsLayout:
+    """Offsets of every pass-1 partial in one flat float64 vector, so the per-block partials are a Dask
+    array that ``sum`` reduces as a tree on the workers (``split_every``) and only the final vector
+    (~68 x 8 B per loop and 24 B per pair: ~1 MB for a real frame) reaches the driver. Counts stay exact
+    in float64 up to 2**53."""
+
+    def __init__(self, n_pairs: int, n_triplets: int, has_unw: bool) -> None:
+        nb = 2 * closure.K_MAX + 1
+        t, p = n_triplets, n_pairs
+        spec = [("u_hist", t * nb if has_unw else 0), ("u_s1", t if has_unw else 0), ("u_s2", t if has_unw else 0),
+                ("u_n", t if has_unw else 0), ("w_hist", t * nb), ("w_s1", t), ("w_s2", t), ("w_n", t),
+                ("n_area", 1), ("n_valid", p), ("coh_sum", p), ("coh_n", p)]
+        self.rows: dict[str, tuple[int, int]] = {}
+        pos = 0
+        for name, n in spec:
+            self.rows[name] = (pos, pos + n)
+            pos += n
+        self.n, self.nb, self.t, self.has_unw = pos, nb, t, has_unw
+
+    def pack(self, pu: closure.ClosurePartials | None, pw: closure.ClosurePartials,
+             s11: stats.Step11Partials) -> np.ndarray:
+        v = np.empty(self.n, np.float64)
+        parts = {"w_hist": pw.k_hist, "w_s1": pw.s1, "w_s2": pw.s2, "w_n": pw.n, "n_area": s11.n_area,
+                 "n_valid": s11.n_valid, "coh_sum": s11.coh_sum, "coh_n": s11.coh_n}
+        if pu is not None:
+            parts.update(u_hist=pu.k_hist, u_s1=pu.s1, u_s2=pu.s2, u_n=pu.n)
+        for name, (a, b) in self.rows.items():
+            if b > a:
+                v[a:b] = np.ravel(parts[name])
+        return v
+
+    def unpack(self, v: np.ndarray) -> tuple[closure.ClosurePartials | None, closure.ClosurePartials,
+                                              stats.Step11Partials]:
+        def g(name: str, dtype: Any = np.float64) -> np.ndarray:
+            a, b = self.rows[name]
+            x = v[a:b]
+            return np.rint(x).astype(np.int64) if dtype is np.int64 else x.astype(dtype)
+
+        def cp(pre: str) -> closure.ClosurePartials:
+            return closure.ClosurePartials(g(f"{pre}_hist", np.int64).reshape(self.t, self.nb), g(f"{pre}_s1"),
+                                           g(f"{pre}_s2"), g(f"{pre}_n", np.int64))
+
+        s11 = stats.Step11Partials(g("n_area", np.int64).reshape(()), g("n_valid", np.int64), g("coh_sum"),
+                                   g("coh_n", np.int64))
+        return (cp("u") if self.has_unw else None), cp("w"), s11
+
+
+def _partials_vec(phase: np.ndarray, coh: np.ndarray, *unw: np.ndarray, trip: Triplets, n_epochs: int,
+                  layout: PartialsLayout) -> np.ndarray:
+    """One block's pass-1 partials as a (1, 1, 1, L) float64 block (see :class:`PartialsLayout`)."""
+    pu, pw, s11 = _partials_block(phase, coh, unw[0] if unw else None, trip, n_epochs)
+    return layout.pack(pu, pw, s11)[None, None, None]
+
+
+def pass1_partials(phase: da.Array, coh: da.Array, unw: da.Array | None, trip: Triplets, n_epochs: int,
+                   split_every: int = 8) -> tuple[closure.ClosurePartials | None, closure.ClosurePartials,
+                                                   stats.Step11Partials]:
+    """Pass-1 partials of every block summed on the workers (a ``split_every``-ary tree), then unpacked.
+
+    The inputs are (pair, y, x) arrays with one chunk along ``pair``; the result equals the sum of the
+    per-block partials (integer parts exactly; float sums up to the summation order).
+    """
+    layout = PartialsLayout(phase.shape[0], trip.n_triplets, unw is not None and trip.n_triplets > 0)
+    args = [phase, coh] + ([unw] if layout.has_unw else [])
+    per_block = da.map_blocks(_partials_vec, *args, new_axis=[3], chunks=(1, 1, 1, layout.n), dtype=np.float64,
+                              trip=trip, n_epochs=n_epochs, layout=layout)
+    total = per_block.sum(axis=(0, 1, 2), split_every=split_every)
+    (vec,) = dask.compute(total)
+    return layout.unpack(np.asarray(vec))
 
 
 class Layout:
@@ -120,6 +184,40 @@ def _pack_block_unw(phase, coh, unw, std, cm, **kw):  # type: ignore[no-untyped-
 
 def _pack_block_nounw(phase, coh, std, cm, **kw):  # type: ignore[no-untyped-def]
     return _pack_block(phase, coh, None, std, cm, **kw)
+
+
+#: Without a distributed client, rechunked inputs up to this size are kept in memory between the passes.
+LOCAL_REUSE_MB = 512
+#: With a client, the share of the workers' summed ``memory_limit`` the rechunked inputs may take to be kept.
+CLUSTER_REUSE_FRACTION = 0.3
+
+
+def reuse_inputs(arrays: list[da.Array]) -> tuple[list[da.Array], str]:
+    """The rechunked (and water-masked) inputs computed once and kept for both passes, when they fit.
+
+    Pass 1 and pass 2 read the same (pair=all, y=b, x=b) blocks; computed twice they cost two reads of the
+    cube and two rechunks. Kept in the workers' memory (a distributed client: at most
+    ``CLUSTER_REUSE_FRACTION`` of their summed ``memory_limit``, so the rest of the graph and the spill
+    thresholds keep their room) or in this process (no client: up to ``LOCAL_REUSE_MB``), they are read and
+    rechunked once. Larger inputs are recomputed by each pass (bounded memory wins over the second read).
+    Returns the arrays and how they were kept (``"cluster"``, ``"local"`` or ``"recompute"``).
+    """
+    nbytes = sum(a.nbytes for a in arrays)
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+        if limits and all(limits) and nbytes <= CLUSTER_REUSE_FRACTION * sum(limits):
+            return list(client.persist(arrays)), "cluster"
+    elif nbytes <= LOCAL_REUSE_MB * 2**20:
+        return list(dask.persist(*arrays)), "local"
+    log.info("qc inputs (%.0f MB rechunked) are not kept between the passes: each pass reads the cube",
+             nbytes / 2**20)
+    return arrays, "recompute"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,19 +283,18 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
         log.info("landmask: %d of %d pixels are land; water is no data for qc", n_land, ny * nx)
     n_ep = len(epochs(pairs))
     t0 = time.perf_counter()
+    kept, how = reuse_inputs([phase, coh] + ([unw] if unw is not None else []))
+    phase, coh = kept[0], kept[1]
+    unw = kept[2] if unw is not None else None
 
     # ---- pass 1: small reductions over blocks, computed now on the workers
-    pb, cb = phase.to_delayed().ravel(), coh.to_delayed().ravel()
-    ub = unw.to_delayed().ravel() if unw is not None else [None] * len(pb)
-    part = [dask.delayed(_partials_block, pure=True)(a, c, u, trip, n_ep) for a, c, u in zip(pb, cb, ub, strict=True)]
-    results = dask.compute(*part)
-    pu = [r[0] for r in results]
-    loops = closure.finalize_partials(_sum_partials(pu)) if pu[0] is not None else None
-    loops_w = closure.finalize_partials(_sum_partials([r[1] for r in results]))
-    s11 = stats.finalize_step11(_sum_partials([r[2] for r in results]), p.cov_thre, p.coh_thre)
+    pu, pw, s11p = pass1_partials(phase, coh, unw, trip, n_ep)
+    loops = closure.finalize_partials(pu) if pu is not None else None
+    loops_w = closure.finalize_partials(pw)
+    s11 = stats.finalize_step11(s11p, p.cov_thre, p.coh_thre)
     s12 = closure.ifg_loop_verdicts(loops.rms if loops is not None else loops_w.rms, trip, p.loop_thre)
-    log.info("qc pass 1 (loop and step-11 reductions) over %d blocks of %d px: %.1fs", len(pb), b,
-             time.perf_counter() - t0)
+    log.info("qc pass 1 (loop and step-11 reductions) over %d blocks of %d px, inputs %s: %.1fs",
+             phase.npartitions, b, how, time.perf_counter() - t0)
     if not np.any(s11.coverage > 0):
         log.warning("no pixel has data in enough pairs (valid area empty): every ifg fails step 11")
 
@@ -303,6 +400,42 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     return res
 
 
+#: Per-loop (triplet, y, x) maps are not stored by default: they are ~1.4x the pairs of a LiCSAR network
+#: and recomputable from the cube (``closure.raw_closure`` minus ``2 pi triplet_offset_k``); their per-pixel
+#: and per-pair summaries (``n_loop_err``, ``n_loops``, ``pair_closure*``) are stored.
+TRIPLET_MAPS = ("closure", "closure_wrapped")
+#: Float products stored as float16 (read back as float16: half of float32 for every reader too; NaN kept):
+#: relative step 2**-11, i.e. <= 0.002 rad on a phase std or mean |closure| of 2-4 rad and <= 2.5e-4 on a
+#: coherence of 0.25-0.5, far below the labels' thresholds, which are computed from the float32 values.
+HALF = ("phase_std", "coh_mean", "pair_closure_wrapped", "pair_closure")
+
+
+def storable(q: xr.Dataset, *, triplet_maps: bool = False) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
+    """The qc dataset as written, and its encoding: no per-loop maps unless asked, float products in float16.
+
+    Measured on the ``tibet_basin`` demo frame this makes the group smaller than the cube it checks
+    (docs/scale.md).
+    """
+    if not triplet_maps:
+        q = q.drop_vars([v for v in TRIPLET_MAPS if v in q.data_vars])
+    return q, {name: {"dtype": "float16"} for name in HALF if name in q.data_vars}
+
+
+#: Bytes of one read task: a cube stores one pair per chunk, so a frame of many small pairs would otherwise
+#: be read by one task per pair and variable (the demo's 64 x 64 px, 387 pairs: 1,161 read tasks, ~95% of
+#: QC's tasks; one task of many pairs lets Zarr fetch its chunks concurrently).
+READ_TASK_MB = 64
+
+
+def read_chunks(ds: xr.Dataset) -> dict[str, int]:
+    """Dask chunks to open a cube with for QC: the stored spatial chunks, as many pairs per task as fit
+    ``READ_TASK_MB`` (a multiple of the stored pair chunk, so no Zarr chunk is read twice)."""
+    enc = ds["phase"].encoding.get("chunks") or ds["phase"].data.chunksize
+    cp, cy, cx = (int(c) for c in enc)
+    k = max(1, (READ_TASK_MB * 2**20) // (4 * cy * cx * cp)) * cp
+    return {"pair": min(k, ds.sizes["pair"])}  # y, x: each variable's stored chunks
+
+
 def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, Any] | None = None,
            *, group: str = GROUP) -> str:
     """Compute and write the ``qc`` group of the cube at ``url``; returns the group written (or found done)."""
@@ -310,6 +443,7 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
 
     p = params or QCParams()
     ds = io.open_cube(url, storage_options)
+    ds = io.open_cube(url, storage_options, chunks=read_chunks(ds))
     # the pair list is part of the parameters: a cube that gained pairs gets a fresh group
     marker = {**p.marker_params(), "pairs_sha256": hashlib.sha256(
         "\n".join(map(str, ds["pair"].values)).encode()).hexdigest()}
@@ -320,7 +454,9 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     t0 = time.perf_counter()
     out = qc_dataset(ds, p)
     out.attrs["source_url"] = url
-    io.write_stage_output(out, url, plan.group, stage=STAGE, params=marker, storage_options=storage_options)
+    out, enc = storable(out)
+    io.write_stage_output(out, url, plan.group, stage=STAGE, params=marker, storage_options=storage_options,
+                          encoding=enc)
     from insarcloud.plot import stage_quicklooks  # network, coherence matrix, loop closure PNGs beside the group
 
     stage_quicklooks(url, plan.group, storage_options)
@@ -331,4 +467,4 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     return plan.group
 
 
-__all__ = ["choose_block", "qc_dataset", "run_qc"]
+__all__ = ["choose_block", "pass1_partials", "qc_dataset", "reuse_inputs", "run_qc", "storable"]

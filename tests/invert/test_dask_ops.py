@@ -106,3 +106,22 @@ def test_bad_inputs_are_named():
     with pytest.raises(CubeError, match="outside the frame"):
         invert_dataset(ds, ref_yx=(NY, 0))
     assert pd.Timestamp(ds["date"].values[0]).year == 2020
+
+
+def test_task_side_fits_thread_share_and_result_is_unchanged(monkeypatch):
+    """A task of 676 pairs on 512 px cube chunks would peak at ~4.9 GB: it is split (by halving, no shuffle)
+    to fit TASK_MEM_MB; a budget that forces small tasks gives the same result as whole-chunk tasks."""
+    from insarcloud.invert import dask_ops
+
+    assert dask_ops.task_side(512, 50) == 512
+    side = dask_ops.task_side(512, 676)
+    assert side < 512 and 512 % side == 0
+    assert dask_ops.TASK_BYTES_PER_PIXEL_PAIR * 676 * side**2 <= dask_ops.TASK_MEM_MB * 2**20
+    ds, _, _ = _cube(3)
+    ds = ds.chunk({"pair": 1, "y": NY, "x": NX})
+    whole, _ = invert_dataset(ds, ref_yx=(10, 10))
+    # a budget that halves every task side: tasks of 12 x 10 px
+    monkeypatch.setattr(dask_ops, "task_side", lambda native, n, mem_mb=1: -(-native // 2))
+    split, _ = invert_dataset(ds, ref_yx=(10, 10))
+    assert split["velocity"].data.chunks[0][0] < NY
+    xr.testing.assert_allclose(whole["velocity"].compute(), split["velocity"].compute())
