@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--factors", required=True, help="LST/NDVI/precipitation source: Zarr, .nc, or a prefix "
                    "with lst.tif, ndvi.tif, precip.tif time stacks")
     p.add_argument("--model", default="gler", choices=MODEL_NAMES, help="model (default gler = GLER-BiGRUnet)")
-    p.add_argument("--ts", default="ts_quality", help="ts group to forecast (default ts_quality)")
+    p.add_argument("--ts", default=None, help="ts group to forecast (default: the invert stage's current output)")
     p.add_argument("--group", default="forecast", help="output group (default forecast)")
     p.add_argument("--ray-address", default=None, help="Ray address (default: $INSARCLOUD_RAY_ADDRESS or local)")
     p.add_argument("--steps", type=positive_int, default=72, help="12-day steps to forecast (default 72 = 2 years)")

@@ -374,15 +374,22 @@ def resolve_output(url: str, group: str, params: Mapping[str, Any],
     return OutputPlan(alt, bool(alt_marker and alt_marker.get("complete") and alt_marker.get("params_hash") == h))
 
 
+#: Key and version marking a mapping as a stage identity (insarcloud.io.stages), not plain parameters.
+IDENTITY_KEY, IDENTITY_VERSION = "stage_contract", 1
+
 #: Environment variable naming the area-job run that is writing (set by insarcloud.pipelines.area_job); markers
 #: record it so the report can name the run that made each output even after a resumed run skipped it all.
 RUN_ID_ENV = "INSARCLOUD_RUN_ID"
 
 
 def _marker(stage: str, params: Mapping[str, Any], complete: bool) -> dict[str, Any]:
+    # A stage identity (insarcloud.io.stages.stage_identity: params + input identities) is recorded as its
+    # params and its inputs; params_hash is then the input fingerprint (docs/STAGES.md).
+    ident = params.get(IDENTITY_KEY) == IDENTITY_VERSION
     marker = {
         "stage": stage,
-        "params": json.loads(json.dumps(dict(params), default=str)),
+        "params": json.loads(json.dumps(dict(params["params"] if ident else params), default=str)),
+        **({"inputs": json.loads(json.dumps(params["inputs"], default=str))} if ident else {}),
         "params_hash": params_hash(params),
         "complete": complete,
         "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "by likelihood), Sigma and its Gaussian covariance C0 exp(-r^2/d^2), and per pixel the "
                     "velocity precision with and without the noise model; writes the `noise` group.")
     p.add_argument("cube_url", metavar="CUBE_URL")
-    p.add_argument("--ts", default="ts_quality", help="input ts group (default ts_quality)")
+    p.add_argument("--ts", default=None, help="input ts group (default: the invert stage's current output)")
     p.add_argument("--class-size", type=int, default=1000, help="pixels per class (default 1000)")
     p.add_argument("--classes", choices=("tiles", "segments"), default="tiles",
                    help="spatial tiles (default) or segments of the velocity map")
