@@ -43,6 +43,8 @@ LOS_SIGN_CONVENTION = (
     "d_mm = -unw_rad * wavelength_m / (4 pi) * 1000 (LiCSAR unw is positive for range increase)"
 )
 MARKER = "insarcloud"
+#: The group holding each stage's current-output pointer (insarcloud.io.stages, docs/STAGES.md).
+POINTER_GROUP = "stages"
 CUBE_FORMAT_VERSION = 1
 #: Sub-group of a stage group holding its quicklook PNGs (insarcloud.plot writes it). The PNG objects are not
 #: Zarr nodes, so zarr warns when a deep listing (consolidation) meets them; that warning is expected here.
@@ -327,8 +329,9 @@ def require_input(url: str, name: str, storage_options: dict[str, Any] | None = 
 
 
 def list_groups(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The cube's data groups (stage outputs, gacos, ...); not the stage pointers' group."""
     root = open_zarr_group(url, None, storage_options)
-    return sorted(name for name, _ in root.groups())
+    return sorted(name for name, _ in root.groups() if name != POINTER_GROUP)
 
 
 # ---------------------------------------------------------------------------------------------

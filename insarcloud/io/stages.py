@@ -28,6 +28,7 @@ from insarcloud.errors import CubeError
 from insarcloud.io.cube import (
     IDENTITY_KEY,
     IDENTITY_VERSION,
+    POINTER_GROUP,
     open_cube,
     open_zarr_group,
     params_hash,
@@ -38,8 +39,6 @@ from insarcloud.io.storage import exists, join, read_bytes, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-#: The cube group holding one sub-group per stage whose attributes are that stage's pointer.
-POINTER_GROUP = "stages"
 POINTER_ATTR = "insarcloud_current"
 #: Stages with a pointer, and the group a cube written before pointers existed used for each (None: varies).
 STAGE_DEFAULT_GROUPS: dict[str, str | None] = {
