@@ -60,5 +60,6 @@ def test_quality_follows_qc_and_its_identity_is_the_checkpoint_content(bucket, s
     run_qc(fresh, storage_options=so)
     run_quality(fresh, params, storage_options=so, n_actors=1, progress=False)
     a, b = stages.open_stage(cube, "quality", so), stages.open_stage(fresh, "quality", so)
-    assert list(map(str, a["pair"].values)) == list(map(str, b["pair"].values))
-    np.testing.assert_allclose(a["quality"].values, b["quality"].values, atol=1e-5)
+    # an appended cube keeps its old pairs first; a fresh ingest lists them in LiCSAR's order: match by name
+    assert sorted(map(str, a["pair"].values)) == sorted(map(str, b["pair"].values))
+    np.testing.assert_allclose(a["quality"].values, b.sel(pair=a["pair"].values)["quality"].values, atol=1e-5)
