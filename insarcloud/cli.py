@@ -20,6 +20,7 @@ import warnings
 COMMAND_MODULES = (
     "insarcloud.simulate.command",
     "insarcloud.io.command",
+    "insarcloud.io.gc_command",
     "insarcloud.qc.command",
     "insarcloud.qc.command_model",
     "insarcloud.unwrap.command",

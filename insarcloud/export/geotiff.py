@@ -219,6 +219,10 @@ def export_cube(url: str, stage: str, out_dir: str | Path, *, group: str | None 
 
     root = open_zarr_group(url, None, storage_options)
     grp, kind = group_for_stage(stage, group, is_area_cube(root))
+    if group is None and stage in ("invert", "noise", "forecast") and not is_area_cube(root):
+        from insarcloud.io.stages import current_group
+
+        grp = current_group(url, stage, storage_options) or grp  # the stage's current output (docs/STAGES.md)
     ds = open_cube(url, storage_options, group=grp)
     if root.attrs.get("frame"):
         ds.attrs.setdefault("frame", root.attrs["frame"])

@@ -14,7 +14,6 @@ from insarcloud.cliargs import (
     positive_int,
 )
 from insarcloud.config import ForecastParams
-from insarcloud.core.options import DEFAULT_TS_GROUP
 
 #: ForecastParams field -> CLI flag (and the namespace name where it differs)
 FLAGS = {"model": "--model", "horizon": ("--steps", "steps"), "train_pixels": "--train-pixels", "epochs": "--epochs",
@@ -28,8 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("cube_url", help="frame cube URL with a ts_* group")
     p.add_argument("--factors", required=True, help="LST/NDVI/precipitation source: Zarr, .nc, or a prefix "
                    "with lst.tif, ndvi.tif, precip.tif time stacks")
-    p.add_argument("--ts", default=DEFAULT_TS_GROUP, help=f"ts group to forecast (default {DEFAULT_TS_GROUP}, the one "
-                   "insarcloud invert writes by default)")
+    p.add_argument("--ts", default=None, help="ts group to forecast (default: the invert stage's current output)")
     p.add_argument("--group", default="forecast", help="output group (default forecast)")
     p.add_argument("--ray-address", default=None, help="Ray address (default: $INSARCLOUD_RAY_ADDRESS or local)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (Table III: 64)")

@@ -16,7 +16,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from insarcloud.core.options import DEFAULT_TS_GROUP
 from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError, InputArrayError
 
@@ -205,7 +204,7 @@ def _sample_training(ds, factors, n_pixels: int, seed: int) -> tuple[np.ndarray,
     return flat[:, pick], fac[:, :, pick]
 
 
-def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: str = DEFAULT_TS_GROUP,
+def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: str | None = None,
                  out_group: str = "forecast", storage_options: dict | None = None, train_pixels: int = 2000,
                  n_steps: int = 72, step_days: int = 12, n_test: int = 10, window: int | None = None,
                  train_cfg: dict | None = None, model_cfg: dict | None = None, n_actors: int = 2,
@@ -236,7 +235,7 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     from insarcloud.forecast.models import MODEL_NAMES
     from insarcloud.forecast.predict import FACTOR_FUTURES, FORECAST_TARGETS
     from insarcloud.forecast.sources import open_factors
-    from insarcloud.io import create_stage_template, mark_stage_complete, open_cube, resolve_output
+    from insarcloud.io import create_stage_template, mark_stage_complete, open_cube, stages
     from insarcloud.io.cube import open_zarr_group
 
     if model not in MODEL_NAMES:
@@ -247,14 +246,18 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     t0 = time.perf_counter()
     train_cfg = dict(train_cfg or {})
     model_cfg = dict(model_cfg or {})
-    params = {"model": model, "ts_group": ts_group, "factors": factors_url, "train_pixels": train_pixels,
+    # ts_group None: the invert stage's current output; a name: its current output of that kind (docs/STAGES.md)
+    ts_group = stages.input_group(url, "invert", ts_group, storage_options)
+    params = {"model": model, "factors": factors_url, "train_pixels": train_pixels,
               "n_steps": n_steps, "step_days": step_days, "n_test": n_test, "window": window,
               "train": train_cfg, "model_cfg": model_cfg, "seed": seed}
     if (target, factor_future, rollout) != ("increments", "predicted", 1):  # paper defaults keep old hashes
         params.update(target=target, factor_future=factor_future, rollout=rollout)
-    plan = resolve_output(url, out_group, params, storage_options)
+    plan = stages.plan_stage(url, STAGE, out_group, params,
+                             upstream={"invert": stages.group_fingerprint(url, ts_group, storage_options)},
+                             storage_options=storage_options)
     if plan.done:
-        log.info("forecast group %s is complete with these parameters; nothing to do", plan.group)
+        stages.finish_stage(url, plan, storage_options, base=out_group)
         return ForecastSummary(plan.group, model, window or 0, n_steps, {}, {}, 0, 0.0, True)
     ds = open_cube(url, storage_options, group=ts_group)
     if "displacement" not in ds:
@@ -299,7 +302,7 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     for c in ("lat", "lon"):
         if c in ds.coords:
             tmpl = tmpl.assign_coords({c: (ds[c].dims, ds[c].values, ds[c].attrs)})
-    create_stage_template(tmpl, url, plan.group, stage=STAGE, params=params, storage_options=storage_options)
+    create_stage_template(tmpl, url, plan.group, stage=STAGE, params=plan.identity, storage_options=storage_options)
 
     actor_cls = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(BlockForecaster)
     actors = [actor_cls.remote(url, ts_group, plan.group, factors_url, model, model_cfg, trained, n_steps,
@@ -325,6 +328,7 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     test = {"rmse": float(np.sqrt(sse / n_err)), "mae": float(sae / n_err), "n_pixels": n_pix}
     g = open_zarr_group(url, plan.group, storage_options, mode="r+")
     g.attrs["test_metrics"] = test
-    mark_stage_complete(url, plan.group, storage_options, stage=STAGE, params=params)
+    mark_stage_complete(url, plan.group, storage_options, stage=STAGE, params=plan.identity)
+    stages.finish_stage(url, plan, storage_options, base=out_group)
     return ForecastSummary(plan.group, model, trained["window"], n_steps, meta, test, n_pix,
                            time.perf_counter() - t0, False)

@@ -374,7 +374,7 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
     Returns the group written (or found complete with the same parameters, then the plan is None).
     Runs under the active ``distributed.Client`` if there is one.
     """
-    from insarcloud.io import open_cube, resolve_output, write_stage_output
+    from insarcloud.io import open_cube, stages, write_stage_output
 
     ref = {"y": ref_yx[0], "x": ref_yx[1]} if ref_yx else (
         {"lat": ref_latlon[0], "lon": ref_latlon[1]} if ref_latlon else None)
@@ -384,8 +384,11 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
     root = open_cube(url, storage_options, chunks=pairs_whole)
     var = weight_variable(weights)
     weight_ds = None
+    upstream: dict[str, str] = {}  # the fingerprints of the groups read (docs/STAGES.md)
     if var is not None and var not in root:
+        var = stages.input_group(url, "quality" if var == "quality" else var, var, storage_options)
         weight_ds = open_cube(url, storage_options, group=var, chunks=pairs_whole)
+        upstream["weights"] = stages.group_fingerprint(url, var, storage_options)
     floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
     params = stage_params(weights, source, gamma, ref, floor, correct_unwrap, gacos, gacos_missing)
     gacos_ds = None
@@ -393,10 +396,15 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
         from insarcloud.io.gacos import GROUP as GACOS_GROUP
 
         gacos_ds = open_cube(url, storage_options, group=GACOS_GROUP)  # CubeError naming the group if absent
+        upstream["gacos"] = str(gacos_ds.attrs.get("insarcloud", {}).get("params_hash", ""))
+    if source != "unw":
+        source = stages.input_group(url, "unwrap", source, storage_options)
+        upstream["source"] = stages.group_fingerprint(url, source, storage_options)
     target = group or f"ts_{weights}"
-    plan = resolve_output(url, target, params, storage_options)
+    plan = stages.plan_stage(url, "invert", target, params, pairs=[str(p) for p in root["pair"].values],
+                             upstream=upstream, storage_options=storage_options)
     if plan.done:
-        log.info("%s of %s is complete with the same parameters: nothing to do", plan.group, url)
+        stages.finish_stage(url, plan, storage_options, base=target)
         return plan.group, None
     source_ds = None if source == "unw" else open_cube(url, storage_options, group=source, chunks=pairs_whole)
     ds, info = invert_dataset(root, weights=weights, source=source, source_ds=source_ds, weight_ds=weight_ds,
@@ -405,8 +413,9 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
                               gacos_missing=gacos_missing)
     log.info("inverting %s (%d pairs, %d dates, %s) into %s", url, root.sizes.get("pair", 0),
              ds.sizes["date"], weights, plan.group)
-    write_stage_output(ds, url, plan.group, stage="invert", params=params, storage_options=storage_options)
+    write_stage_output(ds, url, plan.group, stage="invert", params=plan.identity, storage_options=storage_options)
     from insarcloud.plot import stage_quicklooks  # velocity (reference point, mask) and precision PNGs
 
     stage_quicklooks(url, plan.group, storage_options)
+    stages.finish_stage(url, plan, storage_options, base=target)  # noise, forecast, mosaic now read this group
     return plan.group, info

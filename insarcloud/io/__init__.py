@@ -14,5 +14,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "parse_pair", "phase_to_mm", "read_marker", "resolve_output", "write_new_cube", "write_stage_output",
         "write_stage_region",
     ],
+    "stages": ["StagePlan", "current_group", "finish_stage", "input_group", "open_stage", "plan_stage",
+               "read_pointer", "set_current"],
     "storage": ["get_fs", "join", "storage_options_for", "with_retries"],
 })

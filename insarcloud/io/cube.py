@@ -45,6 +45,8 @@ LOS_SIGN_CONVENTION = (
     "d_mm = -unw_rad * wavelength_m / (4 pi) * 1000 (LiCSAR unw is positive for range increase)"
 )
 MARKER = "insarcloud"
+#: The group holding each stage's current-output pointer (insarcloud.io.stages, docs/STAGES.md).
+POINTER_GROUP = "stages"
 CUBE_FORMAT_VERSION = 1
 #: Sub-group of a stage group holding its quicklook PNGs (insarcloud.plot writes it). The PNG objects are not
 #: Zarr nodes, so zarr warns when a deep listing (consolidation) meets them; that warning is expected here.
@@ -317,8 +319,9 @@ def require_input(url: str, name: str, storage_options: dict[str, Any] | None = 
 
 
 def list_groups(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The cube's data groups (stage outputs, gacos, ...); not the stage pointers' group."""
     root = open_zarr_group(url, None, storage_options)
-    return sorted(name for name, _ in root.groups())
+    return sorted(name for name, _ in root.groups() if name != POINTER_GROUP)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,15 +367,22 @@ def resolve_output(url: str, group: str, params: Mapping[str, Any],
     return OutputPlan(alt, bool(alt_marker and alt_marker.get("complete") and alt_marker.get("params_hash") == h))
 
 
+#: Key and version marking a mapping as a stage identity (insarcloud.io.stages), not plain parameters.
+IDENTITY_KEY, IDENTITY_VERSION = "stage_contract", 1
+
 #: Environment variable naming the area-job run that is writing (set by insarcloud.pipelines.area_job); markers
 #: record it so the report can name the run that made each output even after a resumed run skipped it all.
 RUN_ID_ENV = "INSARCLOUD_RUN_ID"
 
 
 def _marker(stage: str, params: Mapping[str, Any], complete: bool) -> dict[str, Any]:
+    # A stage identity (insarcloud.io.stages.stage_identity: params + input identities) is recorded as its
+    # params and its inputs; params_hash is then the input fingerprint (docs/STAGES.md).
+    ident = params.get(IDENTITY_KEY) == IDENTITY_VERSION
     marker = {
         "stage": stage,
-        "params": json.loads(json.dumps(dict(params), default=str)),
+        "params": json.loads(json.dumps(dict(params["params"] if ident else params), default=str)),
+        **({"inputs": json.loads(json.dumps(params["inputs"], default=str))} if ident else {}),
         "params_hash": params_hash(params),
         "complete": complete,
         "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

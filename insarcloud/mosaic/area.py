@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from insarcloud.core.options import DEFAULT_TS_GROUP
 from insarcloud.errors import CubeError, NetworkError
 from insarcloud.io import (
     create_stage_template,
@@ -65,7 +64,7 @@ def _los_fallback(ds: xr.Dataset, name: str) -> np.ndarray:
     return np.full((ds.sizes["y"], ds.sizes["x"]), comp, dtype="float32")
 
 
-def load_frame(cube_url: str, ts_group: str, storage_options: dict[str, Any] | None = None,
+def load_frame(cube_url: str, ts_group: str | None, storage_options: dict[str, Any] | None = None,
                precision_group: str | None = "noise") -> tuple[FrameMaps, np.ndarray, np.ndarray]:
     """Velocity, its std and LOS vectors of one frame (numpy), with its lat/lon.
 
@@ -75,6 +74,12 @@ def load_frame(cube_url: str, ts_group: str, storage_options: dict[str, Any] | N
     variance, which is several times too small for atmospheric noise (issue 7; the demo's truth shows it), and
     every downstream weight and east/up precision inherits it.
     """
+    from insarcloud.io import stages
+
+    # the invert and noise stages' current groups (docs/STAGES.md); a name picks that kind's current output
+    ts_group = stages.input_group(cube_url, "invert", ts_group, storage_options)
+    precision_group = precision_group and stages.optional_input_group(cube_url, "noise", precision_group,
+                                                                      storage_options)
     root = open_cube(cube_url, storage_options)
     ts = open_cube(cube_url, storage_options, group=ts_group)
     los = {n: (root[n].values if n in root else _los_fallback(root, n)) for n in ("los_e", "los_n", "los_u")}
@@ -215,7 +220,7 @@ def _reference_region(grid: Grid, dir_maps: dict[str, dict[str, np.ndarray]],
     return region & seen
 
 
-def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = DEFAULT_TS_GROUP,
+def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str | None = None,
                bbox: Sequence[float] | None = None, ramp: bool = False, min_overlap: int = 100,
                gnss_csv: str | None = None, reference_box: Sequence[float] | None = None,
                precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None,
@@ -229,9 +234,14 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = DEFAU
     computed and written one ``series_tile`` area tile at a time (default: from the number of dates,
     :func:`insarcloud.mosaic.area_series.series_tile_for`).
     """
-    inputs = [(read_marker(u, ts_group, storage_options) or {}).get("params_hash") for u in cube_urls]
+    from insarcloud.io import stages
+
+    # the fingerprints of the exact groups read: a frame whose invert or noise output changed redoes the mosaic
+    inputs = [(read_marker(u, stages.input_group(u, "invert", ts_group, storage_options), storage_options)
+               or {}).get("params_hash") for u in cube_urls]
     if precision_group:
-        inputs += [(read_marker(u, precision_group, storage_options) or {}).get("params_hash") for u in cube_urls]
+        inputs += [(read_marker(u, g, storage_options) or {}).get("params_hash") if g else None for u in cube_urls
+                   for g in [stages.optional_input_group(u, "noise", precision_group, storage_options)]]
     params = {"cubes": list(cube_urls), "ts_group": ts_group, "bbox": list(bbox) if bbox else None, "ramp": ramp,
               "min_overlap": min_overlap, "gnss_csv": gnss_csv, "reference_box": reference_box,
               "precision_group": precision_group, "inputs": inputs}
@@ -248,7 +258,7 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str = DEFAU
                            series_tile=series_tile)
 
 
-def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any], *, ts_group: str,
+def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any], *, ts_group: str | None,
                 bbox: Sequence[float] | None, ramp: bool, min_overlap: int, gnss_csv: str | None,
                 reference_box: Sequence[float] | None, precision_group: str | None,
                 storage_options: dict[str, Any] | None, series: bool,
@@ -275,12 +285,17 @@ def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any],
     return summary
 
 
-def _all_have_series(cube_urls: Sequence[str], ts_group: str, storage_options: dict[str, Any] | None) -> bool:
-    return all("displacement" in open_cube(u, storage_options, group=ts_group) for u in cube_urls)
+def _all_have_series(cube_urls: Sequence[str], ts_group: str | None, storage_options: dict[str, Any] | None
+                     ) -> bool:
+    from insarcloud.io import stages
+
+    return all("displacement" in stages.open_stage(u, "invert", storage_options, requested=ts_group)
+               for u in cube_urls)
 
 
 def _write_with_series(ds: xr.Dataset, summary: dict[str, Any], frames: Sequence[tuple[FrameMaps, Any, Any]],
-                       cube_urls: Sequence[str], ts_group: str, area_url: str, group: str, params: dict[str, Any],
+                       cube_urls: Sequence[str], ts_group: str | None, area_url: str, group: str,
+                       params: dict[str, Any],
                        storage_options: dict[str, Any] | None, precision_group: str | None,
                        tile: int | None) -> None:
     """Template (velocity maps + series placeholders), the maps, the series tile by tile, then the marker."""

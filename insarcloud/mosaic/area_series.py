@@ -49,6 +49,12 @@ class FrameSeries:
     def __init__(self, url: str, ts_group: str, frame: Any, lat: np.ndarray, lon: np.ndarray, grid_lat: np.ndarray,
                  grid_lon: np.ndarray, storage_options: dict[str, Any] | None, precision_group: str | None) -> None:
         self.frame, self.lat, self.lon = frame, lat, lon
+        from insarcloud.io import stages
+
+        # the invert and noise stages' current groups (docs/STAGES.md)
+        ts_group = stages.input_group(url, "invert", ts_group, storage_options)
+        precision_group = precision_group and stages.optional_input_group(url, "noise", precision_group,
+                                                                          storage_options)
         self.ts = open_cube(url, storage_options, group=ts_group)
         self.dates = self.ts["date"].values
         step = float(grid_lon[1] - grid_lon[0]) if grid_lon.size > 1 else 0.001

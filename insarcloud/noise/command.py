@@ -9,7 +9,7 @@ from typing import Any
 
 from insarcloud.cliargs import add_model_options, params_from_args, positive_int
 from insarcloud.config import NoiseParams
-from insarcloud.core.options import DEFAULT_TS_GROUP, NOISE_GROUP
+from insarcloud.core.options import NOISE_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "by likelihood), Sigma and its Gaussian covariance C0 exp(-r^2/d^2), and per pixel the "
                     "velocity precision with and without the noise model; writes the `noise` group.")
     p.add_argument("cube_url", metavar="CUBE_URL")
-    p.add_argument("--ts", default=DEFAULT_TS_GROUP,
-                   help=f"input ts group (default {DEFAULT_TS_GROUP}, the one insarcloud invert writes by default)")
+    p.add_argument("--ts", default=None, help="input ts group (default: the invert stage's current output)")
     add_model_options(p, NoiseParams, FLAGS)  # the area config's params.noise, one definition
     p.add_argument("--group", default=NOISE_GROUP, help=f"output group (default {NOISE_GROUP})")
     p.add_argument("--scheduler", default=None,

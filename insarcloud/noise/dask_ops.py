@@ -16,9 +16,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from insarcloud.core.options import DEFAULT_TS_GROUP
 from insarcloud.errors import CubeError
-from insarcloud.io import open_cube, resolve_output, write_stage_output
+from insarcloud.io import open_cube, write_stage_output
 
 from .classes import ClassKind, segment_velocity, tile_side
 from .cofactors import epochs_to_days
@@ -187,7 +186,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     return ds
 
 
-def noise_cube(url: str, *, ts_group: str = DEFAULT_TS_GROUP, group: str = "noise", classes: ClassKind = "tiles",
+def noise_cube(url: str, *, ts_group: str | None = None, group: str = "noise", classes: ClassKind = "tiles",
                class_size: int = 1000, opts: dict | None = None,
                storage_options: dict | None = None) -> tuple[str, bool]:
     """Run the noise stage on a cube (needs an active distributed Client for a cluster run).
@@ -196,17 +195,24 @@ def noise_cube(url: str, *, ts_group: str = DEFAULT_TS_GROUP, group: str = "nois
     -------
     (group written or found, skipped) : skipped is True when the same parameters were already complete.
     """
-    params = {"ts_group": ts_group, "classes": classes, "class_size": int(class_size),
+    from insarcloud.io import stages
+
+    # ts_group None: the invert stage's current output; a name: its current output of that kind (docs/STAGES.md)
+    ts_group = stages.input_group(url, "invert", ts_group, storage_options)
+    params = {"classes": classes, "class_size": int(class_size),
               **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (opts or {}).items()}}
-    plan = resolve_output(url, group, params, storage_options)
+    plan = stages.plan_stage(url, "noise", group, params,
+                             upstream={"invert": stages.group_fingerprint(url, ts_group, storage_options)},
+                             storage_options=storage_options)
     if plan.done:
-        log.info("noise: %s already complete with these parameters", plan.group)
+        stages.finish_stage(url, plan, storage_options, base=group)
         return plan.group, True
     ts = open_cube(url, storage_options, group=ts_group)
     ds = noise_dataset(ts, classes=classes, class_size=class_size, opts=opts)
     ds.attrs["source_group"] = ts_group
-    write_stage_output(ds, url, plan.group, stage="noise", params=params, storage_options=storage_options)
+    write_stage_output(ds, url, plan.group, stage="noise", params=plan.identity, storage_options=storage_options)
     from insarcloud.plot import stage_quicklooks  # noise model maps beside the group
 
     stage_quicklooks(url, plan.group, storage_options)
+    stages.finish_stage(url, plan, storage_options, base=group)
     return plan.group, False

@@ -42,6 +42,8 @@ class FrameResult:
     error: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: stage -> what it did and why, one line ("recomputed ts_quality_1a2b3c4d: inputs changed (...)")
+    decisions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -255,9 +257,23 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Cal
             break
         finally:
             res.stage_seconds[stage] = round(time.perf_counter() - t0, 2)
-        log.info("frame %s: %s done in %.1fs", frame, stage, res.stage_seconds[stage])
+        res.decisions[stage] = _decision(cfg, frame, stage, res.outputs[stage], ctx)
+        log.info("frame %s: %s done in %.1fs: %s", frame, stage, res.stage_seconds[stage], res.decisions[stage])
         faultpoints.reached(f"stage:{stage}")  # kill-and-resume tests stop the job here ($INSARCLOUD_EXIT_AT)
     return res
+
+
+def _decision(cfg: AreaJobConfig, frame: str, stage: str, output: Any, ctx: dict[str, Any]) -> str:
+    """One line: what ``stage`` did for ``frame`` and why (the stage's plan, docs/STAGES.md)."""
+    from insarcloud.io.stages import last_plan
+
+    if stage == "ingest":
+        n = output.get("completed", 0) if isinstance(output, dict) else 0
+        return f"appended {n} new pair(s)" if n else "no new product"
+    plan = last_plan(cfg.cube_url(frame), stage)
+    if plan is None:
+        return "ran (no plan recorded)"
+    return f"kept {plan.group}: {plan.reason}" if plan.done else f"recomputed {plan.group}: {plan.reason}"
 
 
 def _truth(cfg: AreaJobConfig, good: list[str], mosaic: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -369,6 +385,16 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
     return result
 
 
+def decision_lines(result: AreaResult) -> list[str]:
+    """``frame stage: what it did and why`` for every frame and stage, then the mosaic."""
+    lines = [f"{f} {stage}: {why}" for f, r in result.frames.items() for stage, why in r.decisions.items()]
+    if result.mosaic is not None:
+        m = result.mosaic
+        what = f"error: {m['error']}" if "error" in m else "kept" if m.get("skipped") else "recomputed"
+        lines.append(f"mosaic: {what} {m.get('group', '')}".rstrip())
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -386,6 +412,8 @@ def run_from_path(config: str, json_out: str | None = None) -> int:
     summary = result.to_dict()
     if json_out:
         Path(json_out).write_text(json.dumps(summary, indent=1, default=str))
+    for line in decision_lines(result):  # what each stage recomputed and why (every run is an update)
+        print(line)
     print(f"area cube: {result.area_url}")
     print(f"report:    {result.report_url}")
     print(f"log:       {result.log_url}")

@@ -118,7 +118,10 @@ def _place(area: xr.Dataset, name: str, truth: xr.DataArray, out: np.ndarray, co
 def _complete_group(cube: str, group: str, so: dict[str, Any] | None) -> xr.Dataset | None:
     """The cube's ``group`` when its stage marked it complete and it has velocity and velocity_std, else None."""
     from insarcloud.io import read_marker
+    from insarcloud.io.stages import optional_input_group
 
+    # that kind's current output (the stage pointer, docs/STAGES.md), else the group of that name
+    group = optional_input_group(cube, "invert" if group.startswith("ts_") else group, group, so) or group
     if not (read_marker(cube, group, so) or {}).get("complete"):
         return None
     ds = xr.open_zarr(cube, group=group, storage_options=so)
@@ -127,14 +130,15 @@ def _complete_group(cube: str, group: str, so: dict[str, Any] | None) -> xr.Data
 
 def _complete_forecast(cube: str, so: dict[str, Any] | None) -> xr.Dataset | None:
     """The cube's ``forecast`` group when its stage marked it complete, else None."""
-    from insarcloud.io import read_marker
+    from insarcloud.io.stages import current_group
 
     try:
-        if not (read_marker(cube, "forecast", so) or {}).get("complete"):
-            return None
+        group = current_group(cube, "forecast", so)  # the stage pointer, else the legacy "forecast" group
     except (OSError, KeyError, ValueError):
         return None
-    ds = xr.open_zarr(cube, group="forecast", storage_options=so)
+    if group is None:
+        return None
+    ds = xr.open_zarr(cube, group=group, storage_options=so)
     return ds if "displacement" in ds else None
 
 

@@ -157,8 +157,12 @@ FIGURES: dict[str, Callable[[str, str, dict[str, Any] | None], dict[str, Any]]] 
 def default_group(url: str, stage: str, storage_options: dict[str, Any] | None = None) -> str:
     """The group a stage's quicklooks are drawn from: the stage's name, or the first complete ``ts_*`` group."""
     from insarcloud.io import list_groups, read_marker
+    from insarcloud.io.stages import current_group
 
     stage = STAGE_ALIASES.get(stage, stage)
+    current = current_group(url, stage, storage_options)  # the stage's pointer (docs/STAGES.md)
+    if current is not None:
+        return current
     groups = list_groups(url, storage_options)
     done = [g for g in groups if (read_marker(url, g, storage_options) or {}).get("stage") == stage
             and (read_marker(url, g, storage_options) or {}).get("complete")]

@@ -15,7 +15,6 @@ Plan (two passes, both spatially chunked; no task ever holds more than one spati
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any
@@ -442,14 +441,16 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     from insarcloud import io
 
     p = params or QCParams()
+    from insarcloud.io import stages
+
     ds = io.open_cube(url, storage_options)
     ds = io.open_cube(url, storage_options, chunks=read_chunks(ds))
-    # the pair list is part of the parameters: a cube that gained pairs gets a fresh group
-    marker = {**p.marker_params(), "pairs_sha256": hashlib.sha256(
-        "\n".join(map(str, ds["pair"].values)).encode()).hexdigest()}
-    plan = io.resolve_output(url, group, marker, storage_options)
+    # the pair list is part of the input identity: a cube that gained pairs gets a fresh group (docs/STAGES.md)
+    plan = stages.plan_stage(url, STAGE, group, p.marker_params(), pairs=[str(v) for v in ds["pair"].values],
+                             storage_options=storage_options)
+    marker = plan.identity
     if plan.done:
-        log.info("qc group %s of %s is complete with the same parameters: nothing to do", plan.group, url)
+        stages.finish_stage(url, plan, storage_options, base=group)
         return plan.group
     t0 = time.perf_counter()
     out = qc_dataset(ds, p)
@@ -460,6 +461,7 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     from insarcloud.plot import stage_quicklooks  # network, coherence matrix, loop closure PNGs beside the group
 
     stage_quicklooks(url, plan.group, storage_options)
+    stages.finish_stage(url, plan, storage_options, base=group)  # consumers now read this group
     n = ds.sizes["pair"] * ds.sizes["y"] * ds.sizes["x"]
     dt = time.perf_counter() - t0
     log.info("qc wrote %s/%s: %d pixel-pairs in %.1fs (%.2f Mpx-pair/s)", url, plan.group, n, dt,

@@ -162,7 +162,8 @@ class QualityWorker:
     """
 
     def __init__(self, cube_url: str, group: str, params_json: str,
-                 storage_options: dict[str, Any] | None = None, fault_file: str | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None, fault_file: str | None = None,
+                 qc_group: str | None = None) -> None:
         import torch
 
         from insarcloud.qc.model import cpu_has_fast_bf16
@@ -170,6 +171,7 @@ class QualityWorker:
 
         self.p = ServeParams.model_validate_json(params_json)
         self.url, self.group, self.so, self.fault_file = cube_url, group, storage_options, fault_file
+        self.qc_group = qc_group  # the qc stage's current group when the driver planned (its fingerprint is ours)
         torch.set_num_threads(self.p.threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_model(self.p.checkpoint, storage_options).to(self.device)
@@ -200,7 +202,9 @@ class QualityWorker:
             self._ds = io.open_cube(self.url, self.so)
             if "closure" in self.model.config.channels:
                 try:
-                    self._qc = io.open_cube(self.url, self.so, group="qc")
+                    if self.qc_group is None:
+                        raise CubeError("no qc group")
+                    self._qc = io.open_cube(self.url, self.so, group=self.qc_group)
                 except CubeError:
                     log.warning("%s has no complete qc group: the closure channel is no data", self.url)
         return self._ds, self._qc
@@ -458,16 +462,24 @@ def run_quality(
     else:
         cs = ds["phase"].data.chunksize
         chunk = (int(cs[1]), int(cs[2]))
-    marker = {**p.model_dump(), "checkpoint_sha256": file_sha256(p.checkpoint, storage_options),
-              "chunk": list(chunk), "pairs_sha256": hashlib.sha256("\n".join(pairs).encode()).hexdigest()}
-    plan = io.resolve_output(cube_url, GROUP, marker, storage_options)
+    from insarcloud.io import stages
+
+    ckpt_sha = file_sha256(p.checkpoint, storage_options)
+    # the checkpoint's identity is its content: the same model at another path (laptop, container) is the same
+    ident = {k: v for k, v in p.model_dump().items() if k != "checkpoint"}
+    qc_group = stages.current_group(cube_url, "qc", storage_options)
+    upstream = {"qc": stages.group_fingerprint(cube_url, qc_group, storage_options)} if qc_group else {}
+    plan = stages.plan_stage(cube_url, STAGE, GROUP, {**ident, "chunk": list(chunk)}, pairs=pairs,
+                             upstream=upstream, files={"checkpoint": ckpt_sha}, storage_options=storage_options)
+    marker = plan.identity
     if plan.done:
-        log.info("%s/%s is complete with the same parameters: nothing to do", cube_url, plan.group)
+        stages.finish_stage(cube_url, plan, storage_options, base=GROUP)
         return QualityRun(plan.group, 0, 0, 0, time.perf_counter() - t0, "none")
     old = io.read_marker(cube_url, plan.group, storage_options)
     resuming = bool(old) and old.get("params_hash") == io.params_hash(marker)
     if not resuming:
-        io.create_stage_template(_template(ds, chunk, marker), cube_url, plan.group, stage=STAGE, params=marker,
+        io.create_stage_template(_template(ds, chunk, {"checkpoint": p.checkpoint, "checkpoint_sha256": ckpt_sha}),
+                                 cube_url, plan.group, stage=STAGE, params=marker,
                                  storage_options=storage_options)
     else:  # a resumed group is written under its lease too (create_stage_template takes it otherwise)
         from insarcloud.io.cube import hold_stage_lease
@@ -501,7 +513,7 @@ def run_quality(
 
         def new_actor() -> Any:
             a = worker_cls.options(max_restarts=max_restarts, **opts).remote(
-                cube_url, plan.group, p.model_dump_json(), storage_options, fault_file)
+                cube_url, plan.group, p.model_dump_json(), storage_options, fault_file, qc_group)
             actors.append(a)
             return a
 
@@ -567,6 +579,7 @@ def run_quality(
     from insarcloud.plot import stage_quicklooks  # mean quality maps beside the group
 
     stage_quicklooks(cube_url, plan.group, storage_options)
+    stages.finish_stage(cube_url, plan, storage_options, base=GROUP)  # consumers now read this group
     dt = time.perf_counter() - t0
     log.info("quality of %s -> %s: %d chunks (%d skipped, %d retried) in %.1fs", cube_url, plan.group,
              len(jobs), skipped, retried, dt)

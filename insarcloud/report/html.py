@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from insarcloud.errors import CubeError
-from insarcloud.io import open_cube
+from insarcloud.io import open_cube, open_stage
 from insarcloud.io.storage import join, read_bytes, write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _series_png(points: Sequence[dict], cubes: dict[str, str], ts_group: str, fo
         ax.set_ylabel("LOS (mm)")
         for frame, url in cubes.items():
             try:
-                ts = open_cube(url, storage_options, group=ts_group)
+                ts = open_stage(url, "invert", storage_options, requested=ts_group)  # its current output
             except CubeError:
                 continue
             ij = _nearest(ts, pt["lon"], pt["lat"])
@@ -93,7 +93,7 @@ def _series_png(points: Sequence[dict], cubes: dict[str, str], ts_group: str, fo
             drawn = True
             if forecast_group:
                 try:
-                    fc = open_cube(url, storage_options, group=forecast_group)
+                    fc = open_stage(url, "forecast", storage_options, requested=forecast_group)
                 except CubeError:
                     notes.append(f"{frame}: no forecast group")
                     continue
@@ -234,15 +234,18 @@ def _quicklooks(frame: str, url: str, so: dict[str, Any] | None, dpi: int) -> li
     drew them, else drawn now (nothing is written into the cube)."""
     from insarcloud.io import list_groups, read_marker
     from insarcloud.io.cube import open_zarr_group
+    from insarcloud.io.stages import read_pointers
     from insarcloud.plot.figures import png_bytes
     from insarcloud.plot.quicklooks import ATTR, FIGURES, STAGE_ALIASES
 
     out = []
     groups = []
+    # the stages' current groups only (docs/STAGES.md); a cube written before pointers shows every group
+    current = {p["group"] for p in read_pointers(url, so).values()}
     for g in list_groups(url, so):
         m = read_marker(url, g, so) or {}
         stage = STAGE_ALIASES.get(m.get("stage", ""), "")
-        if m.get("complete") and stage in FIGURES:
+        if m.get("complete") and stage in FIGURES and (not current or g in current):
             groups.append((list(FIGURES).index(stage), g, stage))
     for _, g, stage in sorted(groups):  # pipeline order: qc, quality, invert, noise
         listed = list(open_zarr_group(url, g, so).attrs.get(ATTR) or [])

@@ -13,7 +13,6 @@ Everything numerical is in the kernels; this module only maps them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import partial
 from typing import Any, NamedTuple
@@ -222,19 +221,19 @@ def unwrap_cube(url: str, method: str = "multiscale", *, source: str = "phase", 
     if tile is None and ny * nx > max_whole_pixels:
         tile = 1024
     pairs = [str(p) for p in ds["pair"].values]
-    record = {
+    from insarcloud.io import stages
+
+    params_ = {
         "method": method, "source": source, "weights": wmode, "tile": tile,
         "overlap": overlap if tile else None, "kernel_params": kparams,
-        # New pairs appended by a later ingest must not be taken as done.
-        "pairs_sha1": hashlib.sha1(",".join(pairs).encode()).hexdigest(),
-        "n_pairs": len(pairs),
-        # only when used, so groups written before landmasks existed keep their parameter hash
         **({"landmask": "water (0) is no data"} if "landmask" in ds.data_vars else {}),
     }
     group = f"unw_{method}"
-    plan = io.resolve_output(url, group, record, storage_options)
+    # new pairs appended by a later ingest are part of the input identity: not taken as done (docs/STAGES.md)
+    plan = stages.plan_stage(url, STAGE, group, params_, pairs=pairs, storage_options=storage_options)
+    record = plan.identity
     if plan.done:
-        log.info("%s of %s is complete with the same parameters: nothing to do", plan.group, url)
+        stages.finish_stage(url, plan, storage_options, base=group)
         return UnwrapCubeResult(plan.group, True, record)
     if not pairs:
         raise CubeError(f"cube {url} has no ingested pairs to unwrap")
@@ -266,4 +265,5 @@ def unwrap_cube(url: str, method: str = "multiscale", *, source: str = "phase", 
     log.info("unwrapping %d pairs of %s with %s into %s", len(pairs), url, method, plan.group)
     io.write_stage_output(out, url, plan.group, stage=STAGE, params=record, storage_options=storage_options,
                           encoding=enc)
+    stages.finish_stage(url, plan, storage_options, base=group)
     return UnwrapCubeResult(plan.group, False, record)

@@ -80,8 +80,13 @@ class CubeView:
             "phase" not in root else "frame"
         if self.kind == "frame":
             from insarcloud.config import InvertParams
+            from insarcloud.io.stages import current_group, input_group
 
-            self.group = group or f"ts_{InvertParams().weights}"
+            # the invert stage's current output (docs/STAGES.md); a name picks that kind's current output
+            try:
+                self.group = input_group(url, "invert", group, storage_options)
+            except CubeError:
+                self.group = group or f"ts_{InvertParams().weights}"
             try:
                 self.ts = _open(url, self.group, storage_options)
             except CubeError as exc:
@@ -92,7 +97,8 @@ class CubeView:
                                 "(choose one with --group)") from exc
             if not _complete(self.ts):
                 raise CubeError(f"group {self.group!r} of {url} is incomplete (its stage did not finish)")
-            self.extra = {name: self._optional(name) for name in ("quality", "noise", "forecast")}
+            self.extra = {name: self._optional(current_group(url, name, storage_options) or name)
+                          for name in ("quality", "noise", "forecast")}
             self.layers = [v for v in ("velocity", "velocity_std", "residual_rms") if v in self.ts]
             self.grid = self.ts
         else:
