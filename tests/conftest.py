@@ -151,6 +151,9 @@ class _RaySession:
     def start() -> Any:
         import ray
 
+        from insarcloud.engines import local_ray_at_normal_priority
+
+        local_ray_at_normal_priority()
         ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
                  log_to_driver=False)
         return ray

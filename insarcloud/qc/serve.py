@@ -406,6 +406,9 @@ def _connect_ray(address: str | None, n_cpus: int) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        from insarcloud.engines import local_ray_at_normal_priority
+
+        local_ray_at_normal_priority()
         ray.init(address="local", num_cpus=n_cpus, object_store_memory=200 * 1024**2,
                  include_dashboard=False, log_to_driver=False)
     return True
