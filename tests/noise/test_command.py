@@ -16,9 +16,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def test_parser_defaults_and_options() -> None:
     a = _parse("s3://b/cubes/F.zarr")
-    # the ts group the inversion writes by default (one default, insarcloud.core.options)
-    assert (a.ts, a.class_size, a.classes, a.scheduler, a.func) == ("ts_quality_closure", 1000, "tiles", None,
-                                                                    run_noise)
+    # no --ts: the invert stage's current output (its pointer in the cube, docs/STAGES.md)
+    assert (a.ts, a.class_size, a.classes, a.scheduler, a.func) == (None, 1000, "tiles", None, run_noise)
     a = _parse("s3://b/c.zarr", "--ts", "ts_none", "--class-size", "400", "--classes", "segments",
                "--scheduler", "tcp://h:8786", "--flicker", "flicker_powerlaw")
     assert (a.ts, a.class_size, a.classes, a.scheduler, a.flicker) == ("ts_none", 400, "segments", "tcp://h:8786",
