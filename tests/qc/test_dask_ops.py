@@ -159,9 +159,14 @@ def test_pass1_tree_reduction_equals_whole_array() -> None:
     assert layout.n == trip.n_triplets * (2 * (2 * closure.K_MAX + 1) + 6) + 1 + 3 * len(s.pairs)
 
 
-def test_inputs_rechunked_once_and_kept_locally() -> None:
+def test_inputs_rechunked_once_and_kept_locally(monkeypatch: pytest.MonkeyPatch) -> None:
     import dask.array as da
+    import distributed
 
+    def no_client() -> None:
+        raise ValueError("no client")  # what distributed raises without one (another test's may be running)
+
+    monkeypatch.setattr(distributed, "get_client", no_client)
     s, _ = synthetic_cube(0)
     x = da.from_array(s.phase, chunks=(1, 50, 45)).rechunk((-1, 32, 32))
     (kept,), how = dask_ops.reuse_inputs([x])
