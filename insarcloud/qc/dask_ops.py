@@ -209,9 +209,11 @@ def reuse_inputs(arrays: list[da.Array]) -> tuple[list[da.Array], str]:
     except (ImportError, ValueError):
         client = None
     if client is not None:
-        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
-        if limits and all(limits) and nbytes <= CLUSTER_REUSE_FRACTION * sum(limits):
-            return list(client.persist(arrays)), "cluster"
+        # Not kept on the workers for now: persisted keys went missing from the passes' graphs in the test
+        # suite ("Missing dependency rechunk-merge-..."; cause not found), so with a client each pass reads
+        # again (correct, one more read). Keeping them on the cluster (CLUSTER_REUSE_FRACTION) is to be re-enabled
+        # with a test on a shared session client.
+        pass
     elif nbytes <= LOCAL_REUSE_MB * 2**20:
         return list(dask.persist(*arrays)), "local"
     log.info("qc inputs (%.0f MB rechunked) are not kept between the passes: each pass reads the cube",
