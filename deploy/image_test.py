@@ -431,6 +431,7 @@ class ImageTest:
         self.moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         endpoint = f"http://{host}:{port}"
+        self.endpoint = endpoint
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -522,6 +523,7 @@ class ImageTest:
         print("\n".join(self.summary["job_log_tail"]), flush=True)
         if rc != "0":
             self.dump_logs(by_role["ray-head"]["name"], 120)
+            self.print_run_log(text.stdout + text.stderr)
             raise RuntimeError(f"the area job's submitter exited with {rc}")
         joblog = text.stdout + text.stderr
         if "exited with 0" not in joblog:
@@ -531,6 +533,21 @@ class ImageTest:
         self.summary["dask_transitions_during_job"] = after - before
         if after - before < 50:
             raise RuntimeError(f"the job did not use the Dask scheduler pod ({after - before} transitions)")
+
+    def print_run_log(self, joblog: str) -> None:
+        """The area job's own log (on the bucket, named in the driver's 'log:' line): why a frame failed."""
+        import fsspec
+
+        url = next((ln.split(None, 1)[1].strip() for ln in joblog.splitlines() if ln.startswith("log:")), None)
+        if not url or not url.startswith("s3://"):
+            return
+        try:
+            fs = fsspec.filesystem("s3", endpoint_url=self.endpoint, key="testing", secret="testing")
+            lines = fs.cat(url).decode(errors="replace").splitlines()
+        except Exception as exc:  # noqa: BLE001 - a diagnostic only; the failure itself is reported anyway
+            log(f"could not read the run log {url}: {exc}")
+            return
+        print(f"---- run log {url} (last 150 lines)\n" + "\n".join(lines[-150:]) + "\n----", flush=True)
 
     def verify(self, endpoint: str) -> None:
         import numpy as np

@@ -293,7 +293,9 @@ class QualityWorker:
             unw = read(ds, "unw") if "unw_grad" in chans else None
             amp = read(ds, "amp") if "amp" in chans else None
             closure = None
-            if "closure" in chans and qc is not None:
+            # a cube without ``unw`` has a qc group without ``pair_closure``: no data, as in training
+            # (qc/dataset.py), so the channel is NaN rather than a read of a missing variable
+            if "closure" in chans and qc is not None and "pair_closure" in qc.data_vars:
                 known = self._pairs(qc)
                 have = [n for n in names if n in known]
                 got = dict(zip(have, read(qc, "pair_closure", have), strict=True)) if have else {}
