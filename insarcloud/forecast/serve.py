@@ -18,6 +18,7 @@ import numpy as np
 
 from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError, InputArrayError
+from insarcloud.forecast.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,10 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
         raise InputArrayError(f"target {target!r} (one of {FORECAST_TARGETS}), factor_future {factor_future!r} "
                               f"(one of {FACTOR_FUTURES}), rollout {rollout} (>= 1)")
     t0 = time.perf_counter()
-    train_cfg = dict(train_cfg or {})
+    # Fingerprint the complete, validated training options: the CLI passes batch size, lr and None for the
+    # unset budgets while the area job leaves them out, and the same settings must hash the same. The
+    # torch seed follows ``seed`` unless given (the CLI's --seed used to reach the sampling only).
+    train_cfg = TrainConfig(**{"seed": seed, **(train_cfg or {})}).model_dump()
     model_cfg = dict(model_cfg or {})
     # ts_group None: the invert stage's current output; a name: its current output of that kind (docs/STAGES.md)
     ts_group = stages.input_group(url, "invert", ts_group, storage_options)

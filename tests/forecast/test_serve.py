@@ -92,6 +92,9 @@ def test_actor_pool_writes_forecast_group(ray_local, bucket, storage_options):
     assert read_marker(url, "forecast", storage_options)["complete"] is True
     # the same parameters again: nothing to do
     assert run_forecast(url, furl, **kw).skipped
+    # the same settings as the CLI spells them (unset budgets as None, the torch seed given) are the same stage
+    spelled = {**kw, "train_cfg": {**kw["train_cfg"], "early_stop": None, "max_seconds": None, "seed": 0}}
+    assert run_forecast(url, furl, **spelled).skipped
     # the CLI sub-command on the same cube (Ray is already up, so init_ray connects to it)
     from insarcloud.cli import main
 
