@@ -21,13 +21,10 @@ import xarray as xr
 
 from insarcloud.errors import CubeError, NetworkError
 from insarcloud.io import (
-    create_stage_template,
     mark_stage_complete,
     open_cube,
     read_marker,
     resolve_output,
-    write_stage_output,
-    write_stage_region,
 )
 from insarcloud.io.storage import read_bytes
 from insarcloud.mosaic.kernels import (
@@ -55,13 +52,14 @@ class FrameMaps(NamedTuple):
     los_u: np.ndarray
 
 
-def _los_fallback(ds: xr.Dataset, name: str) -> np.ndarray:
-    """LOS components when the frame lacks E/N/U files: from heading and incidence (LiCSAR metadata)."""
+def _los_fallback(ds: xr.Dataset, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """LOS components when the frame lacks E/N/U files: from heading and incidence (LiCSAR metadata);
+    a ``shape`` array (default: the frame's)."""
     heading = np.deg2rad(float(ds.attrs.get("heading_deg", np.nan)))
     inc = np.deg2rad(float(ds.attrs.get("incidence_deg", np.nan)))
     look = heading + np.pi / 2  # Sentinel-1 looks right of the flight direction
     comp = {"los_e": -np.sin(inc) * np.sin(look), "los_n": -np.sin(inc) * np.cos(look), "los_u": np.cos(inc)}[name]
-    return np.full((ds.sizes["y"], ds.sizes["x"]), comp, dtype="float32")
+    return np.full(shape or (ds.sizes["y"], ds.sizes["x"]), comp, dtype="float32")
 
 
 def load_frame(cube_url: str, ts_group: str | None, storage_options: dict[str, Any] | None = None,
@@ -125,7 +123,12 @@ def _nanmean0(a: np.ndarray) -> np.ndarray:
 def mosaic_arrays(frames: Sequence[tuple[FrameMaps, np.ndarray, np.ndarray]], *, bbox: Sequence[float] | None = None,
                   ramp: bool = False, min_overlap: int = 100, gnss: list[dict] | None = None,
                   reference_box: Sequence[float] | None = None) -> tuple[xr.Dataset, dict[str, Any]]:
-    """Mosaic frames (numpy in, xarray out). Returns the area dataset and a JSON-able summary."""
+    """Mosaic frames (numpy in, xarray out). Returns the area dataset and a JSON-able summary.
+
+    The whole-array reference: every frame placed on the whole area grid in memory (~335 B per area pixel +
+    ~25 B per frame x area pixel). ``run_mosaic`` uses the chunked path (:mod:`insarcloud.mosaic.chunked`),
+    which gives the same numbers with the memory of a few area chunks; this stays for small areas and tests.
+    """
     extents = [(lon.min(), lat.min(), lon.max(), lat.max()) for _, lat, lon in frames]
     grid = area_grid(extents, bbox=tuple(bbox) if bbox is not None else None)
     placed = [(f, place(grid, lat, lon, np.stack([f.velocity, f.velocity_std, f.los_e, f.los_n, f.los_u])))
@@ -141,7 +144,8 @@ def mosaic_arrays(frames: Sequence[tuple[FrameMaps, np.ndarray, np.ndarray]], *,
         sol = frame_offsets(maps, grid, ramp=ramp, min_overlap=min_overlap)
         corrected = [m - correction_map(sol, k, grid) for k, m in enumerate(maps)]
         vel, std, count = combine(corrected, [a[1] for _, a in items])
-        los = {c: _nanmean0(np.stack([a[i] for _, a in items])) for i, c in
+        # float32 here (what the area cube stores): the GNSS tie reads the same numbers in both paths
+        los = {c: _nanmean0(np.stack([a[i] for _, a in items])).astype("float32") for i, c in
                ((2, "los_e"), (3, "los_n"), (4, "los_u"))}
         dir_maps[d] = {"velocity": vel, "velocity_std": std, "count": count, **los}
         for k, (f, _) in enumerate(items):
@@ -224,7 +228,8 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str | None 
                bbox: Sequence[float] | None = None, ramp: bool = False, min_overlap: int = 100,
                gnss_csv: str | None = None, reference_box: Sequence[float] | None = None,
                precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None,
-               series: bool = True, series_tile: int | None = None) -> dict[str, Any]:
+               series: bool = True, series_tile: int | None = None, memory_budget: int | None = None,
+               chunk: int | None = None) -> dict[str, Any]:
     """Mosaic the frames' ``ts_group`` velocities into ``area_url`` (group ``mosaic``); skip when done.
 
     ``precision_group``: take velocity and precision from this group where a frame has it complete (see
@@ -233,6 +238,9 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str | None 
     common dates, :mod:`insarcloud.mosaic.series`) when every frame's ts group has a ``displacement``;
     computed and written one ``series_tile`` area tile at a time (default: from the number of dates,
     :func:`insarcloud.mosaic.area_series.series_tile_for`).
+    ``memory_budget`` (bytes, default :data:`insarcloud.mosaic.chunked.DEFAULT_MEMORY_BUDGET`) sets the area
+    chunk and how many chunks run at once; ``chunk`` forces the chunk side (:mod:`insarcloud.mosaic.chunked`).
+    Neither changes the numbers, so neither is a parameter of the output.
     """
     from insarcloud.io import stages
 
@@ -250,19 +258,24 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str | None 
     # One writer per area cube: a second area job waits (INSARCLOUD_LEASE_WAIT_S) or is refused naming the
     # owner; after waiting, the plan below sees the first job's mosaic and skips.
     from insarcloud.io.lease import hold
+    from insarcloud.mosaic.chunked import DEFAULT_MEMORY_BUDGET
 
     with hold(area_url, "root", storage_options, job="mosaic"):
         return _run_mosaic(cube_urls, area_url, params, ts_group=ts_group, bbox=bbox, ramp=ramp,
                            min_overlap=min_overlap, gnss_csv=gnss_csv, reference_box=reference_box,
                            precision_group=precision_group, storage_options=storage_options, series=series,
-                           series_tile=series_tile)
+                           series_tile=series_tile, memory_budget=memory_budget or DEFAULT_MEMORY_BUDGET,
+                           chunk=chunk)
 
 
 def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any], *, ts_group: str | None,
                 bbox: Sequence[float] | None, ramp: bool, min_overlap: int, gnss_csv: str | None,
                 reference_box: Sequence[float] | None, precision_group: str | None,
                 storage_options: dict[str, Any] | None, series: bool,
-                series_tile: int | None) -> dict[str, Any]:
+                series_tile: int | None, memory_budget: int, chunk: int | None) -> dict[str, Any]:
+    from insarcloud.mosaic.chunked import write_mosaic
+    from insarcloud.mosaic.frames import LazyFrame
+
     # The mosaic is the area cube's root (what ``xr.open_zarr(area_url)`` shows); a re-run with other
     # parameters goes to a group ``mosaic_<hash>`` instead of overwriting it.
     plan = resolve_output(area_url, "", params, storage_options)
@@ -272,15 +285,40 @@ def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any],
         log.info("mosaic of %s already done", area_url)
         marker = read_marker(area_url, plan.group, storage_options) or {}
         return {"group": plan.group, "skipped": True, "params": marker.get("params")}
-    frames = [load_frame(u, ts_group, storage_options, precision_group) for u in cube_urls]
+    # frames opened lazily: coordinates only; every map is read by windows of the area grid
+    frames = [LazyFrame(u, ts_group, storage_options, precision_group) for u in cube_urls]
+    grid = area_grid([f.extent for f in frames], bbox=tuple(bbox) if bbox is not None else None)
+    for f in frames:
+        f.on_grid(grid.lat, grid.lon)
     gnss = read_gnss_csv(gnss_csv, storage_options) if gnss_csv else None
-    ds, summary = mosaic_arrays(frames, bbox=bbox, ramp=ramp, min_overlap=min_overlap, gnss=gnss,
-                                reference_box=reference_box)
+    fs: list[Any] = []
+    dates = np.zeros(0, "datetime64[ns]")
+    extra = None
     if series and _all_have_series(cube_urls, ts_group, storage_options):
-        _write_with_series(ds, summary, frames, cube_urls, ts_group, area_url, plan.group, params,
-                           storage_options, precision_group, series_tile)
-    else:
-        write_stage_output(ds, area_url, plan.group, stage="mosaic", params=params, storage_options=storage_options)
+        from insarcloud.mosaic.area_series import FrameSeries, series_dates, series_template, series_tile_for
+
+        fs = [FrameSeries(u, ts_group, f, f.lat, f.lon, grid.lat, grid.lon, storage_options, precision_group)
+              for u, f in zip(cube_urls, frames, strict=True)]
+        dates = series_dates(fs)
+        series_tile = series_tile or series_tile_for(dates.size)
+        directions = sorted({f.direction for f in frames})
+
+        def extra(tmpl: xr.Dataset) -> xr.Dataset:
+            return series_template(tmpl, dates, directions, series_tile)  # type: ignore[arg-type]
+
+    summary, _ = write_mosaic(frames, grid, area_url, plan.group, params, ramp=ramp, min_overlap=min_overlap,
+                              gnss=gnss, reference_box=reference_box, storage_options=storage_options,
+                              memory_budget=memory_budget, chunk=chunk, extra_template=extra)
+    if fs:
+        from insarcloud.io.cube import open_zarr_group
+        from insarcloud.mosaic.area_series import write_area_series
+
+        area = open_cube(area_url, storage_options, group=plan.group or None, complete_only=False)
+        summary["series"] = write_area_series(fs, area, summary, dates, area_url, plan.group, storage_options,
+                                              series_tile)  # type: ignore[arg-type]
+        open_zarr_group(area_url, plan.group or None, storage_options, mode="r+").attrs["mosaic"] = json.dumps(
+            summary, default=float)
+    mark_stage_complete(area_url, plan.group, storage_options, stage="mosaic", params=params)
     summary["group"] = plan.group
     return summary
 
@@ -291,40 +329,3 @@ def _all_have_series(cube_urls: Sequence[str], ts_group: str | None, storage_opt
 
     return all("displacement" in stages.open_stage(u, "invert", storage_options, requested=ts_group)
                for u in cube_urls)
-
-
-def _write_with_series(ds: xr.Dataset, summary: dict[str, Any], frames: Sequence[tuple[FrameMaps, Any, Any]],
-                       cube_urls: Sequence[str], ts_group: str | None, area_url: str, group: str,
-                       params: dict[str, Any],
-                       storage_options: dict[str, Any] | None, precision_group: str | None,
-                       tile: int | None) -> None:
-    """Template (velocity maps + series placeholders), the maps, the series tile by tile, then the marker."""
-    import dask.array as da
-
-    from insarcloud.mosaic.area_series import (
-        FrameSeries,
-        series_dates,
-        series_template,
-        series_tile_for,
-        write_area_series,
-    )
-
-    grid_lat, grid_lon = ds["y"].values, ds["x"].values
-    fs = [FrameSeries(u, ts_group, f, lat, lon, grid_lat, grid_lon, storage_options, precision_group)
-          for u, (f, lat, lon) in zip(cube_urls, frames, strict=True)]
-    dates = series_dates(fs)
-    tile = tile or series_tile_for(dates.size)
-    directions = sorted({f.frame.direction for f in fs})
-    tmpl = ds.copy()
-    for name, var in ds.data_vars.items():
-        tmpl[name] = (var.dims, da.zeros(var.shape, dtype=var.dtype, chunks=(tile, tile)), var.attrs)
-    tmpl = tmpl.merge(series_template(ds, dates, directions, tile))
-    tmpl.attrs = dict(ds.attrs)
-    create_stage_template(tmpl, area_url, group or None, stage="mosaic", params=params,  # type: ignore[arg-type]
-                          storage_options=storage_options)
-    write_stage_region(ds, area_url, group, {"y": slice(0, None), "x": slice(0, None)}, storage_options)
-    summary["series"] = write_area_series(fs, ds, summary, dates, area_url, group, storage_options, tile)
-    from insarcloud.io.cube import open_zarr_group
-
-    open_zarr_group(area_url, group, storage_options, mode="r+").attrs["mosaic"] = json.dumps(summary, default=float)
-    mark_stage_complete(area_url, group, storage_options, stage="mosaic", params=params)

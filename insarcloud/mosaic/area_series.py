@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from insarcloud.io import open_cube, read_marker, write_stage_region
+from insarcloud.mosaic.frames import _values
 from insarcloud.mosaic.kernels import decompose_east_up
 from insarcloud.mosaic.series import (
     common_dates,
@@ -44,7 +45,8 @@ def series_tile_for(n_dates: int) -> int:
 
 
 class FrameSeries:
-    """One frame's lazily opened displacement and what places it on the area grid."""
+    """One frame's lazily opened displacement and what places it on the area grid; ``frame`` is the frame's
+    :class:`insarcloud.mosaic.frames.LazyFrame` (its precision is read by windows too)."""
 
     def __init__(self, url: str, ts_group: str, frame: Any, lat: np.ndarray, lon: np.ndarray, grid_lat: np.ndarray,
                  grid_lon: np.ndarray, storage_options: dict[str, Any] | None, precision_group: str | None) -> None:
@@ -122,7 +124,7 @@ def _frame_tile(f: FrameSeries, win: tuple[slice, slice, slice, slice], weights:
     """One frame's resampled, corrected series on the tile, its combine weight and series std (NaN outside)."""
     fy, fx, ty, tx = win
     nd = years.size
-    raw = np.asarray(f.ts["displacement"].isel(y=fy, x=fx).values, "float32")
+    raw = np.asarray(_values(f.ts["displacement"].isel(y=fy, x=fx)), "float32")
     series = resample_series(raw, weights)
     lat = grid_lat[y0 + ty.start:y0 + ty.stop] - grid_lat.mean()
     lon = grid_lon[x0 + tx.start:x0 + tx.stop] - grid_lon.mean()
@@ -131,17 +133,21 @@ def _frame_tile(f: FrameSeries, win: tuple[slice, slice, slice, slice], weights:
     out = np.full((nd, *shape), np.nan, "float32")
     out[:, ty, tx] = series
     vstd = np.full(shape, np.nan, "float32")
-    vstd[ty, tx] = f.frame.velocity_std[fy, fx]
+    # the frame's (noise-group) precision of these rows and columns only (LazyFrame reads the window)
+    vstd[ty, tx] = f.frame.read(np.arange(fy.start, fy.stop), np.arange(fx.start, fx.stop),
+                                ("velocity_std",))["velocity_std"]
     sstd = np.full(shape, np.nan, "float32")
     if f.std_source is not None:
-        sstd[ty, tx] = np.asarray(f.std_source.isel(y=fy, x=fx).values, "float32")
+        sstd[ty, tx] = np.asarray(_values(f.std_source.isel(y=fy, x=fx)), "float32")
     return out, vstd, sstd
 
 
 def write_area_series(frames: Sequence[FrameSeries], ds: xr.Dataset, summary: dict[str, Any], dates: np.ndarray,
                       area_url: str, group: str, storage_options: dict[str, Any] | None,
                       tile: int = SERIES_TILE) -> dict[str, Any]:
-    """Compute and write the series variables tile by tile into ``group`` (created by the caller)."""
+    """Compute and write the series variables tile by tile into ``group`` (created by the caller).
+
+    ``ds``: the area group with its maps written, opened lazily (its LOS vectors are read per tile)."""
     grid_lat, grid_lon = ds["y"].values, ds["x"].values
     ny, nx = grid_lat.size, grid_lon.size
     years = years_since(dates, dates[0])
@@ -191,8 +197,8 @@ def write_area_series(frames: Sequence[FrameSeries], ds: xr.Dataset, summary: di
                 part[f"displacement_std_{d}"] = (("y", "x"), per_dir[d][1])
             if len(directions) >= 2:
                 win2 = (slice(y0, y1), slice(x0, x1))
-                e = [ds[f"los_e_{d}"].values[win2] for d in directions]
-                u = [ds[f"los_u_{d}"].values[win2] for d in directions]
+                e = [_values(ds[f"los_e_{d}"].isel(y=win2[0], x=win2[1])) for d in directions]
+                u = [_values(ds[f"los_u_{d}"].isel(y=win2[0], x=win2[1])) for d in directions]
                 stds = [per_dir[d][1] for d in directions]
                 east = np.full((dates.size, *shape), np.nan, "float32")
                 up = np.full((dates.size, *shape), np.nan, "float32")

@@ -77,6 +77,29 @@ class OffsetSolution(NamedTuple):
     edges: list[tuple[int, int, int]]  # (i, j, n_pixels)
 
 
+class Overlap(NamedTuple):
+    """Where frames ``i`` and ``j`` (i < j) both have a value: the input of :func:`solve_offsets`."""
+
+    i: int
+    j: int
+    idx: np.ndarray  # (k,) int64 flat indices on the area grid (row-major), ascending
+    diff: np.ndarray  # (k,) float32 v_i - v_j at idx (mm/yr)
+
+
+def overlaps_of(maps: Sequence[np.ndarray]) -> list[Overlap]:
+    """Every pair (i < j) of whole-area ``maps`` with the pixels where both are finite (the reference path)."""
+    out = []
+    for i in range(len(maps)):
+        for j in range(i + 1, len(maps)):
+            idx = np.flatnonzero(np.isfinite(maps[i]) & np.isfinite(maps[j]))
+            out.append(Overlap(i, j, idx, maps[i].ravel()[idx] - maps[j].ravel()[idx]))
+    return out
+
+
+#: above this size of the dense design matrix, :func:`solve_offsets` accumulates normal equations instead
+DENSE_LIMIT = 256 * 2**20
+
+
 def frame_offsets(maps: Sequence[np.ndarray], grid: Grid, *, ramp: bool = False, fixed: int = 0,
                   min_overlap: int = 50, max_samples: int = 20000,
                   rng: np.random.Generator | None = None) -> OffsetSolution:
@@ -86,31 +109,38 @@ def frame_offsets(maps: Sequence[np.ndarray], grid: Grid, *, ramp: bool = False,
     maps : (frame) list of (y, x) velocities on ``grid`` (mm/yr, NaN outside a frame).
     A frame connected to no other raises NetworkError naming it (it cannot be tied by overlaps).
     """
+    return solve_offsets(overlaps_of(maps), len(maps), grid, ramp=ramp, fixed=fixed, min_overlap=min_overlap,
+                         max_samples=max_samples, rng=rng)
+
+
+def solve_offsets(overlaps: Sequence[Overlap], n: int, grid: Grid, *, ramp: bool = False, fixed: int = 0,
+                  min_overlap: int = 50, max_samples: int = 20000, rng: np.random.Generator | None = None,
+                  dense_limit: int = DENSE_LIMIT) -> OffsetSolution:
+    """:func:`frame_offsets` from the frames' overlaps (in (i, j) order), however they were gathered.
+
+    Up to ``max_samples`` pixels per overlap are drawn (same draws whether the overlaps came from whole maps
+    or from windows). The LS is solved densely (``np.linalg.lstsq``, the historical path) while the design
+    matrix stays under ``dense_limit`` bytes, else from accumulated normal equations, whose memory is
+    (frames x params)^2 instead of samples x frames x params (equal to the dense solution within rounding).
+    """
     rng = rng or np.random.default_rng(0)
-    n = len(maps)
     npar = 3 if ramp else 1
-    yy, xx = np.meshgrid(grid.lat - grid.lat.mean(), grid.lon - grid.lon.mean(), indexing="ij")
-    rows, rhs, edges = [], [], []
-    before = []
-    for i in range(n):
-        for j in range(i + 1, n):
-            both = np.isfinite(maps[i]) & np.isfinite(maps[j])
-            k = int(both.sum())
-            if k < min_overlap:
-                continue
-            idx = np.flatnonzero(both)
-            if idx.size > max_samples:
-                idx = rng.choice(idx, max_samples, replace=False)
-            d = (maps[i].ravel()[idx] - maps[j].ravel()[idx]).astype(float)
-            before.append(d)
-            a = np.zeros((idx.size, n * npar))
-            basis = [np.ones(idx.size)] + ([xx.ravel()[idx], yy.ravel()[idx]] if ramp else [])
-            for q, b in enumerate(basis):
-                a[:, i * npar + q] = b
-                a[:, j * npar + q] = -b
-            rows.append(a)
-            rhs.append(d)
-            edges.append((i, j, k))
+    lat_c = grid.lat - grid.lat.mean()
+    lon_c = grid.lon - grid.lon.mean()
+    nx = grid.lon.size
+    samples, edges = [], []
+    for ov in overlaps:
+        k = int(ov.idx.size)
+        if k < min_overlap:
+            continue
+        idx, d = ov.idx, ov.diff
+        if k > max_samples:
+            pos = rng.choice(k, max_samples, replace=False)  # the draws of rng.choice(idx, ...)
+            idx, d = idx[pos], d[pos]
+        d = d.astype(float)
+        basis = [np.ones(idx.size)] + ([lon_c[idx % nx], lat_c[idx // nx]] if ramp else [])
+        samples.append((ov.i, ov.j, d, basis))
+        edges.append((ov.i, ov.j, k))
     connected = {fixed} | {e[0] for e in edges} | {e[1] for e in edges}
     lonely = [i for i in range(n) if i not in connected]
     if n > 1 and (lonely or not edges):
@@ -118,9 +148,36 @@ def frame_offsets(maps: Sequence[np.ndarray], grid: Grid, *, ramp: bool = False,
     if not edges:
         z = np.zeros(n)
         return OffsetSolution(z, np.zeros((n, 2)), z, 0.0, 0.0, 0, [])
+    keep = [c for c in range(n * npar) if c // npar != fixed]
+    n_rows = sum(s[2].size for s in samples)
+    if n_rows * n * npar * 8 <= dense_limit:
+        params, resid, cov = _dense_ls(samples, n, npar, keep)
+    else:
+        params, resid, cov = _normal_ls(samples, n, npar, keep)
+    std = np.zeros(n * npar)
+    std[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
+    p = params.reshape(n, npar)
+    ramps = p[:, 1:3] if ramp else np.zeros((n, 2))
+    before = np.concatenate([s[2] for s in samples])
+    return OffsetSolution(
+        offsets=p[:, 0], ramps=ramps, offsets_std=std.reshape(n, npar)[:, 0],
+        overlap_rms_before=float(np.sqrt(np.mean(before**2))),
+        overlap_rms_after=float(np.sqrt(np.mean(resid**2))), n_overlap_pixels=int(sum(e[2] for e in edges)),
+        edges=edges,
+    )
+
+
+def _dense_ls(samples: list, n: int, npar: int, keep: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, rhs = [], []
+    for i, j, d, basis in samples:
+        a = np.zeros((d.size, n * npar))
+        for q, b in enumerate(basis):
+            a[:, i * npar + q] = b
+            a[:, j * npar + q] = -b
+        rows.append(a)
+        rhs.append(d)
     a = np.vstack(rows)
     d = np.concatenate(rhs)
-    keep = [c for c in range(n * npar) if c // npar != fixed]
     sol, *_ = np.linalg.lstsq(a[:, keep], d, rcond=None)
     params = np.zeros(n * npar)
     params[keep] = sol
@@ -128,22 +185,41 @@ def frame_offsets(maps: Sequence[np.ndarray], grid: Grid, *, ramp: bool = False,
     dof = max(1, d.size - len(keep))
     s2 = float(resid @ resid) / dof
     cov = s2 * np.linalg.pinv(a[:, keep].T @ a[:, keep])
-    std = np.zeros(n * npar)
-    std[keep] = np.sqrt(np.clip(np.diag(cov), 0, None))
-    p = params.reshape(n, npar)
-    ramps = p[:, 1:3] if ramp else np.zeros((n, 2))
-    return OffsetSolution(
-        offsets=p[:, 0], ramps=ramps, offsets_std=std.reshape(n, npar)[:, 0],
-        overlap_rms_before=float(np.sqrt(np.mean(np.concatenate(before) ** 2))),
-        overlap_rms_after=float(np.sqrt(np.mean(resid**2))), n_overlap_pixels=int(sum(e[2] for e in edges)),
-        edges=edges,
-    )
+    return params, resid, cov
 
 
-def correction_map(sol: OffsetSolution, k: int, grid: Grid) -> np.ndarray:
-    """The (y, x) correction of frame ``k`` on ``grid`` (offset + ramp)."""
-    yy, xx = np.meshgrid(grid.lat - grid.lat.mean(), grid.lon - grid.lon.mean(), indexing="ij")
-    return (sol.offsets[k] + sol.ramps[k, 0] * xx + sol.ramps[k, 1] * yy).astype("float32")
+def _normal_ls(samples: list, n: int, npar: int, keep: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same LS from N = A^T A and A^T d accumulated edge by edge (A is never built)."""
+    big_n = np.zeros((n * npar, n * npar))
+    rhs = np.zeros(n * npar)
+    for i, j, d, basis in samples:
+        b = np.stack(basis, axis=1)  # (k, npar)
+        cols = np.r_[i * npar:(i + 1) * npar, j * npar:(j + 1) * npar]
+        a = np.hstack([b, -b])
+        big_n[np.ix_(cols, cols)] += a.T @ a
+        rhs[cols] += a.T @ d
+    nk = big_n[np.ix_(keep, keep)]
+    sol, *_ = np.linalg.lstsq(nk, rhs[keep], rcond=None)
+    params = np.zeros(n * npar)
+    params[keep] = sol
+    resid = []
+    for i, j, d, basis in samples:
+        b = np.stack(basis, axis=1)
+        resid.append(d - b @ (params[i * npar:(i + 1) * npar] - params[j * npar:(j + 1) * npar]))
+    r = np.concatenate(resid)
+    dof = max(1, r.size - len(keep))
+    cov = float(r @ r) / dof * np.linalg.pinv(nk)
+    return params, r, cov
+
+
+def correction_map(sol: OffsetSolution, k: int, grid: Grid, rows: slice = slice(None),
+                   cols: slice = slice(None)) -> np.ndarray:
+    """The (y, x) correction of frame ``k`` on ``grid`` (offset + ramp), or on its window [rows, cols]
+    (the same numbers, element for element, as the whole map's)."""
+    yy = (grid.lat - grid.lat.mean())[rows][:, None]
+    xx = (grid.lon - grid.lon.mean())[cols][None, :]
+    out = sol.offsets[k] + sol.ramps[k, 0] * xx + sol.ramps[k, 1] * yy
+    return np.broadcast_to(out, (yy.shape[0], xx.shape[1])).astype("float32")
 
 
 def combine(maps: Sequence[np.ndarray], stds: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,7 +3,9 @@
 ``{cube}/{group}/quicklooks/{name}.png`` and ``attrs["quicklooks"] = ["quicklooks/{name}.png", ...]`` (paths
 relative to the group), as LiCSBAS writes a PNG after every step. Only what is drawn is read: per-pair means
 the stage already stored (``qc`` ``coh_avg``, ``ifg_label``), (y, x) maps, and means over pairs or triplets
-that Dask reduces chunk by chunk (a whole (pair, y, x) stack never sits in memory).
+that Dask reduces chunk by chunk (a whole (pair, y, x) stack never sits in memory); (y, x) maps and the means
+over pairs that draw them come from a decimated overview (:mod:`insarcloud.plot.overview`), so a picture of a
+full-size frame reads about 1000 x 1000 samples.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from insarcloud.plot.figures import (
     network_figure,
     png_bytes,
 )
+from insarcloud.plot.overview import overview
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ def qc_figures(url: str, group: str, so: dict[str, Any] | None) -> dict[str, Any
     """network.png (by coherence and by QC label), coherence_matrix.png, loop_closure.png."""
     from insarcloud.io import open_cube
 
-    qc = open_cube(url, so, group=group)
+    qc = overview(open_cube(url, so, group=group))  # maps drawn from a decimated overview (per-pair data whole)
     root = open_cube(url, so)
     prim = qc["primary"].values.astype("datetime64[ns]")
     sec = qc["secondary"].values.astype("datetime64[ns]")
@@ -93,7 +96,7 @@ def quality_figures(url: str, group: str, so: dict[str, Any] | None) -> dict[str
     """quality.png: mean ConvNeXt quality over pairs and the share of pairs under 0.5."""
     from insarcloud.io import open_cube
 
-    q = open_cube(url, so, group=group)
+    q = overview(open_cube(url, so, group=group))
     var = "quality" if "quality" in q else next(iter(q.data_vars))
     panels = [Panel(_values(q[var].mean("pair")), "mean quality over pairs", "0..1 (1 = good)", "magma",
                     vrange=(0.0, 1.0)),
@@ -106,7 +109,7 @@ def ts_figures(url: str, group: str, so: dict[str, Any] | None) -> dict[str, Any
     """velocity.png (reference point, masked pixels) and precision.png (velocity_std, residual RMS, pairs used)."""
     from insarcloud.io import open_cube
 
-    ts = open_cube(url, so, group=group)
+    ts = overview(open_cube(url, so, group=group))
     lat, lon = ts["y"].values, ts["x"].values
     vel = _values(ts["velocity"])
     used = _values(ts["n_pairs_used"]) if "n_pairs_used" in ts else np.where(np.isfinite(vel), 1.0, 0.0)
@@ -134,7 +137,7 @@ def noise_figures(url: str, group: str, so: dict[str, Any] | None) -> dict[str, 
     """noise.png: the LS-VCE noise components, the chosen model and the velocity precision."""
     from insarcloud.io import open_cube
 
-    nz = open_cube(url, so, group=group)
+    nz = overview(open_cube(url, so, group=group))
     spec = (("sigma_white", "white noise variance (sigma_white)", "viridis"),
             ("sigma_flicker", "flicker noise variance (sigma_flicker)", "viridis"),
             ("sigma_ar1", "AR(1) noise variance (sigma_ar1)", "viridis"), ("alpha", "AR(1) alpha", "plasma"),

@@ -53,10 +53,15 @@ def _render(**context: Any) -> str:
 
 
 def _map_png(da: Any, title: str, cmap: str, dpi: int, symmetric: bool = False) -> bytes:
+    """One area map drawn from its decimated overview (:mod:`insarcloud.plot.overview`): the page never reads
+    the area at full resolution, whatever its size (issue 20)."""
     from insarcloud.plot.figures import Panel, maps_figure, png_bytes
+    from insarcloud.plot.overview import overview, overview_values
 
-    fig = maps_figure([Panel(np.asarray(da.values, dtype=float), title, da.attrs.get("units", "mm/yr"), cmap,
-                             symmetric)], da["y"].values, da["x"].values, panel_size=(6.0, 5.0))
+    panel = (6.0, 5.0)
+    ov = overview(da, max_px=int(panel[0] * dpi))  # a sample per drawn pixel: matplotlib's cost is per input pixel
+    fig = maps_figure([Panel(overview_values(ov), title, da.attrs.get("units", "mm/yr"), cmap,
+                             symmetric)], ov["y"].values, ov["x"].values, panel_size=panel)
     return png_bytes(fig, dpi)
 
 
