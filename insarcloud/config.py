@@ -572,6 +572,9 @@ class MosaicParams(_Model):
         ]
         | None
     ) = Field(None, description="[lon_min, lat_min, lon_max, lat_max] whose mean velocity is set to zero.")
+    memory_budget_mb: int = Field(
+        512, ge=16, le=1024**2, description="Driver memory the mosaic may hold at once (MiB): it sets the area "
+        "chunk side and how many chunks run together (docs/scale.md); it does not change the result.")
 
 
 class StageParams(_Model):

@@ -352,7 +352,7 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                                         bbox=cfg.area.bbox, ramp=mp.ramp != "none",
                                         min_overlap=mp.min_overlap_pixels, gnss_csv=mp.gnss_csv,
                                         reference_box=mp.reference_box, precision_group=mp.precision_group,
-                                        storage_options=ctx["so"])
+                                        memory_budget=mp.memory_budget_mb * 2**20, storage_options=ctx["so"])
                 except InsarcloudError as exc:
                     log.error("mosaic failed: %s", exc)
                     mosaic = {"error": str(exc)}
