@@ -66,6 +66,7 @@ def _loop_partners(pairs: list[str], new: set[str]) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # three qc and three quality runs: ~390 s at load average ~25
 def test_update_infers_changed_pairs_only_and_equals_scratch(ray_local, bucket, storage_options):
     from insarcloud.qc.dask_ops import run_qc
     from insarcloud.qc.serve import ServeParams, run_quality
@@ -111,8 +112,16 @@ def test_update_infers_changed_pairs_only_and_equals_scratch(ray_local, bucket, 
     assert not np.allclose(old.sel(pair=changed_l)["quality"].values, a.sel(pair=changed_l)["quality"].values,
                            atol=1e-6)
 
-    # another model parameter: a full recompute, said why
-    third = run_quality(cube, params.model_copy(update={"overlap": 4}), storage_options=so, n_actors=1,
-                        progress=False)
-    assert third.inferred_pairs == len(pairs)
-    assert third.reuse == f"full recompute: parameters changed since {second.group}"
+    # anything but the pairs and the qc group's pairs changed: a full recompute, said why (the plan alone)
+    from insarcloud.qc.serve_plan import reuse_plan
+
+    marker = io.read_marker(cube, second.group, so)
+    ident = {"params": marker["params"], "inputs": marker["inputs"]}
+    shape = (a.sizes["y"], a.sizes["x"])
+    assert len(reuse_plan(cube, second.group, ident, pairs, shape, so).source) == len(pairs)  # nothing changed
+    other = {**ident, "params": {**ident["params"], "overlap": 4}}
+    assert reuse_plan(cube, second.group, other, pairs, shape, so) == (
+        None, {}, f"full recompute: parameters changed since {second.group}")
+    model = {**ident, "inputs": {**ident["inputs"], "files": {"checkpoint": "0" * 64}}}
+    assert reuse_plan(cube, second.group, model, pairs, shape, so).reason.startswith("full recompute: model")
+    assert reuse_plan(cube, None, ident, pairs, shape, so).reason == "full recompute: no previous quality group"
