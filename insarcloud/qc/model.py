@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from insarcloud._compat import import_timm
-from insarcloud.core.options import tile_overlap_error
+from insarcloud.core.options import tile_overlap_error  # noqa: F401 - kept importable from here
+from insarcloud.qc.tiling import WindowPlan, blend_weights, plan_window, tile_starts_global  # noqa: F401
 
 EncoderName = Literal["atto", "nano", "tiny"]
 StemKind = Literal["plain", "phase"]
@@ -267,58 +268,6 @@ def predict_quality(
 # ------------------------------------------------------------------------------------------------
 
 
-def tile_starts_global(n: int, tile: int, overlap: int) -> np.ndarray:
-    """Origins of the global tile grid along an axis of ``n`` pixels: 0, s, 2s, ... (s = tile - overlap).
-
-    The grid depends only on (n, tile, overlap), never on how the image is chunked, so every chunk
-    computes exactly the tiles the whole image would, and blended results agree across chunk borders.
-    The last tile may run past ``n`` (it is padded with NaN = no data).
-    """
-    if why := tile_overlap_error(tile, overlap):  # the project's one rule: 0 <= overlap < tile / 2
-        raise ValueError(why)
-    stride = tile - overlap
-    return np.arange(0, max(n - overlap, 1), stride, dtype=np.int64)
-
-
-def blend_weights(tile: int, overlap: int) -> np.ndarray:
-    """(tile, tile) float32 separable sin^2 taper over ``overlap`` pixels at each side.
-
-    Neighbouring tiles' tapers sum to exactly 1 in their overlap (sin^2 + cos^2), so blended maps are
-    a partition of unity: no seams, and interior pixels far from tile borders keep weight 1.
-    """
-    w = np.ones(tile, np.float64)
-    if overlap > 0:
-        r = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap) ** 2
-        w[:overlap] = r
-        w[tile - overlap :] = r[::-1]
-    return np.outer(w, w).astype(np.float32)
-
-
-class WindowPlan(NamedTuple):
-    """What to read for one output region: the window (clipped to the image) and its tiles.
-
-    Attributes
-    ----------
-    read_y, read_x : (start, stop) pixel ranges of the image to read (end-exclusive, inside the image).
-    tiles : list of (y0, x0) global tile origins intersecting the region (may run past the image).
-    """
-
-    read_y: tuple[int, int]
-    read_x: tuple[int, int]
-    tiles: list[tuple[int, int]]
-
-
-def plan_window(shape: tuple[int, int], region_y: tuple[int, int], region_x: tuple[int, int], tile: int,
-                overlap: int) -> WindowPlan:
-    """Tiles of the global grid that touch ``region`` and the image window they need."""
-    ny, nx = shape
-    sy = [int(s) for s in tile_starts_global(ny, tile, overlap) if s < region_y[1] and s + tile > region_y[0]]
-    sx = [int(s) for s in tile_starts_global(nx, tile, overlap) if s < region_x[1] and s + tile > region_x[0]]
-    ry = (sy[0], min(ny, sy[-1] + tile))
-    rx = (sx[0], min(nx, sx[-1] + tile))
-    return WindowPlan(ry, rx, [(y, x) for y in sy for x in sx])
-
-
 def infer_region(
     model: ConvNeXtInSAR,
     window: np.ndarray,
@@ -346,20 +295,36 @@ def infer_region(
     np.ndarray
         (region_y size, region_x size) float32 quality in [0, 1]; 0 where the input is not valid.
     """
-    c = window.shape[0]
+    return infer_regions(model, window[None], plan, region_y, region_x, tile, overlap, batch_size=batch_size,
+                         bf16=bf16, channels_last=channels_last)[0]
+
+
+def infer_regions(model: ConvNeXtInSAR, windows: np.ndarray, plan: WindowPlan, region_y: tuple[int, int],
+                  region_x: tuple[int, int], tile: int, overlap: int, *, batch_size: int = 4, bf16: bool = False,
+                  channels_last: bool = False) -> np.ndarray:
+    """:func:`infer_region` for a stack of windows (pair, channel, wy, wx) over one plan.
+
+    The (pair, tile) list is cut and predicted ``batch_size`` tiles at a time, pair-major, so a small
+    region's pairs fill the batches that one pair's single tile would leave nearly empty, and no more than
+    one batch of tiles is ever held. Returns (pair, region y size, region x size) float32.
+    """
+    k, c = windows.shape[:2]
     wy0, wx0 = plan.read_y[0], plan.read_x[0]
+    nt = len(plan.tiles)
     weights = blend_weights(tile, overlap)
     hy, hx = region_y[1] - region_y[0], region_x[1] - region_x[0]
-    acc = np.zeros((hy, hx), np.float64)
-    wsum = np.zeros((hy, hx), np.float64)
-    for b in range(0, len(plan.tiles), batch_size):
-        batch = plan.tiles[b : b + batch_size]
-        x = np.full((len(batch), c, tile, tile), np.nan, np.float32)
-        for i, (ty, tx) in enumerate(batch):
-            part = window[:, ty - wy0 : ty - wy0 + tile, tx - wx0 : tx - wx0 + tile]
+    acc = np.zeros((k, hy, hx), np.float64)
+    wsum = np.zeros((hy, hx), np.float64)  # the same tiles cover every pair: one weight sum
+    for b in range(0, k * nt, batch_size):
+        flat = range(b, min(k * nt, b + batch_size))
+        x = np.full((len(flat), c, tile, tile), np.nan, np.float32)
+        for i, f in enumerate(flat):
+            ty, tx = plan.tiles[f % nt]
+            part = windows[f // nt, :, ty - wy0 : ty - wy0 + tile, tx - wx0 : tx - wx0 + tile]
             x[i, :, : part.shape[1], : part.shape[2]] = part
         q = predict_quality(model, x, bf16=bf16, channels_last=channels_last, batch_size=batch_size).quality
-        for i, (ty, tx) in enumerate(batch):
+        for i, f in enumerate(flat):
+            ty, tx = plan.tiles[f % nt]
             # intersection of the tile with the region, in region and tile coordinates
             y0, y1 = max(ty, region_y[0]), min(ty + tile, region_y[1])
             x0, x1 = max(tx, region_x[0]), min(tx + tile, region_x[1])
@@ -367,11 +332,12 @@ def infer_region(
                 continue
             ts = (slice(y0 - ty, y1 - ty), slice(x0 - tx, x1 - tx))
             rs = (slice(y0 - region_y[0], y1 - region_y[0]), slice(x0 - region_x[0], x1 - region_x[0]))
-            acc[rs] += q[i][ts] * weights[ts]
-            wsum[rs] += weights[ts]
+            acc[f // nt][rs] += q[i][ts] * weights[ts]
+            if f < nt:
+                wsum[rs] += weights[ts]
     out = (acc / np.maximum(wsum, 1e-12)).astype(np.float32)
-    valid = np.isfinite(window[:3, region_y[0] - wy0 : region_y[1] - wy0, region_x[0] - wx0 : region_x[1] - wx0]).all(0)
-    out[~valid] = 0.0
+    win = windows[:, :3, region_y[0] - wy0 : region_y[1] - wy0, region_x[0] - wx0 : region_x[1] - wx0]
+    out[~np.isfinite(win).all(1)] = 0.0
     return out
 
 

@@ -32,6 +32,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from insarcloud.engines import started_actors
 from insarcloud.errors import CubeError
+from insarcloud.qc.serve_plan import (
+    ACTOR_MEM_MB,
+    ChunkJob,
+    calls,
+    closure_itemsize,
+    pairs_per_call,
+    plan_jobs,
+    reuse_plan,
+    window_px,
+)
+
+__all__ = ["ChunkJob", "QualityRun", "QualityWorker", "ServeParams", "chunks_written", "file_sha256",
+           "infer_regions", "plan_jobs", "run_quality"]
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +96,6 @@ class ServeParams(BaseModel):
             raise ValueError(why)
 
 
-class ChunkJob(NamedTuple):
-    """One unit of work: pair ``pair`` (index ``pair_index`` in the output) over y/x ``[start, stop)``."""
-
-    pair: str
-    pair_index: int
-    y: tuple[int, int]
-    x: tuple[int, int]
-
-    @property
-    def key(self) -> tuple[int, int, int]:
-        return (self.pair_index, self.y[0], self.x[0])
-
-
 class QualityRun(NamedTuple):
     """Summary of :func:`run_quality`."""
 
@@ -105,14 +105,9 @@ class QualityRun(NamedTuple):
     retried: int
     seconds: float
     device: str
-
-
-def plan_jobs(pairs: list[str], shape: tuple[int, int], chunk: tuple[int, int]) -> list[ChunkJob]:
-    """Every (pair, y chunk, x chunk) of a (pair, y, x) output, in store order."""
-    ny, nx = shape
-    cy, cx = chunk
-    return [ChunkJob(p, i, (y0, min(ny, y0 + cy)), (x0, min(nx, x0 + cx)))
-            for i, p in enumerate(pairs) for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)]
+    inferred_pairs: int = 0
+    copied_pairs: int = 0
+    reuse: str = ""
 
 
 def file_sha256(url: str, storage_options: dict[str, Any] | None = None) -> str:
@@ -159,11 +154,18 @@ class QualityWorker:
     fault_file : str, optional
         Test hook: when this local file exists at a job's start, the worker deletes it and kills its own
         process (a real crash, to exercise ``max_restarts`` and the retry of unfinished chunks).
+    qc_group : str, optional
+        The qc stage's current group when the driver planned (its fingerprint is part of ours).
+    prev_group : str, optional
+        The previous quality group that jobs with ``source >= 0`` copy from (an update).
+    mem_mb : int
+        Memory bound of one call's reads and working arrays (``serve_plan``): a call's pairs go through the
+        model ``serve_plan.pairs_per_step`` at a time.
     """
 
     def __init__(self, cube_url: str, group: str, params_json: str,
                  storage_options: dict[str, Any] | None = None, fault_file: str | None = None,
-                 qc_group: str | None = None) -> None:
+                 qc_group: str | None = None, prev_group: str | None = None, mem_mb: int = ACTOR_MEM_MB) -> None:
         import torch
 
         from insarcloud.qc.model import cpu_has_fast_bf16
@@ -171,7 +173,7 @@ class QualityWorker:
 
         self.p = ServeParams.model_validate_json(params_json)
         self.url, self.group, self.so, self.fault_file = cube_url, group, storage_options, fault_file
-        self.qc_group = qc_group  # the qc stage's current group when the driver planned (its fingerprint is ours)
+        self.qc_group, self.prev_group, self.mem_mb = qc_group, prev_group, mem_mb
         torch.set_num_threads(self.p.threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = load_model(self.p.checkpoint, storage_options).to(self.device)
@@ -184,10 +186,7 @@ class QualityWorker:
             self.bf16 = self.p.bf16
         self._ds: Any = None
         self._qc: Any = None
-        # One Zarr chunk may hold many pairs (the qc group packs up to ~8 MB per chunk), while a job needs one
-        # pair: keep the last block read per variable, so consecutive jobs (store order) read each object once
-        # instead of once per pair.
-        self._blocks: dict[tuple[int, str], tuple[tuple[int, int, tuple, tuple], np.ndarray]] = {}
+        self._prev: Any = None
         self._pair_index: dict[int, dict[str, int]] = {}
         self._masks: dict[tuple[int, tuple, tuple], np.ndarray] = {}
 
@@ -230,39 +229,55 @@ class QualityWorker:
                 lambda: ds["landmask"].isel(y=slice(*ys), x=slice(*xs)).values))
         return self._masks[key]
 
-    def _read_pairs(self, d: Any, name: str, pairs: list[str], ys: tuple[int, int], xs: tuple[int, int]
-                    ) -> np.ndarray:
-        """``d[name]`` at ``pairs`` over the window, (pair, y, x) float32, reading each pair-chunk once.
-
-        The pair-chunks that hold ``pairs`` are read in one call (the store fetches them concurrently) and
-        kept until a job needs others, so consecutive jobs (store order) read each object once."""
+    @staticmethod
+    def _read(d: Any, name: str, idx: list[int], ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
+        """``d[name]`` at pair indices ``idx`` over the window, (pair, y, x) in the stored dtype: one orthogonal
+        selection, so each stored chunk under it is decoded once however many of ``idx`` it holds."""
         from insarcloud import io
 
-        index = self._pairs(d)
-        idx = np.array([index[p] for p in pairs])
-        n = d.sizes["pair"]
-        per = int((d[name].encoding.get("chunks") or (1,))[0])
-        c0, c1 = (int(idx.min()) // per) * per, min(n, (int(idx.max()) // per + 1) * per)
-        key = (c0, c1, ys, xs)
-        cached = self._blocks.get((id(d), name))
-        if cached is None or not (cached[0][0] <= c0 and c1 <= cached[0][1] and cached[0][2:] == (ys, xs)):
-            block = io.with_retries(lambda: d[name].isel(pair=slice(c0, c1), y=slice(*ys), x=slice(*xs)).values)
-            cached = (key, np.asarray(block, np.float32))
-            self._blocks[(id(d), name)] = cached
-        return cached[1][idx - cached[0][0]]
+        order = np.argsort(idx, kind="stable")
+        srt = [int(idx[k]) for k in order]
+        block = np.asarray(io.with_retries(lambda: d[name].isel(pair=srt, y=slice(*ys), x=slice(*xs)).values))
+        out = np.empty_like(block)
+        out[order] = block
+        return out
+
+    def _write(self, group: list[ChunkJob], q: np.ndarray, ys: tuple[int, int], xs: tuple[int, int]) -> None:
+        """One region write per run of consecutive pair indices (each pair is its own output chunk)."""
+        import xarray as xr
+
+        from insarcloud import io
+
+        start = 0
+        for k in range(1, len(group) + 1):
+            if k == len(group) or group[k].pair_index != group[k - 1].pair_index + 1:
+                i0, i1 = group[start].pair_index, group[k - 1].pair_index + 1
+                part = xr.Dataset({"quality": (("pair", "y", "x"), q[start:k])})
+                region = {"pair": slice(i0, i1), "y": slice(*ys), "x": slice(*xs)}
+                io.with_retries(io.write_stage_region, part, self.url, self.group, region, self.so)
+                start = k
+
+    def _copy(self, group: list[ChunkJob], ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
+        """The previous group's quality of ``group``'s source pairs over the region (an update's unchanged pairs)."""
+        from insarcloud import io
+
+        if self._prev is None:
+            if self.prev_group is None:
+                raise CubeError(f"copy jobs for {self.url} but no previous quality group was given")
+            self._prev = io.open_cube(self.url, self.so, group=self.prev_group)
+        return self._read(self._prev, "quality", [j.source for j in group], ys, xs).astype(np.float32)
 
     def run_many(self, jobs: list[ChunkJob]) -> list[dict[str, Any]]:
         """Write the quality of several chunk jobs; one record per job, in order.
 
-        Jobs over the same y/x chunk (consecutive pairs, as :func:`run_quality` sends them) share one read
-        per variable, one forward pass over all their tiles (``batch_size`` tiles at a time) and one
-        region write per run of consecutive pairs: the per-pair requests and the per-call overhead of a
-        small tile are what a 64 px frame's quality costs otherwise. The result per pair is the one a
-        single job gives (the tile grid is global)."""
-        import xarray as xr
-
-        from insarcloud import io
-        from insarcloud.qc.model import cube_channels, plan_window
+        Jobs over the same window (``serve_plan.calls``: one window per call, its pairs together) share one
+        read per variable: the qc group's closure chunks hold many pairs each, so they are decoded once per
+        call, not once per pair. The call's pairs then go through the model ``pairs_per_step`` at a time
+        (bounded memory), ``batch_size`` tiles per forward pass, and are written one region per run of
+        consecutive pairs. The result per pair is the one a single job gives (the tile grid is global).
+        Jobs with ``source >= 0`` are copied from the previous group instead."""
+        from insarcloud.qc.model import cube_channels, infer_regions, plan_window
+        from insarcloud.qc.serve_plan import pairs_per_step
 
         if self.fault_file:  # fault injection for tests: the one actor whose remove succeeds dies (no race)
             try:
@@ -276,100 +291,76 @@ class QualityWorker:
         ny, nx = ds.sizes["y"], ds.sizes["x"]
         chans = self.model.config.channels
         records: dict[tuple[int, int, int], dict[str, Any]] = {}
-        windows: dict[tuple[tuple[int, int], tuple[int, int]], list[ChunkJob]] = {}
+        windows: dict[tuple[tuple[int, int], tuple[int, int], bool], list[ChunkJob]] = {}
         for job in jobs:
-            windows.setdefault((job.y, job.x), []).append(job)
-        for (ys, xs), group in windows.items():
+            windows.setdefault((job.y, job.x, job.source >= 0), []).append(job)
+        for (ys, xs, copy), group in windows.items():
             t0 = time.perf_counter()
+            if copy:
+                self._write(group, self._copy(group, ys, xs), ys, xs)
+                dt = time.perf_counter() - t0
+                for job in group:
+                    records[job.key] = {"key": job.key, "read_s": dt / len(group), "infer_s": 0.0,
+                                        "seconds": dt / len(group), "pid": os.getpid(), "pixels": 0, "tiles": 0,
+                                        "copied": True}
+                continue
             plan = plan_window((ny, nx), ys, xs, p.tile, p.overlap)
+            ry, rx = plan.read_y, plan.read_x
             names = [j.pair for j in group]
-
-            def read(d: Any, name: str, names: list[str] = names, plan: Any = plan) -> np.ndarray | None:
-                if d is None or name not in d:
-                    return None
-                return self._read_pairs(d, name, names, plan.read_y, plan.read_x)
-
-            phase, coh = read(ds, "phase"), read(ds, "coh")
-            unw = read(ds, "unw") if "unw_grad" in chans else None
-            amp = read(ds, "amp") if "amp" in chans else None
-            closure = None
-            # a cube without ``unw`` has a qc group without ``pair_closure``: no data, as in training
-            # (qc/dataset.py), so the channel is NaN rather than a read of a missing variable
-            if "closure" in chans and qc is not None and "pair_closure" in qc.data_vars:
+            closure: list[np.ndarray | None] | None = None
+            if "closure" in chans and qc is not None:  # all of the call's pairs at once (module docstring)
                 known = self._pairs(qc)
                 have = [n for n in names if n in known]
-                got = dict(zip(have, read(qc, "pair_closure", have), strict=True)) if have else {}
+                got = (dict(zip(have, self._read(qc, "pair_closure", [known[n] for n in have], ry, rx), strict=True))
+                       if have and "pair_closure" in qc else {})
                 closure = [got.get(n) for n in names]
-            stack = np.stack([cube_channels(chans, phase[k], coh[k], unw=None if unw is None else unw[k],
-                                            closure=None if closure is None else closure[k],
-                                            amp=None if amp is None else amp[k]) for k in range(len(group))])
             t_read = time.perf_counter() - t0
-            q = infer_regions(self.model, stack, plan, ys, xs, p.tile, p.overlap, batch_size=p.batch_size,
-                              bf16=self.bf16, channels_last=p.channels_last)
+            t_inf = 0.0
             lm = self._landmask(ds, ys, xs)
-            if lm is not None:  # LiCSAR landmask: water (0) has no quality (NaN), as no-data elsewhere
-                q = np.where(lm[None] == 0, np.float32(np.nan), q).astype(np.float32)
-            t_inf = time.perf_counter() - t0 - t_read
-            # one region write per run of consecutive pair indices (each pair is its own output chunk)
-            start = 0
-            for k in range(1, len(group) + 1):
-                if k == len(group) or group[k].pair_index != group[k - 1].pair_index + 1:
-                    i0, i1 = group[start].pair_index, group[k - 1].pair_index + 1
-                    part = xr.Dataset({"quality": (("pair", "y", "x"), q[start:k])})
-                    region = {"pair": slice(i0, i1), "y": slice(*ys), "x": slice(*xs)}
-                    io.with_retries(io.write_stage_region, part, self.url, self.group, region, self.so)
-                    start = k
+            index = self._pairs(ds)
+            step = pairs_per_step((ry[1] - ry[0]) * (rx[1] - rx[0]), self.mem_mb)
+            for s0 in range(0, len(group), step):
+                t1 = time.perf_counter()
+                sub = group[s0 : s0 + step]
+                idx = [index[j.pair] for j in sub]
+
+                def read(name: str, idx: list[int] = idx, ry: tuple = ry, rx: tuple = rx) -> np.ndarray | None:
+                    return self._read(ds, name, idx, ry, rx).astype(np.float32) if name in ds else None
+
+                phase, coh = read("phase"), read("coh")
+                unw = read("unw") if "unw_grad" in chans else None
+                amp = read("amp") if "amp" in chans else None
+                cl = None if closure is None else closure[s0 : s0 + step]
+                stack = np.stack([cube_channels(chans, phase[k], coh[k], unw=None if unw is None else unw[k],
+                                                closure=None if cl is None or cl[k] is None
+                                                else np.asarray(cl[k], np.float32),
+                                                amp=None if amp is None else amp[k]) for k in range(len(sub))])
+                del phase, coh, unw, amp
+                t2 = time.perf_counter()
+                q = infer_regions(self.model, stack, plan, ys, xs, p.tile, p.overlap, batch_size=p.batch_size,
+                                  bf16=self.bf16, channels_last=p.channels_last)
+                del stack
+                if lm is not None:  # LiCSAR landmask: water (0) has no quality (NaN), as no-data elsewhere
+                    q = np.where(lm[None] == 0, np.float32(np.nan), q).astype(np.float32)
+                t_inf += time.perf_counter() - t2
+                t_read += t2 - t1
+                self._write(sub, q, ys, xs)
             dt = (time.perf_counter() - t0) / len(group)
             log.debug("%s %d pairs y%s x%s: read %.2fs infer %.2fs total %.2fs", self.url, len(group), ys, xs,
                       t_read, t_inf, dt * len(group))
-            for job, qk in zip(group, q, strict=True):
+            for job in group:
                 records[job.key] = {"key": job.key, "read_s": t_read / len(group), "infer_s": t_inf / len(group),
-                                    "seconds": dt, "pid": os.getpid(), "pixels": int(qk.size),
-                                    "tiles": len(plan.tiles)}
+                                    "seconds": dt, "pid": os.getpid(), "pixels": (ys[1] - ys[0]) * (xs[1] - xs[0]),
+                                    "tiles": len(plan.tiles), "copied": False}
         return [records[j.key] for j in jobs]
 
 
-def infer_regions(model: Any, windows: np.ndarray, plan: Any, region_y: tuple[int, int],
-                  region_x: tuple[int, int], tile: int, overlap: int, *, batch_size: int = 4, bf16: bool = False,
-                  channels_last: bool = False) -> np.ndarray:
-    """``insarcloud.qc.model.infer_region`` for a stack of windows (pair, channel, wy, wx) over one plan.
+def infer_regions(*args: Any, **kwargs: Any) -> np.ndarray:
+    """``insarcloud.qc.model.infer_regions`` (imported on call: the driver never imports torch)."""
+    from insarcloud.qc.model import infer_regions as _infer
 
-    The tiles of every window go through ``predict_quality`` together (``batch_size`` per forward pass), so
-    a small region's pairs fill the batches that one pair's single tile would leave nearly empty. Returns
-    (pair, region y size, region x size) float32, each pair's blend exactly as ``infer_region`` makes it.
-    """
-    from insarcloud.qc.model import blend_weights, predict_quality
+    return _infer(*args, **kwargs)
 
-    k, c = windows.shape[:2]
-    wy0, wx0 = plan.read_y[0], plan.read_x[0]
-    nt = len(plan.tiles)
-    x = np.full((k * nt, c, tile, tile), np.nan, np.float32)
-    for j in range(k):
-        for i, (ty, tx) in enumerate(plan.tiles):
-            part = windows[j, :, ty - wy0 : ty - wy0 + tile, tx - wx0 : tx - wx0 + tile]
-            x[j * nt + i, :, : part.shape[1], : part.shape[2]] = part
-    q = predict_quality(model, x, bf16=bf16, channels_last=channels_last, batch_size=batch_size).quality
-    weights = blend_weights(tile, overlap)
-    hy, hx = region_y[1] - region_y[0], region_x[1] - region_x[0]
-    out = np.zeros((k, hy, hx), np.float32)
-    for j in range(k):
-        acc = np.zeros((hy, hx), np.float64)
-        wsum = np.zeros((hy, hx), np.float64)
-        for i, (ty, tx) in enumerate(plan.tiles):
-            # intersection of the tile with the region, in region and tile coordinates
-            y0, y1 = max(ty, region_y[0]), min(ty + tile, region_y[1])
-            x0, x1 = max(tx, region_x[0]), min(tx + tile, region_x[1])
-            if y0 >= y1 or x0 >= x1:
-                continue
-            ts = (slice(y0 - ty, y1 - ty), slice(x0 - tx, x1 - tx))
-            rs = (slice(y0 - region_y[0], y1 - region_y[0]), slice(x0 - region_x[0], x1 - region_x[0]))
-            acc[rs] += q[j * nt + i][ts] * weights[ts]
-            wsum[rs] += weights[ts]
-        o = (acc / np.maximum(wsum, 1e-12)).astype(np.float32)
-        win = windows[j, :3, region_y[0] - wy0 : region_y[1] - wy0, region_x[0] - wx0 : region_x[1] - wx0]
-        o[~np.isfinite(win).all(0)] = 0.0
-        out[j] = o
-    return out
 
 def _template(ds: Any, chunk: tuple[int, int], params: Mapping[str, Any]) -> Any:
     import dask.array as da
@@ -390,13 +381,15 @@ def _template(ds: Any, chunk: tuple[int, int], params: Mapping[str, Any]) -> Any
     return out
 
 
-def _requeue(job: ChunkJob, attempts: dict[tuple[int, int, int], int], todo: deque[ChunkJob], max_retries: int,
-             cube_url: str) -> int:
-    attempts[job.key] = attempts.get(job.key, 0) + 1
-    if attempts[job.key] > max_retries:
-        raise CubeError(f"chunk {job} of {cube_url} failed on {attempts[job.key]} actors: giving up")
-    todo.append(job)
-    return 1
+def _requeue(batch: list[ChunkJob], attempts: dict[tuple[int, int, int], int], todo: deque[list[ChunkJob]],
+             max_retries: int, cube_url: str) -> int:
+    """Queue a crashed call's jobs again (the whole call: region writes are idempotent); the jobs requeued."""
+    for job in batch:
+        attempts[job.key] = attempts.get(job.key, 0) + 1
+        if attempts[job.key] > max_retries:
+            raise CubeError(f"chunk {job} of {cube_url} failed on {attempts[job.key]} actors: giving up")
+    todo.append(batch)
+    return len(batch)
 
 
 def _connect_ray(address: str | None, n_cpus: int) -> bool:
@@ -427,6 +420,7 @@ def run_quality(
     max_retries: int = 3,
     progress: bool = True,
     fault_file: str | None = None,
+    actor_mem_mb: int = ACTOR_MEM_MB,
 ) -> QualityRun:
     """Write the ``quality`` group (pair, y, x) of the cube at ``cube_url`` with a Ray actor pool.
 
@@ -442,6 +436,10 @@ def run_quality(
         Actors in the pool (each ``params.threads`` CPUs, or one GPU when the cluster has GPUs).
     max_restarts, max_retries : int
         Ray restarts per actor; requeues per chunk job before giving up.
+    actor_mem_mb : int
+        Memory bound of one actor's reads and working arrays (``insarcloud.qc.serve_plan``; the model's own
+        weights and activations come on top). Not part of the output's identity: it changes how the work
+        is cut, never a value.
 
     Returns
     -------
@@ -479,7 +477,7 @@ def run_quality(
     marker = plan.identity
     if plan.done:
         stages.finish_stage(cube_url, plan, storage_options, base=GROUP)
-        return QualityRun(plan.group, 0, 0, 0, time.perf_counter() - t0, "none")
+        return QualityRun(plan.group, 0, 0, 0, time.perf_counter() - t0, "none", 0, 0, plan.reason)
     old = io.read_marker(cube_url, plan.group, storage_options)
     resuming = bool(old) and old.get("params_hash") == io.params_hash(marker)
     if not resuming:
@@ -490,20 +488,23 @@ def run_quality(
         from insarcloud.io.cube import hold_stage_lease
 
         hold_stage_lease(cube_url, plan.group, stage=STAGE, storage_options=storage_options)
-    jobs = plan_jobs(pairs, (ny, nx), chunk)
+    # an update copies the quality of pairs whose inputs did not change from the stage's previous group
+    prev = stages.current_group(cube_url, STAGE, storage_options)
+    reuse = reuse_plan(cube_url, None if prev == plan.group else prev, marker, pairs, (ny, nx), storage_options)
+    log.info("quality of %s: %s", cube_url, reuse.reason)
+    jobs = plan_jobs(pairs, (ny, nx), chunk, reuse.source)
     done = chunks_written(cube_url, plan.group, "quality", chunk, storage_options) if resuming else set()
-    todo = deque(j for j in jobs if j.key not in done)
-    skipped = len(jobs) - len(todo)
-    # Chunk jobs per actor call: as many pairs of one chunk as fill a forward pass (``batch_size`` tiles).
-    # Where one chunk already has that many tiles (the default 256 px tiles over 512 px chunks) it is one
-    # job per call; a small frame's single-tile chunks go ``batch_size`` pairs at a time, window-major so
-    # that a call's pairs share their reads (QualityWorker.run_many).
-    # tiles of the global grid over the first chunk (qc.model.plan_window's count, without importing torch here)
-    tiles = int(np.prod([np.count_nonzero(np.arange(0, max(n - p.overlap, 1), p.tile - p.overlap) < min(n, c))
-                         for n, c in ((ny, chunk[0]), (nx, chunk[1]))]))
-    per_call = max(1, p.batch_size // max(1, tiles))
-    if per_call > 1:
-        todo = deque(sorted(todo, key=lambda j: (j.y, j.x, j.pair_index)))
+    left = [j for j in jobs if j.key not in done]
+    skipped = len(jobs) - len(left)
+    # One call = one window x as many of its pairs as the actor's memory bound allows (serve_plan: the
+    # closure chunks under a window are then decoded once per call), but at least one call per actor (a small
+    # frame of one window would otherwise keep all but one actor idle).
+    n_windows = max(1, len({(j.y, j.x) for j in left}))
+    win = window_px((ny, nx), chunk, p.tile, p.overlap)
+    per_call = min(pairs_per_call(len(pairs), win, closure_itemsize(cube_url, qc_group, storage_options), actor_mem_mb),
+                   max(1, -(-len(left) // max(1, n_actors))) if n_windows < n_actors else len(pairs))
+    todo: deque[list[ChunkJob]] = deque(calls(left, per_call))
+    n_todo = len(left)
     if skipped:
         log.info("resuming %s/%s: %d of %d chunks already written", cube_url, plan.group, skipped, len(jobs))
     started = _connect_ray(ray_address, max(1, n_actors * p.threads))
@@ -518,7 +519,8 @@ def run_quality(
 
         def new_actor() -> Any:
             a = worker_cls.options(max_restarts=max_restarts, **opts).remote(
-                cube_url, plan.group, p.model_dump_json(), storage_options, fault_file, qc_group)
+                cube_url, plan.group, p.model_dump_json(), storage_options, fault_file, qc_group, reuse.group,
+                actor_mem_mb)
             actors.append(a)
             return a
 
@@ -530,7 +532,8 @@ def run_quality(
         actors[:] = started_actors(actors, "info", label="quality")
         if actors:
             device = ray.get(actors[0].info.remote())["device"]
-            log.info("%d actor(s) on %s for %d chunk(s) of %s", len(actors), device, len(todo), cube_url)
+            log.info("%d actor(s) on %s for %d chunk(s) of %s in %d call(s)", len(actors), device, n_todo, cube_url,
+                     len(todo))
         idle = deque(list(actors))
         # ref -> (actor, jobs); jobs None marks a probe of an actor that is restarting after a crash
         inflight: dict[Any, tuple[Any, list[ChunkJob] | None]] = {}
@@ -539,13 +542,11 @@ def run_quality(
         if progress and todo:  # lines on stderr (kubectl logs), a bar on a terminal
             from insarcloud.progress import Reporter
 
-            bar = Reporter(f"quality {Path(cube_url.rstrip('/')).name.removesuffix('.zarr')}", len(todo), "chunks")
+            bar = Reporter(f"quality {Path(cube_url.rstrip('/')).name.removesuffix('.zarr')}", n_todo, "chunks")
         try:
             while todo or any(j is not None for _, j in inflight.values()):
                 while idle and todo:
-                    actor, batch = idle.popleft(), [todo.popleft()]
-                    while todo and len(batch) < per_call and (todo[0].y, todo[0].x) == (batch[0].y, batch[0].x):
-                        batch.append(todo.popleft())
+                    actor, batch = idle.popleft(), todo.popleft()
                     inflight[actor.run_many.remote(batch)] = (actor, batch)
                 ready, _ = ray.wait(list(inflight), num_returns=1)
                 for ref in ready:
@@ -557,8 +558,7 @@ def run_quality(
                             job = batch[0]
                             log.warning("actor crashed on %s y%s x%s (%s; %d job(s) in the call): retrying",
                                         job.pair, job.y, job.x, type(exc).__name__, len(batch))
-                            for job in batch:
-                                retried += _requeue(job, attempts, todo, max_retries, cube_url)
+                            retried += _requeue(batch, attempts, todo, max_retries, cube_url)
                         elif isinstance(exc, ActorDiedError) and not isinstance(exc, ActorUnavailableError):
                             replaced += 1  # restarts exhausted: replace it
                             if replaced > len(actors) * (max_restarts + 1):
@@ -586,6 +586,8 @@ def run_quality(
     stage_quicklooks(cube_url, plan.group, storage_options)
     stages.finish_stage(cube_url, plan, storage_options, base=GROUP)  # consumers now read this group
     dt = time.perf_counter() - t0
-    log.info("quality of %s -> %s: %d chunks (%d skipped, %d retried) in %.1fs", cube_url, plan.group,
-             len(jobs), skipped, retried, dt)
-    return QualityRun(plan.group, len(jobs), skipped, retried, dt, device)
+    n_copied = len(reuse.source)
+    log.info("quality of %s -> %s: %d chunks (%d skipped, %d retried), %d pairs inferred, %d copied, in %.1fs",
+             cube_url, plan.group, len(jobs), skipped, retried, len(pairs) - n_copied, n_copied, dt)
+    return QualityRun(plan.group, len(jobs), skipped, retried, dt, device, len(pairs) - n_copied, n_copied,
+                      reuse.reason)
