@@ -350,7 +350,8 @@ class IngestParams(_Model):
     """LiCSAR GeoTIFFs -> frame cube (``insarcloud.io.ingest.ingest_frame``)."""
 
     # The bounds are ingest's own (insarcloud.cliargs: why 16 and 16384); `insarcloud ingest --chunk` is this field.
-    chunk_yx: int = Field(512, ge=MIN_CHUNK, le=MAX_CHUNK, description="Spatial chunk size (pixels) of the cube.")
+    chunk_yx: int = Field(512, ge=MIN_CHUNK, le=MAX_CHUNK,
+                          description=f"Spatial chunk size (pixels) of the cube, {MIN_CHUNK}..{MAX_CHUNK}.")
 
 
 _RULES = RuleThresholds()  # the rule kernels own their default thresholds
