@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import embedded_s3  # noqa: E402
 
 from insarcloud.pipelines.demo import (  # noqa: E402
     BUCKET,
@@ -33,7 +34,6 @@ from insarcloud.pipelines.demo import (  # noqa: E402
     config_dict,
     simulate_inputs,
 )
-from insarcloud.pipelines.local_s3 import local_s3  # noqa: E402
 
 
 def main() -> None:
@@ -43,19 +43,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     ap.add_argument("--stages", nargs="*", default=None)
     args = ap.parse_args()
-    # the job's own progress and failures (with tracebacks) on stderr, as in the demo
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("insarcloud.area_job").setLevel(logging.INFO)
     t0 = time.perf_counter()
-    with local_s3() as endpoint:
-        import s3fs
-
+    with embedded_s3(BUCKET) as (endpoint, so):  # the job's progress and failures on stderr, as in the demo
         from insarcloud.config import parse_config
         from insarcloud.pipelines.area_job import run_area
         from insarcloud.pipelines.truth import truth_verdict
 
-        so = {"endpoint_url": endpoint}
-        s3fs.S3FileSystem(**so).mkdir(BUCKET.removeprefix("s3://"))
         t_sim = time.perf_counter()
         frames = simulate_inputs(args.size, args.epochs, so)
         t_sim = time.perf_counter() - t_sim

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from _common import classify  # noqa: E402
 
 BUCKET = "s3://insarcloud-scale"
 FRAME = "012A_05443_131313"
@@ -55,22 +56,6 @@ def progress(msg: str) -> None:
 
 # ----------------------------------------------------------------------------------------------------
 # process accounting
-
-
-def classify(p: psutil.Process) -> str:
-    try:
-        cmd = " ".join(p.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return "gone"
-    if p.pid == os.getpid():
-        return "driver"
-    if "moto.server" in cmd:
-        return "s3"
-    if "ray::" in cmd or "default_worker.py" in cmd or "ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd:
-        return "ray"
-    if "dask" in cmd or "distributed" in cmd or "multiprocessing" in cmd or "spawn_main" in cmd:
-        return "dask"
-    return "other"
 
 
 class Probe:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from insarcloud.cliargs import MAX_CHUNK, MIN_CHUNK
 from insarcloud.core.options import (
     DEFAULT_INVERT_WEIGHTS,
     STAGE_ORDER,
@@ -348,7 +349,9 @@ class ReportConfig(_Model):
 class IngestParams(_Model):
     """LiCSAR GeoTIFFs -> frame cube (``insarcloud.io.ingest.ingest_frame``)."""
 
-    chunk_yx: int = Field(512, ge=64, le=4096, description="Spatial chunk size (pixels) of the cube.")
+    # The bounds are ingest's own (insarcloud.cliargs: why 16 and 16384); `insarcloud ingest --chunk` is this field.
+    chunk_yx: int = Field(512, ge=MIN_CHUNK, le=MAX_CHUNK,
+                          description=f"Spatial chunk size (pixels) of the cube, {MIN_CHUNK}..{MAX_CHUNK}.")
 
 
 _RULES = RuleThresholds()  # the rule kernels own their default thresholds

@@ -54,7 +54,7 @@ def test_template_states_choices_bounds_and_units() -> None:
     text = template_yaml()
     assert "one of: none, coherence, quality, closure, quality_closure; default: quality_closure" in text
     assert "one of: ls, wls, pcua, rpua, chebyshev, snaphu, multiscale" in text
-    assert ">= 64; <= 4096; default: 512" in text  # ingest.chunk_yx
+    assert ">= 16; <= 16384; default: 512" in text  # ingest.chunk_yx (insarcloud ingest --chunk)
     assert "Loop-closure RMS threshold (LiCSBAS step 12), rad." in text
     assert "#   lon: Longitude, degrees east.; >= -180.0; <= 180.0" in text  # report.points items
 

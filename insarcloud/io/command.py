@@ -9,9 +9,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from insarcloud.cliargs import MAX_CHUNK, MIN_CHUNK
+from insarcloud.cliargs import add_model_options
+from insarcloud.config import IngestParams
 
 log = logging.getLogger(__name__)
+
+#: IngestParams field -> (CLI flag, namespace dest)
+FLAGS = {"chunk_yx": ("--chunk", "chunk")}
 
 INGEST_EPILOG = """exit status:
   0  every product present was ingested (or already was); missing products are reported, not failures
@@ -45,8 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cube", required=True, help="cube URL, e.g. s3://bucket/cubes/106A_09048_000909.zarr")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: $INSARCLOUD_DASK_SCHEDULER "
                    "or a LocalCluster)")
-    p.add_argument("--chunk", type=_int_in("--chunk", MIN_CHUNK, MAX_CHUNK), default=512,
-                   help=f"spatial chunk size in pixels, {MIN_CHUNK}..{MAX_CHUNK} (default 512)")
+    # the area config's params.ingest.chunk_yx: one definition of its bounds and default (insarcloud.config)
+    add_model_options(p, IngestParams, FLAGS, bounds_at_parse=True)
     p.add_argument("--shard-chunks", type=_int_in("--shard-chunks", 0, 64), default=4,
                    help="chunks per shard side, 1..64; 0 = one object per chunk (default 4)")
     p.add_argument("--product-threads", type=_int_in("--product-threads", 1, 16), default=1,

@@ -24,8 +24,8 @@ from insarcloud.io import (
     mark_stage_complete,
     open_cube,
     read_marker,
-    resolve_output,
 )
+from insarcloud.io.root import plan_root_output, replace_root
 from insarcloud.io.storage import read_bytes
 from insarcloud.mosaic.kernels import (
     Grid,
@@ -230,7 +230,7 @@ def run_mosaic(cube_urls: Sequence[str], area_url: str, *, ts_group: str | None 
                precision_group: str | None = "noise", storage_options: dict[str, Any] | None = None,
                series: bool = True, series_tile: int | None = None, memory_budget: int | None = None,
                chunk: int | None = None) -> dict[str, Any]:
-    """Mosaic the frames' ``ts_group`` velocities into ``area_url`` (group ``mosaic``); skip when done.
+    """Mosaic the frames' ``ts_group`` velocities into ``area_url``'s root; skip when done.
 
     ``precision_group``: take velocity and precision from this group where a frame has it complete (see
     :func:`load_frame`); None uses the ts group's white-noise precision only.
@@ -276,15 +276,17 @@ def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any],
     from insarcloud.mosaic.chunked import write_mosaic
     from insarcloud.mosaic.frames import LazyFrame
 
-    # The mosaic is the area cube's root (what ``xr.open_zarr(area_url)`` shows); a re-run with other
-    # parameters goes to a group ``mosaic_<hash>`` instead of overwriting it.
-    plan = resolve_output(area_url, "", params, storage_options)
-    if not plan.done and plan.group.startswith("_"):
-        plan = resolve_output(area_url, "mosaic" + plan.group, params, storage_options)
-    if plan.done:
+    # The mosaic is the area cube's root (what ``xr.open_zarr(area_url)`` shows): written complete into a
+    # staging group ``mosaic_<hash>``, which then replaces the root (insarcloud.io.root): the root follows updates.
+    plan = plan_root_output(area_url, "mosaic", params, storage_options)
+    if plan.done and not plan.group:
         log.info("mosaic of %s already done", area_url)
         marker = read_marker(area_url, plan.group, storage_options) or {}
         return {"group": plan.group, "skipped": True, "params": marker.get("params")}
+    if plan.done:  # a run stopped while replacing the root: its staged mosaic is complete
+        summary = json.loads(open_cube(area_url, storage_options, group=plan.group).attrs.get("mosaic", "{}"))
+        replace_root(area_url, plan.group, storage_options)
+        return {**summary, "group": ""}
     # frames opened lazily: coordinates only; every map is read by windows of the area grid
     frames = [LazyFrame(u, ts_group, storage_options, precision_group) for u in cube_urls]
     grid = area_grid([f.extent for f in frames], bbox=tuple(bbox) if bbox is not None else None)
@@ -319,7 +321,8 @@ def _run_mosaic(cube_urls: Sequence[str], area_url: str, params: dict[str, Any],
         open_zarr_group(area_url, plan.group or None, storage_options, mode="r+").attrs["mosaic"] = json.dumps(
             summary, default=float)
     mark_stage_complete(area_url, plan.group, storage_options, stage="mosaic", params=params)
-    summary["group"] = plan.group
+    replace_root(area_url, plan.group, storage_options)
+    summary["group"] = ""
     return summary
 
 

@@ -17,7 +17,8 @@ LiCSAR's is. Each file is encoded in memory with rasterio and uploaded with fssp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -128,32 +129,52 @@ def _poly_txt(sim: SimulatedFrame) -> str:
     return "".join(f"{lon:.14f} {lat:.14f}\n" for lon, lat in sim.params["footprint_polygon"])
 
 
-def _files(sim: SimulatedFrame) -> Iterator[tuple[str, bytes]]:
-    """(relative path, bytes) of every file of the tree, produced lazily."""
+def _float_tiff(arr: np.ndarray, valid: np.ndarray, tr: Affine) -> bytes:
+    return _tiff_bytes(_float_product(arr, valid), tr)
+
+
+def _products(sim: SimulatedFrame) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(relative path, its encoder) of every file of the tree: a file left out is never encoded."""
     tr = Affine(*sim.grid.transform)
     fid = sim.frame_id
     valid = sim.valid
-    yield f"metadata/{fid}.geo.E.tif", _tiff_bytes(_float_product(sim.los_e, valid), tr)
-    yield f"metadata/{fid}.geo.N.tif", _tiff_bytes(_float_product(sim.los_n, valid), tr)
-    yield f"metadata/{fid}.geo.U.tif", _tiff_bytes(_float_product(sim.los_u, valid), tr)
-    yield f"metadata/{fid}.geo.hgt.tif", _tiff_bytes(_float_product(sim.hgt, valid), tr)
-    yield f"metadata/{fid}.geo.landmask.tif", _tiff_bytes(sim.landmask.astype(np.float32), tr, kind="landmask")
-    yield "metadata/baselines", _baselines_txt(sim).encode()
-    yield "metadata/metadata.txt", _metadata_txt(sim).encode()
-    yield f"metadata/{fid}-poly.txt", _poly_txt(sim).encode()
+    for comp, arr in (("E", sim.los_e), ("N", sim.los_n), ("U", sim.los_u), ("hgt", sim.hgt)):
+        yield f"metadata/{fid}.geo.{comp}.tif", partial(_float_tiff, arr, valid, tr)
+    yield (f"metadata/{fid}.geo.landmask.tif",
+           partial(_tiff_bytes, sim.landmask.astype(np.float32), tr, kind="landmask"))
+    yield "metadata/baselines", lambda: _baselines_txt(sim).encode()
+    yield "metadata/metadata.txt", lambda: _metadata_txt(sim).encode()
+    yield f"metadata/{fid}-poly.txt", lambda: _poly_txt(sim).encode()
     for k, d in enumerate(sim.dates):
         ymd = _ymd(d)
-        yield f"epochs/{ymd}/{ymd}.geo.mli.tif", _tiff_bytes(_float_product(sim.mli[k], valid), tr)
+        yield f"epochs/{ymd}/{ymd}.geo.mli.tif", partial(_float_tiff, sim.mli[k], valid, tr)
     no_unw = set(sim.params.get("pairs_without_unw", ()))
     for p, name in enumerate(sim.pairs):
         base = f"interferograms/{name}/{name}.geo"
         if name not in no_unw:
-            yield f"{base}.unw.tif", _tiff_bytes(_float_product(sim.unw[p], valid), tr)
-        yield f"{base}.diff_pha.tif", _tiff_bytes(_float_product(sim.phase[p], valid), tr)
-        yield f"{base}.cc.tif", _tiff_bytes(_cc_product(sim.coherence_est[p]), tr, kind="uint8")
+            yield f"{base}.unw.tif", partial(_float_tiff, sim.unw[p], valid, tr)
+        yield f"{base}.diff_pha.tif", partial(_float_tiff, sim.phase[p], valid, tr)
+        yield f"{base}.cc.tif", partial(_tiff_bytes, _cc_product(sim.coherence_est[p]), tr, kind="uint8")
 
 
-def write_licsar_frame(sim: SimulatedFrame, root_url: str, storage_options: dict[str, Any] | None = None) -> str:
+def _acquired_by(sim: SimulatedFrame, epochs: int) -> Callable[[str], bool]:
+    """Whether a file of the tree existed when only the first ``epochs`` epochs were acquired: metadata always,
+    an epoch's folder up to that date, an interferogram whose secondary date is up to it."""
+    cut = _ymd(sim.dates[epochs - 1])
+
+    def acquired(rel: str) -> bool:
+        kind, _, rest = rel.partition("/")
+        if kind == "epochs":
+            return rest[:8] <= cut
+        if kind == "interferograms":
+            return rest.split("/", 1)[0].split("_")[1] <= cut
+        return True
+
+    return acquired
+
+
+def write_licsar_frame(sim: SimulatedFrame, root_url: str, storage_options: dict[str, Any] | None = None, *,
+                       epochs: int | None = None, only_missing: bool = False) -> str:
     """Write the LiCSAR tree of ``sim`` under ``root_url``; returns the frame directory URL.
 
     Parameters
@@ -163,6 +184,13 @@ def write_licsar_frame(sim: SimulatedFrame, root_url: str, storage_options: dict
         Any fsspec URL or path (``s3://bucket/licsar``, ``file:///tmp/x``, ``memory://x``).
     storage_options : dict, optional
         fsspec options on top of the environment's (``insarcloud.io.storage_options_for``).
+    epochs : int, optional
+        The tree as LiCSAR had it when only the first ``epochs`` epochs were acquired: their epoch folders and
+        the interferograms among them (metadata in full). An update test or benchmark writes the frame with
+        ``epochs=k``, runs, then writes it again in full with ``only_missing=True`` ("LiCSAR added epochs").
+    only_missing : bool
+        Write only the files not there yet: the files already there keep their bytes and ETags, as LiCSAR's
+        published products do (ingest re-ingests a product whose ETag changed).
 
     Returns
     -------
@@ -185,8 +213,13 @@ def write_licsar_frame(sim: SimulatedFrame, root_url: str, storage_options: dict
 
     # One GDAL environment for all files: without it rasterio builds a boto3 session per MemoryFile
     # whenever AWS variables are set (~0.1 s each); encoding in memory needs no credentials at all.
+    keep = _acquired_by(sim, epochs) if epochs is not None else None
+    there = set(with_retries(fs.find, path)) if only_missing and with_retries(fs.exists, path) else set()
     with rasterio.Env(session=DummySession()):
-        for rel, data in _files(sim):
+        for rel, encode in _products(sim):
+            if (keep is not None and not keep(rel)) or f"{path}/{rel}" in there:
+                continue
+            data = encode()
             batch[f"{path}/{rel}"] = data
             n += 1
             size += len(data)

@@ -7,27 +7,26 @@ import json
 import logging
 import sys
 
-from insarcloud.cliargs import check_tile_overlap, positive_int
+from insarcloud.cliargs import add_model_options, check_tile_overlap, params_from_args
+from insarcloud.config import UnwrapParams
 from insarcloud.errors import InsarcloudError
-from insarcloud.unwrap.names import METHODS
 
 log = logging.getLogger(__name__)
+
+#: UnwrapParams field -> CLI flag (the area config's params.unwrap: one definition of choices, bounds, defaults)
+FLAGS = {"method": "--method", "tile": "--tile", "overlap": "--overlap"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("unwrap", help="unwrap every pair of a frame cube into its unw_<method> group")
     p.add_argument("cube_url", help="frame cube, e.g. s3://bucket/cubes/106A_09048_000909.zarr")
-    p.add_argument("--method", choices=METHODS, default="multiscale",
-                   help="unwrapper (default multiscale: see docs/unwrap.md for the benchmark behind it)")
     p.add_argument("--source", default="phase", help="wrapped-phase variable (pair, y, x); default phase")
     p.add_argument("--weights", choices=("coh", "none"), default=None,
                    help="LS weights (default: coh for wls/snaphu/multiscale, none otherwise)")
     p.add_argument("--smooth", action="store_true",
                    help="write the method's smooth estimate instead of the congruent result "
                         "(wrap(unw) == phase by default)")
-    p.add_argument("--tile", type=positive_int, default=None, help="tile core in pixels (default: whole image per "
-                   "pair up to 16 Mpx, else 1024)")
-    p.add_argument("--overlap", type=positive_int, default=64, help="tile halo in pixels (default 64)")
+    add_model_options(p, UnwrapParams, FLAGS, bounds_at_parse=True)  # --method, --tile, --overlap
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="kernel parameter, e.g. --param min_cutoff=0.05 (JSON value)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: "
@@ -54,6 +53,7 @@ def run_unwrap(args: argparse.Namespace) -> int:
 
     try:
         check_tile_overlap(args.tile, args.overlap, "--overlap")  # before any cluster starts
+        up = params_from_args(UnwrapParams, args, FLAGS)
         params = _parse_params(args.param)
         params.setdefault("congruent", not args.smooth)
         from insarcloud.io.cube import require_input  # the input, before the cluster starts
@@ -61,8 +61,8 @@ def run_unwrap(args: argparse.Namespace) -> int:
         require_input(args.cube_url, args.source, root_ok=True,
                       fix="pass --source phase (the wrapped phase that insarcloud ingest writes)")
         with dask_client(args.scheduler):
-            res = unwrap_cube(args.cube_url, args.method, source=args.source, weights=args.weights,
-                              params=params, tile=args.tile, overlap=args.overlap)
+            res = unwrap_cube(args.cube_url, up.method, source=args.source, weights=args.weights,
+                              params=params, tile=up.tile, overlap=up.overlap)
     except InsarcloudError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

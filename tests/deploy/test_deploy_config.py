@@ -153,7 +153,7 @@ def test_stage_options_match_the_stages():
         ({"params": {"invert": {"weigths": "none"}}}, r"unknown key 'params\.invert\.weigths'"),
         ({"params": {"invert": {"weights": "qualty"}}}, r"key 'params\.invert\.weights'.*'quality'.*got str 'qualty'"),
         ({"params": {"ingest": {"chunk_yx": "big"}}}, r"key 'params\.ingest\.chunk_yx'.*integer"),
-        ({"params": {"ingest": {"chunk_yx": 10}}}, r"key 'params\.ingest\.chunk_yx'.*greater than or equal to 64"),
+        ({"params": {"ingest": {"chunk_yx": 10}}}, r"key 'params\.ingest\.chunk_yx'.*greater than or equal to 16"),
         ({"params": {"unwrap": {"tile": 128, "overlap": 64}}}, r"key 'params\.unwrap'.*overlap 64"),
         ({"params": {"noise": {"sigma_model": "spherical"}}}, r"key 'params\.noise\.sigma_model'.*'gaussian'"),
         ({"params": {"qc": {"window": 4}}}, r"key 'params\.qc\.window'.*odd"),

@@ -96,6 +96,23 @@ def test_tree_on_local_files(sim: SimulatedFrame, tmp_path: Path) -> None:
         assert ds.dtypes == ("float32",)
 
 
+def test_tree_before_later_epochs_then_only_the_new_files(sim: SimulatedFrame, tmp_path: Path) -> None:
+    """``epochs=4``: the tree LiCSAR had before the last 2 acquisitions; the full tree with ``only_missing``
+    adds the rest and leaves the files already there untouched (same bytes, same mtime: same ETag)."""
+    url = write_licsar_frame(sim, str(tmp_path / "licsar"), epochs=4)
+    fs = fsspec.filesystem("file")
+    cut = str(sim.dates[3]).replace("-", "")
+    want = {f for f in _expected_files(sim)
+            if not f.startswith(("epochs/", "interferograms/")) or f.split("/")[1].split("_")[-1] <= cut}
+    found = {f[len(url) + 1:] for f in fs.find(url)}
+    assert found == want and len(want) < len(_expected_files(sim))
+    assert any(f.startswith("interferograms/") for f in found)
+    before = {f: Path(url, f).stat().st_mtime_ns for f in found}
+    assert write_licsar_frame(sim, str(tmp_path / "licsar"), only_missing=True) == url
+    _check_tree(sim, fs, url)
+    assert {f: Path(url, f).stat().st_mtime_ns for f in found} == before
+
+
 def test_tree_in_memory(sim: SimulatedFrame) -> None:
     url = write_licsar_frame(sim, "memory://simtest/licsar")
     fs = fsspec.filesystem("memory")
