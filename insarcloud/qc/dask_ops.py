@@ -326,14 +326,12 @@ class LoopPieces(NamedTuple):
     """Per-loop and per-pair results of pass 1 for the whole network.
 
     loops : unwrapped loop statistics (None without unw or loops); loops_w : wrapped (rms only used);
-    s11p : step-11 partials of every pair; counts : lazy (pair,) int64 label counts (good, bad, uncertain),
-    in the frame's pair order.
+    s11 : LiCSBAS step 11 of every pair, in the frame's pair order.
     """
 
     loops: closure.LoopStats | None
     loops_w: closure.LoopStats
-    s11p: stats.Step11Partials
-    counts: tuple[da.Array, da.Array, da.Array]
+    s11: stats.IfgStats
 
 
 def label_counts_lazy(label: da.Array) -> tuple[da.Array, da.Array, da.Array]:
@@ -403,17 +401,13 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
                      rows("pair_closure_wrapped"), rows("pair_closure"),
                      rows("n_loop_err")[0].astype(np.int16), rows("n_loops")[0].astype(np.int16),  # type: ignore[index]
                      valid_count(phase, unw), rows("closure_wrapped"), rows("closure"))
-    lp = LoopPieces(loops, loops_w, s11p, label_counts_lazy(label))
+    lp = LoopPieces(loops, loops_w, stats.finalize_step11(s11p, p.cov_thre, p.coh_thre))
     return assemble(ds, p, pairs, trip, px, lp, block=b, has_landmask=inp.has_landmask, n_land=inp.n_land)
 
 
 #: Version of the stored update state (``state_*`` variables, :mod:`insarcloud.qc.incremental`); a previous group
 #: with another version (or none) makes the next update a full recompute.
 STATE_VERSION = 1
-#: Columns of ``state_pair`` (float64; counts exact below 2**53) and of ``state_loop`` (float64 RMS, rad).
-PAIR_STATE = ("s11_n_valid", "s11_coh_sum", "s11_coh_n", "n_good", "n_bad", "n_uncertain")
-LOOP_STATE = ("rms", "rms_wrapped")
-
 
 def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: PixelPieces, lp: LoopPieces, *,
              block: int, has_landmask: bool, n_land: int | None) -> xr.Dataset:
@@ -423,7 +417,7 @@ def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: 
     th = p.rules.thresholds()
     has_unw = _has_unw(ds)
     loops, loops_w = lp.loops, lp.loops_w
-    s11 = stats.finalize_step11(lp.s11p, p.cov_thre, p.coh_thre)
+    s11 = lp.s11
     s12 = closure.ifg_loop_verdicts(loops.rms if loops is not None else loops_w.rms, trip, p.loop_thre)
     if not np.any(s11.coverage > 0):
         log.warning("no pixel has data in enough pairs (valid area empty): every ifg fails step 11")
@@ -462,7 +456,7 @@ def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: 
                               {"long_name": "unwrapped loop closure, per-loop 2 pi k removed", "units": "rad"})
         out["pair_closure"] = (("pair", *yx), stack(px.pair_closure, np.float32),
                                {"long_name": "mean |unwrapped closure| over the pair's loops", "units": "rad"})
-    cnt = lp.counts
+    cnt = label_counts_lazy(px.label)  # per-ifg label fractions: lazy reductions of the labels
 
     def _ifg(g: np.ndarray, bd: np.ndarray, u: np.ndarray, which: int) -> np.ndarray:
         r = labels.ifg_labels(labels.LabelCounts(g.astype(np.int64), bd.astype(np.int64), u.astype(np.int64)),
@@ -484,28 +478,18 @@ def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: 
     out["n_good_loops"] = (("pair",), s12.n_good_loops.astype(np.int32), {})
     out["n_bad_loops"] = (("pair",), s12.n_bad_loops.astype(np.int32), {})
     # the incremental state (insarcloud.qc.incremental): exact partial sums an update adds new pairs and loops to
-    state = {"long_name": "qc update state (insarcloud.qc.incremental)"}
-    out["state_n_valid"] = (yx, px.n_valid.astype(np.int16), {**state, "units": "1",
-                            "description": "pairs with data at the pixel (step-11 valid-area count)"})
-    pair_state = [da.from_array(np.asarray(getattr(lp.s11p, k), np.float64))
-                  for k in ("n_valid", "coh_sum", "coh_n")]
-    out["state_pair"] = (("pair", "state_column"),
-                         da.stack(pair_state + [c.astype(np.float64) for c in cnt], axis=1).rechunk(-1),
-                         {**state, "columns": list(PAIR_STATE), "s11_n_area": int(lp.s11p.n_area),
-                          "description": "per-pair step-11 sums in the valid area and label counts (exact)"})
+    state = {"long_name": "qc update state"}  # insarcloud.qc.incremental; attributes kept short (group size)
+    out["state_n_valid"] = (yx, px.n_valid.astype(np.int16), state)  # pairs with data: step 11's count
     coords: dict[str, Any] = {k: ds.coords[k] for k in ("pair", "primary", "secondary", "y", "x", "lat", "lon")
                               if k in ds.coords}
     if trip.n_triplets:
         names = np.array(pairs, dtype=object)
         coords.update(triplet=np.array(trip.names, dtype=object), pair_ij=("triplet", names[trip.ij]),
                       pair_jk=("triplet", names[trip.jk]), pair_ik=("triplet", names[trip.ik]))
-        out["triplet_rms_wrapped"] = (("triplet",), loops_w.rms.astype(np.float32), {"units": "rad"})
-        out["state_loop"] = (("triplet", "loop_column"),
-                             np.stack([loops.rms if loops is not None else np.full(trip.n_triplets, np.nan),
-                                       loops_w.rms], axis=1).astype(np.float64),
-                             {**state, "columns": list(LOOP_STATE), "units": "rad"})
+        # float64: the exact per-loop values an update reuses (step 12 compares them with loop_thre)
+        out["triplet_rms_wrapped"] = (("triplet",), loops_w.rms.astype(np.float64), {"units": "rad"})
         if loops is not None:
-            out["triplet_rms"] = (("triplet",), loops.rms.astype(np.float32), {"units": "rad"})
+            out["triplet_rms"] = (("triplet",), loops.rms.astype(np.float64), {"units": "rad"})
             out["triplet_offset_k"] = (("triplet",), loops.offset_k.astype(np.int32),
                                        {"long_name": "integer cycles removed from the loop"})
             out["triplet_n_valid"] = (("triplet",), loops.n_valid.astype(np.int64), {})

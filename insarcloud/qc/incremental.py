@@ -12,7 +12,7 @@ network; ``tests/qc/test_incremental.py`` checks every variable):
   loops' counts.
 - Per-pair per-pixel products of an *old pair that is in no new loop* (``phase_std``, ``coh_mean``,
   ``pair_closure*``, ``label``, ``reason``) depend on that pair and its loops only: copied from the previous
-  group, as are its label counts (columns of ``state_pair``).
+  group (the per-ifg label counts are reductions of the merged label array, as in a full run).
 - New pairs, and old pairs that gained a loop (*affected*: their per-pair closure means and labels change),
   are computed: windowed statistics, and the per-pixel closure of every loop containing them (new loops,
   and the few old loops of the affected pairs, re-evaluated per pixel with their stored ``k``: pass 1 is
@@ -22,15 +22,17 @@ network; ``tests/qc/test_incremental.py`` checks every variable):
   pairs among the new epoch's neighbours.
 - Frame-wide quantities are recomputed from small stored state: LiCSBAS step 11's valid area depends on the
   epoch count and on every pair's data, so it is derived from the stored per-pixel count of valid pairs
-  (``state_n_valid``, int16 (y, x)) plus the new pairs'; where the area is unchanged the old pairs' step-11
-  sums (``state_pair``) are reused, otherwise step 11 is recomputed over all pairs (one light read of the
-  valid mask and coherence; logged). Step 12 (per-ifg loop verdicts), ``triplet_bad`` and the per-ifg labels
-  are recomputed for every pair from the per-loop RMS (``state_loop``, float64) and the label counts:
-  scalars per loop / pair, no pixel read. Thresholds are parameters: a change of any forces a full run.
+  (``state_n_valid``, int16 (y, x)) plus the new pairs'; where the area is unchanged the old pairs'
+  ``coverage``, ``coh_avg`` and ``step11_bad`` hold and are copied, otherwise step 11 is recomputed over all
+  pairs (one light read of the valid mask and coherence; logged). Step 12 (per-ifg loop verdicts),
+  ``triplet_bad`` and the per-ifg labels are recomputed for every pair from the per-loop RMS
+  (``triplet_rms*``, stored float64 for this) and the label counts: no pixel read. Thresholds are parameters:
+  a change of any forces a full run.
 
 A full recompute (with a one-line reason) when: no previous group, it lacks the state (written before
 ``qc_state_version``), the parameters or the unw / landmask inputs changed, or pairs were removed.
-Stored state (:func:`insarcloud.qc.dask_ops.assemble`): 2 bytes per pixel, 48 bytes per pair, 16 per loop.
+Stored state (:func:`insarcloud.qc.dask_ops.assemble`): ``state_n_valid``, 2 bytes per pixel (a cube holds
+>= 12 bytes per pixel and pair), and the per-loop RMS in float64 (8 bytes per loop more than float32).
 """
 
 from __future__ import annotations
@@ -48,8 +50,6 @@ import xarray as xr
 from insarcloud.qc import closure, labels, stats
 from insarcloud.qc.config import QCParams
 from insarcloud.qc.dask_ops import (
-    LOOP_STATE,
-    PAIR_STATE,
     STATE_VERSION,
     LoopPieces,
     PartialsLayout,
@@ -58,7 +58,6 @@ from insarcloud.qc.dask_ops import (
     assemble,
     check_cube,
     choose_block,
-    label_counts_lazy,
     pass1_partials,
     prepare_inputs,
     reuse_inputs,
@@ -69,7 +68,8 @@ from insarcloud.qc.network import Triplets, epochs, find_triplets
 log = logging.getLogger(__name__)
 
 #: Variables the previous group must hold for an update (besides the products it copies).
-STATE_VARS = ("state_n_valid", "state_pair", "n_loop_err", "n_loops", "phase_std", "coh_mean", "label", "reason")
+STATE_VARS = ("state_n_valid", "n_loop_err", "n_loops", "phase_std", "coh_mean", "label", "reason", "coverage",
+              "coh_avg", "step11_bad")
 
 
 class Delta(NamedTuple):
@@ -142,9 +142,9 @@ def state_problem(prev: xr.Dataset, ds: xr.Dataset) -> str | None:
         return f"previous group has no update state (qc_state_version {prev.attrs.get('qc_state_version')})"
     missing = [v for v in STATE_VARS if v not in prev.variables]
     if int(prev.attrs.get("n_triplets", 0)):
-        missing += [v for v in ("state_loop", "pair_closure_wrapped") if v not in prev.variables]
+        missing += [v for v in ("triplet_rms_wrapped", "pair_closure_wrapped") if v not in prev.variables]
         if _has_unw(ds):
-            missing += [v for v in ("triplet_offset_k", "triplet_n_valid", "pair_closure")
+            missing += [v for v in ("triplet_rms", "triplet_offset_k", "triplet_n_valid", "pair_closure")
                         if v not in prev.variables]
     if missing:
         return "previous group lacks " + ", ".join(missing)
@@ -253,7 +253,10 @@ def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCPar
     pos = np.full(P, -1, np.int64)
     pos[R] = np.arange(R.size)
     sub_pix, sub_new = sub_triplets(trip, L, pos, R.size), sub_triplets(trip, NL, pos, R.size)
-    b = p.block or choose_block(R.size, L.size, ny, nx, p.block_mem_mb)
+    # the block a full run on the whole network takes (its working set bounds this run's, which holds fewer
+    # pairs and loops): the same blocks give the new pairs' windowed statistics and the new loops' sums bit
+    # for bit as a full run
+    b = p.block or choose_block(P, T, ny, nx, p.block_mem_mb)
     inp = prepare_inputs(ds.isel(pair=R), b)
     kept, how = reuse_inputs([inp.phase, inp.coh] + ([inp.unw] if inp.unw is not None else []))
     phase, coh = kept[0], kept[1]
@@ -277,10 +280,10 @@ def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCPar
     # per-loop results of the whole network: old loops from the previous group, new ones from pass 1
     lw_new = closure.finalize_partials(pw)
     old_l = delta.old_loop[~delta.new_loop]
-    loop_state = prev["state_loop"].values[old_l] if "state_loop" in prev else np.zeros((0, len(LOOP_STATE)))
     rms_w = np.empty(T)
     rms_w[NL] = lw_new.rms
-    rms_w[~delta.new_loop] = loop_state[:, LOOP_STATE.index("rms_wrapped")]
+    if T:
+        rms_w[~delta.new_loop] = prev["triplet_rms_wrapped"].values.astype(np.float64)[old_l]
     loops_w = closure.LoopStats(np.zeros(T, np.int64), rms_w, np.zeros(T, np.int64))  # only rms is used
     loops = None
     if unw_loops:
@@ -288,29 +291,26 @@ def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCPar
         k, rms, nv = np.empty(T, np.int64), np.empty(T), np.empty(T, np.int64)
         k[NL], rms[NL], nv[NL] = lu_new.offset_k, lu_new.rms, lu_new.n_valid
         k[~delta.new_loop] = prev["triplet_offset_k"].values[old_l]
-        rms[~delta.new_loop] = loop_state[:, LOOP_STATE.index("rms")]
+        rms[~delta.new_loop] = prev["triplet_rms"].values.astype(np.float64)[old_l]
         nv[~delta.new_loop] = prev["triplet_n_valid"].values[old_l]
         loops = closure.LoopStats(k, rms, nv)
 
-    # step 11: the old pairs' sums hold while the valid area is the same
-    old_idx = delta.old_pair[delta.old_pair >= 0]
-    pair_state = prev["state_pair"].values
-
-    def col(name: str, rows: np.ndarray) -> np.ndarray:
-        return pair_state[rows, PAIR_STATE.index(name)]
-
+    # step 11: an old pair's coverage, mean coherence and verdict hold while the valid area is the same
     if changed == 0:
-        s11p = stats.Step11Partials(np.asarray(s11_new.n_area), *(np.empty(P, dt) for dt in
-                                                                   (np.int64, np.float64, np.int64)))
-        for name, new_v in zip(("n_valid", "coh_sum", "coh_n"), s11_new[1:], strict=True):
-            arr = getattr(s11p, name)
-            arr[new_p] = new_v
-            arr[delta.old_pair >= 0] = col(f"s11_{name}", old_idx)
+        s11n = stats.finalize_step11(s11_new, p.cov_thre, p.coh_thre)
+        is_old = delta.old_pair >= 0
+        old_idx = delta.old_pair[is_old]
+        s11 = stats.IfgStats(np.empty(P), np.empty(P), np.empty(P, bool))
+        for name, src in (("coverage", "coverage"), ("coh_avg", "coh_avg"), ("bad", "step11_bad")):
+            arr = getattr(s11, name)
+            arr[new_p] = getattr(s11n, name)
+            arr[is_old] = prev[src].values[old_idx]
         s11_how = "reused (valid area unchanged)"
     else:
         full = prepare_inputs(ds, p.block or choose_block(P, 0, ny, nx, p.block_mem_mb))
         empty = Triplets(*(np.zeros(0, np.int64) for _ in range(3)), [], P)
         _, _, s11p = pass1_partials(full.phase, full.coh, full.unw, empty, len(epochs(pairs)))
+        s11 = stats.finalize_step11(s11p, p.cov_thre, p.coh_thre)
         s11_how = f"recomputed over all pairs ({changed} pixels changed valid-area membership)"
         log.info("qc update: step 11 %s", s11_how)
 
@@ -333,9 +333,17 @@ def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCPar
     keep = np.flatnonzero(~delta.work)  # old pairs in no new loop: copied
     perm = np.argsort(np.concatenate([keep, W]), kind="stable")
     keep_old = delta.old_pair[keep]
+    # the windowed statistics of every old pair (affected ones too: they depend on the pair alone) are copied;
+    # the affected pairs' float32 values computed above serve their labels only
+    old_all = np.flatnonzero(delta.old_pair >= 0)
+    perm_new = np.argsort(np.concatenate([old_all, new_p]), kind="stable")
+    new_in_w = np.searchsorted(W, new_p)
 
     def merged(name: str, computed: da.Array | None, dtype: Any) -> da.Array | None:
         return None if computed is None else _merge(prev[name].data, computed, keep_old, perm, dtype)
+
+    def merged_new(name: str, computed: da.Array) -> da.Array:
+        return _merge(prev[name].data, computed[new_in_w], delta.old_pair[old_all], perm_new, np.float32)
 
     label_w = row("label").astype(np.uint8)  # type: ignore[union-attr]
     label = merged("label", label_w, np.uint8)
@@ -347,17 +355,13 @@ def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCPar
     vsrc = unw if unw is not None else phase
     n_valid = (prev["state_n_valid"].data.rechunk(spatial).astype(np.int32)
                + da.isfinite(vsrc[pos[new_p]]).sum(axis=0).astype(np.int32)).astype(np.int16)
-    px = PixelPieces(merged("phase_std", std, np.float32), merged("coh_mean", cm, np.float32), label,  # type: ignore[arg-type]
+    px = PixelPieces(merged_new("phase_std", std), merged_new("coh_mean", cm), label,  # type: ignore[arg-type]
                      merged("reason", row("reason"), np.uint8),
                      merged("pair_closure_wrapped", row("pair_closure_wrapped"), np.float32),
                      merged("pair_closure", row("pair_closure"), np.float32),
                      plane("n_loop_err", row("dn_loop_err")), plane("n_loops", row("dn_loops")),  # type: ignore[arg-type]
                      n_valid)
-    cnt_w = label_counts_lazy(label_w)
-    counts = tuple(da.concatenate([da.from_array(np.rint(col(f"n_{k}", keep_old)).astype(np.int64)), c])[perm]
-                   .rechunk(-1)
-                   for k, c in zip(("good", "bad", "uncertain"), cnt_w, strict=True))
-    lp = LoopPieces(loops, loops_w, s11p, counts)  # type: ignore[arg-type]
+    lp = LoopPieces(loops, loops_w, s11)
     res = assemble(ds, p, pairs, trip, px, lp, block=b, has_landmask=inp.has_landmask, n_land=inp.n_land)
     st = UpdateStats("incremental", f"+{new_p.size} pairs", P, int(new_p.size), int(W.size - new_p.size),
                      int(R.size), T, int(NL.size), int(L.size - NL.size), s11_how)
