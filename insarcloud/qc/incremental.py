@@ -47,6 +47,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from insarcloud.errors import CubeError
 from insarcloud.qc import closure, labels, stats
 from insarcloud.qc.config import QCParams
 from insarcloud.qc.dask_ops import (
@@ -234,10 +235,15 @@ def _merge(prev_var: da.Array, computed: da.Array, keep_old: np.ndarray, perm: n
     return da.concatenate([old, computed.astype(dtype)], axis=0)[perm]
 
 
-def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCParams | None = None
-                   ) -> tuple[xr.Dataset, UpdateStats]:
+def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCParams | None = None, *,
+                   per_pair: xr.Dataset | None = None) -> tuple[xr.Dataset, UpdateStats]:
     """The qc dataset of ``ds`` (lazy, like :func:`insarcloud.qc.dask_ops.qc_dataset`) from the previous
-    group ``prev`` (opened lazily) and the new pairs and loops of ``delta`` (module docstring)."""
+    group ``prev`` (opened lazily) and the new pairs and loops of ``delta`` (module docstring).
+
+    ``per_pair``: the same cube opened with one pair per Dask chunk (its stored chunks), from which the pairs
+    this update needs are read; ``ds`` itself may be chunked many pairs per task (``read_chunks``), where
+    selecting a few pairs would read every chunk holding one of them, i.e. the whole cube.
+    """
     t0 = time.perf_counter()
     p = params or QCParams()
     th = p.rules.thresholds()
@@ -257,7 +263,10 @@ def update_dataset(ds: xr.Dataset, prev: xr.Dataset, delta: Delta, params: QCPar
     # pairs and loops): the same blocks give the new pairs' windowed statistics and the new loops' sums bit
     # for bit as a full run
     b = p.block or choose_block(P, T, ny, nx, p.block_mem_mb)
-    inp = prepare_inputs(ds.isel(pair=R), b)
+    src = ds if per_pair is None else per_pair
+    if [str(v) for v in src["pair"].values] != pairs:
+        raise CubeError("the per-pair view of the cube lists other pairs than the cube")
+    inp = prepare_inputs(src.isel(pair=R), b)
     kept, how = reuse_inputs([inp.phase, inp.coh] + ([inp.unw] if inp.unw is not None else []))
     phase, coh = kept[0], kept[1]
     unw = kept[2] if inp.unw is not None else None
@@ -395,7 +404,7 @@ def try_update(url: str, ds: xr.Dataset, params: QCParams, marker_params: dict[s
     delta = plan_delta([str(v) for v in prev["pair"].values], old_trip, pairs)
     if isinstance(delta, str):
         return None, delta
-    res, st = update_dataset(ds, prev, delta, params)
+    res, st = update_dataset(ds, prev, delta, params, per_pair=open_cube(url, storage_options))
     res.attrs["qc_update"] = st._replace(reason=f"updated from {prev_group}: +{st.n_pairs_new} pairs").as_json()
     return res, ""
 
