@@ -15,9 +15,10 @@ Plan (two passes, both spatially chunked; no task ever holds more than one spati
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -230,6 +231,115 @@ def _has_unw(ds: xr.Dataset) -> bool:
     return "unw" in ds.data_vars
 
 
+def check_cube(ds: xr.Dataset) -> list[str]:
+    """The cube's pair names, after checking it has ``phase`` and ``coh`` on (pair, y, x) and some pair."""
+    for name in ("phase", "coh"):
+        if name not in ds.data_vars:
+            raise CubeError(f"the cube has no {name!r} variable (needs phase and coh on (pair, y, x))")
+        if ds[name].dims != ("pair", "y", "x"):
+            raise CubeError(f"{name!r} has dims {ds[name].dims}, expected ('pair', 'y', 'x')")
+    pairs = [str(v) for v in ds["pair"].values]
+    if not pairs:
+        raise CubeError("the cube has no ingested pair: nothing to check")
+    return pairs
+
+
+class Inputs(NamedTuple):
+    """QC inputs as float32 (pair=all, y=b, x=b) Dask arrays with water set to NaN.
+
+    phase, coh, unw : (pair, y, x) float32 (unw None without unwrapped products).
+    has_landmask : the cube has a (y, x) ``landmask`` (applied).
+    n_land : land pixels (None without landmask).
+    """
+
+    phase: da.Array
+    coh: da.Array
+    unw: da.Array | None
+    has_landmask: bool
+    n_land: int | None
+
+
+def prepare_inputs(ds: xr.Dataset, b: int) -> Inputs:
+    """The cube's phase, coh (and unw) rechunked to (pair=all, y=b, x=b), water (landmask 0) no data."""
+    chunks = {0: -1, 1: b, 2: b}
+
+    def arr(name: str) -> da.Array:
+        a = ds[name].data
+        a = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=(1, b, b))
+        return a.astype(np.float32).rechunk(chunks)
+
+    phase, coh = arr("phase"), arr("coh")
+    unw = arr("unw") if _has_unw(ds) else None
+    # water (LiCSAR landmask 0) is no data for every product: statistics and labels over land only
+    has_lm = "landmask" in ds.data_vars and ds["landmask"].dims == ("y", "x")
+    n_land = None
+    if has_lm:
+        lmv = ds["landmask"].data
+        lmv = lmv if isinstance(lmv, da.Array) else da.from_array(np.asarray(lmv), chunks=(b, b))
+        water = (lmv == 0).rechunk((b, b))[None]
+        phase, coh = da.where(water, np.float32(np.nan), phase), da.where(water, np.float32(np.nan), coh)
+        unw = None if unw is None else da.where(water, np.float32(np.nan), unw)
+        n_land = int(da.sum(~water).compute())
+        log.info("landmask: %d of %d pixels are land; water is no data for qc", n_land,
+                 ds.sizes["y"] * ds.sizes["x"])
+    return Inputs(phase, coh, unw, has_lm, n_land)
+
+
+def window_arrays(phase: da.Array, coh: da.Array, window: int) -> tuple[da.Array, da.Array]:
+    """Windowed phase std and mean coherence (pair, y, x) float32, lazily, with the inputs' chunks."""
+    h = window // 2
+    win = da.map_overlap(_window_block, phase, coh, depth={0: 0, 1: h, 2: h}, boundary="none",
+                         dtype=np.complex64, window=window)
+    # map_overlap may merge a thin last chunk into its neighbour: give the inputs' chunks back, so every
+    # map_blocks input and the declared output chunks agree
+    win = win.rechunk(phase.chunks)
+    return win.real.astype(np.float32), win.imag.astype(np.float32)
+
+
+def valid_count(phase: da.Array, unw: da.Array | None) -> da.Array:
+    """(y, x) int16 pairs with data at each pixel (step 11's validity: unw finite, else phase finite)."""
+    return da.isfinite(unw if unw is not None else phase).sum(axis=0).astype(np.int16)
+
+
+class PixelPieces(NamedTuple):
+    """The lazy per-pixel products of a frame, in the frame's pair order (what :func:`assemble` writes).
+
+    phase_std, coh_mean, pair_closure_wrapped, pair_closure : (pair, y, x) float32 (the closures None when
+    the frame has no loop / no unw). label, reason : (pair, y, x) uint8. n_loop_err, n_loops, n_valid :
+    (y, x) int16. closure, closure_wrapped : (triplet, y, x) float32 or None (not stored by default).
+    """
+
+    phase_std: da.Array
+    coh_mean: da.Array
+    label: da.Array
+    reason: da.Array
+    pair_closure_wrapped: da.Array | None
+    pair_closure: da.Array | None
+    n_loop_err: da.Array
+    n_loops: da.Array
+    n_valid: da.Array
+    closure_wrapped: da.Array | None = None
+    closure: da.Array | None = None
+
+
+class LoopPieces(NamedTuple):
+    """Per-loop and per-pair results of pass 1 for the whole network.
+
+    loops : unwrapped loop statistics (None without unw or loops); loops_w : wrapped (rms only used);
+    s11 : LiCSBAS step 11 of every pair, in the frame's pair order.
+    """
+
+    loops: closure.LoopStats | None
+    loops_w: closure.LoopStats
+    s11: stats.IfgStats
+
+
+def label_counts_lazy(label: da.Array) -> tuple[da.Array, da.Array, da.Array]:
+    """(pair,) int64 counts of good, bad and uncertain pixels of a lazy (pair, y, x) label array."""
+    return tuple(da.sum(label == v, axis=(1, 2)).astype(np.int64).rechunk(-1)  # type: ignore[return-value]
+                 for v in (labels.GOOD, labels.BAD, labels.UNCERTAIN))
+
+
 def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     """The ``qc`` group of a frame cube as a lazy (Dask-backed) dataset.
 
@@ -246,14 +356,7 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     params : QCParams, optional
     """
     p = params or QCParams()
-    for name in ("phase", "coh"):
-        if name not in ds.data_vars:
-            raise CubeError(f"the cube has no {name!r} variable (needs phase and coh on (pair, y, x))")
-        if ds[name].dims != ("pair", "y", "x"):
-            raise CubeError(f"{name!r} has dims {ds[name].dims}, expected ('pair', 'y', 'x')")
-    pairs = [str(v) for v in ds["pair"].values]
-    if not pairs:
-        raise CubeError("the cube has no ingested pair: nothing to check")
+    pairs = check_cube(ds)
     trip = find_triplets(pairs)
     if trip.n_triplets == 0:
         log.warning("the network of %d pairs has no closed triplet: no loop closure, statistics only", len(pairs))
@@ -261,27 +364,8 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     n_pairs, ny, nx = ds["phase"].shape
     b = p.block or choose_block(n_pairs, trip.n_triplets, ny, nx, p.block_mem_mb)
     th = p.rules.thresholds()
-    h = p.window // 2
-    chunks = {0: -1, 1: b, 2: b}
-
-    def arr(name: str) -> da.Array:
-        a = ds[name].data
-        a = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=(1, b, b))
-        return a.astype(np.float32).rechunk(chunks)
-
-    phase, coh = arr("phase"), arr("coh")
-    unw = arr("unw") if has_unw else None
-    # water (LiCSAR landmask 0) is no data for every product: statistics and labels over land only
-    has_lm = "landmask" in ds.data_vars and ds["landmask"].dims == ("y", "x")
-    n_land = None
-    if has_lm:
-        lmv = ds["landmask"].data
-        lmv = lmv if isinstance(lmv, da.Array) else da.from_array(np.asarray(lmv), chunks=(b, b))
-        water = (lmv == 0).rechunk((b, b))[None]
-        phase, coh = da.where(water, np.float32(np.nan), phase), da.where(water, np.float32(np.nan), coh)
-        unw = None if unw is None else da.where(water, np.float32(np.nan), unw)
-        n_land = int(da.sum(~water).compute())
-        log.info("landmask: %d of %d pixels are land; water is no data for qc", n_land, ny * nx)
+    inp = prepare_inputs(ds, b)
+    phase, coh, unw = inp.phase, inp.coh, inp.unw
     n_ep = len(epochs(pairs))
     t0 = time.perf_counter()
     kept, how = reuse_inputs([phase, coh] + ([unw] if unw is not None else []))
@@ -292,20 +376,11 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     pu, pw, s11p = pass1_partials(phase, coh, unw, trip, n_ep)
     loops = closure.finalize_partials(pu) if pu is not None else None
     loops_w = closure.finalize_partials(pw)
-    s11 = stats.finalize_step11(s11p, p.cov_thre, p.coh_thre)
-    s12 = closure.ifg_loop_verdicts(loops.rms if loops is not None else loops_w.rms, trip, p.loop_thre)
     log.info("qc pass 1 (loop and step-11 reductions) over %d blocks of %d px, inputs %s: %.1fs",
              phase.npartitions, b, how, time.perf_counter() - t0)
-    if not np.any(s11.coverage > 0):
-        log.warning("no pixel has data in enough pairs (valid area empty): every ifg fails step 11")
 
     # ---- pass 2: lazy per-pixel products
-    win = da.map_overlap(_window_block, phase, coh, depth={0: 0, 1: h, 2: h}, boundary="none",
-                         dtype=np.complex64, window=p.window)
-    # map_overlap may merge a thin last chunk into its neighbour: give the inputs' chunks back, so every
-    # map_blocks input and the declared output chunks agree
-    win = win.rechunk(phase.chunks)
-    std, cm = win.real.astype(np.float32), win.imag.astype(np.float32)
+    std, cm = window_arrays(phase, coh, p.window)
     layout = Layout(n_pairs, trip.n_triplets, has_unw and trip.n_triplets > 0)
     kw: dict[str, Any] = dict(trip=trip, offset_k=None if loops is None else loops.offset_k, thresholds=th,
                               layout=layout)
@@ -315,43 +390,73 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     else:
         pack = da.map_blocks(_pack_block_nounw, phase, coh, std, cm, dtype=np.float32, chunks=out_chunks, **kw)
 
+    def rows(name: str) -> da.Array | None:
+        if name not in layout.rows:
+            return None
+        a, bb = layout.rows[name]
+        return pack[a:bb]
+
+    label = rows("label").astype(np.uint8)  # type: ignore[union-attr]
+    px = PixelPieces(std, cm, label, rows("reason").astype(np.uint8),  # type: ignore[union-attr]
+                     rows("pair_closure_wrapped"), rows("pair_closure"),
+                     rows("n_loop_err")[0].astype(np.int16), rows("n_loops")[0].astype(np.int16),  # type: ignore[index]
+                     valid_count(phase, unw), rows("closure_wrapped"), rows("closure"))
+    lp = LoopPieces(loops, loops_w, stats.finalize_step11(s11p, p.cov_thre, p.coh_thre))
+    return assemble(ds, p, pairs, trip, px, lp, block=b, has_landmask=inp.has_landmask, n_land=inp.n_land)
+
+
+#: Version of the stored update state (``state_*`` variables, :mod:`insarcloud.qc.incremental`); a previous group
+#: with another version (or none) makes the next update a full recompute.
+STATE_VERSION = 1
+
+def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: PixelPieces, lp: LoopPieces, *,
+             block: int, has_landmask: bool, n_land: int | None) -> xr.Dataset:
+    """The qc dataset from its pieces (shared by the full run and the incremental update, so both write the
+    same variables, dtypes and attributes). Frame-wide verdicts (step 11, step 12, ifg labels) are derived
+    here from the per-loop and per-pair pieces."""
+    th = p.rules.thresholds()
+    has_unw = _has_unw(ds)
+    loops, loops_w = lp.loops, lp.loops_w
+    s11 = lp.s11
+    s12 = closure.ifg_loop_verdicts(loops.rms if loops is not None else loops_w.rms, trip, p.loop_thre)
+    if not np.any(s11.coverage > 0):
+        log.warning("no pixel has data in enough pairs (valid area empty): every ifg fails step 11")
     # Several pairs (or triplets) per Zarr chunk, up to ~8 MB of float32: one pair per chunk would turn a
     # small frame's qc group into tens of thousands of tiny objects (one PUT each on an object store).
-    per_chunk = max(1, (8 * 2**20) // (4 * phase.chunks[1][0] * phase.chunks[2][0]))
+    cy, cx = px.phase_std.chunks[1][0], px.phase_std.chunks[2][0]
+    per_chunk = max(1, (8 * 2**20) // (4 * cy * cx))
 
-    def rows(name: str, dtype: Any, per: str) -> da.Array:
-        a, bb = layout.rows[name]
-        x = pack[a:bb].astype(dtype)
-        return x.rechunk({0: per_chunk}) if per in ("pair", "triplet") else x[0]
+    def stack(a: da.Array, dtype: Any) -> da.Array:
+        return a.astype(dtype).rechunk({0: per_chunk})
 
-    label = rows("label", np.uint8, "pair")
     yx = ("y", "x")
     out: dict[str, Any] = {
-        "phase_std": (("pair", *yx), std.rechunk({0: per_chunk}), {"long_name": f"circular phase std in a "
+        "phase_std": (("pair", *yx), stack(px.phase_std, np.float32), {"long_name": f"circular phase std in a "
                       f"{p.window}x{p.window} window", "units": "rad"}),
-        "coh_mean": (("pair", *yx), cm.rechunk({0: per_chunk}), {"long_name": f"mean coherence in a {p.window}x"
-                     f"{p.window} window", "units": "1"}),
-        "label": (("pair", *yx), label, {"long_name": "rule label", "flag_values": [0, 1, 2, 255],
-                  "flag_meanings": "good bad uncertain nodata"}),
-        "reason": (("pair", *yx), rows("reason", np.uint8, "pair"),
+        "coh_mean": (("pair", *yx), stack(px.coh_mean, np.float32), {"long_name": f"mean coherence in a "
+                     f"{p.window}x{p.window} window", "units": "1"}),
+        "label": (("pair", *yx), stack(px.label, np.uint8), {"long_name": "rule label",
+                  "flag_values": [0, 1, 2, 255], "flag_meanings": "good bad uncertain nodata"}),
+        "reason": (("pair", *yx), stack(px.reason, np.uint8),
                    {"long_name": "why a pixel is not good (bits)", "flag_masks": [1, 2, 4, 8, 16],
                     "flag_meanings": "closure low_coherence high_phase_std wrapped_closure no_closure_support"}),
-        "n_loop_err": (yx, rows("n_loop_err", np.int16, "yx"),
+        "n_loop_err": (yx, px.n_loop_err.astype(np.int16),
                        {"long_name": "loops with |closure| > threshold", "units": "1"}),
-        "n_loops": (yx, rows("n_loops", np.int16, "yx"), {"long_name": "loops with a finite closure", "units": "1"}),
+        "n_loops": (yx, px.n_loops.astype(np.int16), {"long_name": "loops with a finite closure", "units": "1"}),
     }
     if trip.n_triplets:
-        out["closure_wrapped"] = (("triplet", *yx), rows("closure_wrapped", np.float32, "triplet"),
-                                  {"long_name": "wrapped loop closure arg(z_ij z_jk conj z_ik)", "units": "rad"})
-        out["pair_closure_wrapped"] = (("pair", *yx), rows("pair_closure_wrapped", np.float32, "pair"),
+        if px.closure_wrapped is not None:
+            out["closure_wrapped"] = (("triplet", *yx), stack(px.closure_wrapped, np.float32),
+                                      {"long_name": "wrapped loop closure arg(z_ij z_jk conj z_ik)", "units": "rad"})
+        out["pair_closure_wrapped"] = (("pair", *yx), stack(px.pair_closure_wrapped, np.float32),  # type: ignore[arg-type]
                                        {"long_name": "mean |wrapped closure| over the pair's loops", "units": "rad"})
-    if "closure" in layout.rows:
-        out["closure"] = (("triplet", *yx), rows("closure", np.float32, "triplet"),
-                          {"long_name": "unwrapped loop closure, per-loop 2 pi k removed", "units": "rad"})
-        out["pair_closure"] = (("pair", *yx), rows("pair_closure", np.float32, "pair"),
+    if px.pair_closure is not None:
+        if px.closure is not None:
+            out["closure"] = (("triplet", *yx), stack(px.closure, np.float32),
+                              {"long_name": "unwrapped loop closure, per-loop 2 pi k removed", "units": "rad"})
+        out["pair_closure"] = (("pair", *yx), stack(px.pair_closure, np.float32),
                                {"long_name": "mean |unwrapped closure| over the pair's loops", "units": "rad"})
-    # per-ifg label fractions: lazy reductions of the label array, computed with the rest
-    cnt = [da.sum(label == v, axis=(1, 2)).rechunk(-1) for v in (labels.GOOD, labels.BAD, labels.UNCERTAIN)]
+    cnt = label_counts_lazy(px.label)  # per-ifg label fractions: lazy reductions of the labels
 
     def _ifg(g: np.ndarray, bd: np.ndarray, u: np.ndarray, which: int) -> np.ndarray:
         r = labels.ifg_labels(labels.LabelCounts(g.astype(np.int64), bd.astype(np.int64), u.astype(np.int64)),
@@ -372,16 +477,19 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     out["no_loop"] = (("pair",), s12.no_loop, {"long_name": "in no closed loop"})
     out["n_good_loops"] = (("pair",), s12.n_good_loops.astype(np.int32), {})
     out["n_bad_loops"] = (("pair",), s12.n_bad_loops.astype(np.int32), {})
+    # the incremental state (insarcloud.qc.incremental): exact partial sums an update adds new pairs and loops to
+    state = {"long_name": "qc update state"}  # insarcloud.qc.incremental; attributes kept short (group size)
+    out["state_n_valid"] = (yx, px.n_valid.astype(np.int16), state)  # pairs with data: step 11's count
     coords: dict[str, Any] = {k: ds.coords[k] for k in ("pair", "primary", "secondary", "y", "x", "lat", "lon")
                               if k in ds.coords}
     if trip.n_triplets:
         names = np.array(pairs, dtype=object)
         coords.update(triplet=np.array(trip.names, dtype=object), pair_ij=("triplet", names[trip.ij]),
                       pair_jk=("triplet", names[trip.jk]), pair_ik=("triplet", names[trip.ik]))
-        lw = loops_w
-        out["triplet_rms_wrapped"] = (("triplet",), lw.rms.astype(np.float32), {"units": "rad"})
+        # float64: the exact per-loop values an update reuses (step 12 compares them with loop_thre)
+        out["triplet_rms_wrapped"] = (("triplet",), loops_w.rms.astype(np.float64), {"units": "rad"})
         if loops is not None:
-            out["triplet_rms"] = (("triplet",), loops.rms.astype(np.float32), {"units": "rad"})
+            out["triplet_rms"] = (("triplet",), loops.rms.astype(np.float64), {"units": "rad"})
             out["triplet_offset_k"] = (("triplet",), loops.offset_k.astype(np.int32),
                                        {"long_name": "integer cycles removed from the loop"})
             out["triplet_n_valid"] = (("triplet",), loops.n_valid.astype(np.int64), {})
@@ -391,9 +499,10 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
         frame=str(ds.attrs.get("frame", "")),
         has_unw=int(has_unw),
         n_triplets=int(trip.n_triplets),
-        block=int(b),
+        block=int(block),
         thresholds=p.model_dump_json(),
-        landmask_applied=int(has_lm),
+        landmask_applied=int(has_landmask),
+        qc_state_version=STATE_VERSION,
         **({"n_land_pixels": n_land} if n_land is not None else {}),
         description="insarcloud QC: loop closure (LiCSBAS step 12), coverage/coherence (step 11), windowed "
                     "phase std and coherence, multi-stage rule labels (see insarcloud.qc.labels)",
@@ -445,8 +554,10 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     p = params or QCParams()
     from insarcloud.io import stages
 
-    ds = io.open_cube(url, storage_options)
-    ds = io.open_cube(url, storage_options, chunks=read_chunks(ds))
+    # read chunks from the whole stored pair axis (pairs not yet ingested included: a pair chunk that cut the
+    # stored chunks of the 1-D pair variables would warn)
+    ds = io.open_cube(url, storage_options, chunks=read_chunks(io.open_cube(url, storage_options,
+                                                                          complete_only=False)))
     # the pair list is part of the input identity: a cube that gained pairs gets a fresh group (docs/STAGES.md)
     plan = stages.plan_stage(url, STAGE, group, p.marker_params(), pairs=[str(v) for v in ds["pair"].values],
                              storage_options=storage_options)
@@ -455,7 +566,15 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
         stages.finish_stage(url, plan, storage_options, base=group)
         return plan.group
     t0 = time.perf_counter()
-    out = qc_dataset(ds, p)
+    # a grown network: only the new loops and pairs (insarcloud.qc.incremental), else a full run, saying why
+    from insarcloud.qc import incremental
+
+    prev = stages.current_group(url, STAGE, storage_options)
+    out, why = incremental.try_update(url, ds, p, plan.identity["params"], prev, plan.group, storage_options)
+    if out is None:
+        log.info("qc: full computation of %s: %s", plan.group, why)
+        out = qc_dataset(ds, p)
+        out.attrs["qc_update"] = json.dumps({"mode": "full", "reason": why})
     out.attrs["source_url"] = url
     out, enc = storable(out)
     io.write_stage_output(out, url, plan.group, stage=STAGE, params=marker, storage_options=storage_options,

@@ -108,7 +108,19 @@ def step11_partials(valid: np.ndarray, coh: np.ndarray, n_epochs: int) -> Step11
     if valid.shape != coh.shape or valid.ndim != 3:
         raise InputArrayError(f"valid {valid.shape} and coh {coh.shape} must be equal (pair, y, x) shapes")
     need = min(int(n_epochs), valid.shape[0])
-    area = valid.sum(axis=0) >= need
+    return step11_partials_in(valid, coh, valid.sum(axis=0) >= need)
+
+
+def step11_partials_in(valid: np.ndarray, coh: np.ndarray, area: np.ndarray) -> Step11Partials:
+    """Step-11 partials of one block inside a given valid area ((y, x) bool).
+
+    The area is a frame-wide quantity (pixels with data in at least as many pairs as the network has
+    epochs); the incremental qc (:mod:`insarcloud.qc.incremental`) derives it from a stored per-pixel count
+    of valid pairs plus the new pairs', and computes only the new pairs' partials with it.
+    """
+    if valid.shape != coh.shape or valid.ndim != 3 or area.shape != valid.shape[1:]:
+        raise InputArrayError(f"valid {valid.shape}, coh {coh.shape} and area {area.shape} must be (pair, y, x), "
+                              "(pair, y, x) and (y, x)")
     v = valid & area
     c_ok = np.isfinite(coh) & (coh > 0) & area
     return Step11Partials(
