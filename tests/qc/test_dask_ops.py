@@ -183,7 +183,9 @@ def test_stored_group_smaller_than_cube(tmp_path) -> None:
     dask_ops.run_qc(url, QCParams(block=32))
 
     def du(p) -> int:
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        # chunk objects only: the zarr.json documents (markers with run times and ids, a fixed ~1 kB per
+        # array whatever the frame size) vary between runs by a few kB, as much as the margin at 64 px
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and f.name != "zarr.json")
 
     qc_bytes = du(tmp_path / "cube.zarr" / "qc")
     cube_bytes = du(tmp_path / "cube.zarr") - qc_bytes
