@@ -25,6 +25,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from insarcloud.errors import StageOutputError
 from insarcloud.io.cube import (
     MARKER,
@@ -107,7 +109,11 @@ def replace_root(url: str, group: str, storage_options: dict[str, Any] | None = 
                 with_retries(fs.rm, f"{path}/{name}", recursive=True)
             src = f"{path}/{group}/{name}"
             keys = with_retries(fs.find, src)
-            with_retries(fs.copy, keys, [f"{path}/{name}{k[len(src):]}" for k in keys])
+            dsts = [f"{path}/{name}{k[len(src):]}" for k in keys]
+            if isinstance(fs, LocalFileSystem):  # object stores have no folders; a local copy needs its parents
+                for parent in sorted({d.rsplit("/", 1)[0] for d in dsts}):
+                    fs.makedirs(parent, exist_ok=True)
+            with_retries(fs.copy, keys, dsts)
         for name in sorted(set(old) - set(new)):
             with_retries(fs.rm, f"{path}/{name}", recursive=True)
         with_retries(fs.rm, f"{path}/{group}", recursive=True)

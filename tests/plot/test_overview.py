@@ -17,7 +17,9 @@ def _store(tmp_path, ny, nx):
     vals[::7, ::5] = np.nan
     ds = xr.Dataset({"velocity_up": (("y", "x"), vals, {"units": "mm/yr"}),
                      "n": (("pair",), np.arange(3))}, coords={"y": lat, "x": lon})
-    ds.chunk({"y": 512, "x": 512}).to_zarr(tmp_path / "a.zarr", mode="w", zarr_format=3, consolidated=False)
+    # numpy in, Zarr chunks from the encoding: no Dask graph (a suite's default distributed client would get it)
+    ds.to_zarr(tmp_path / "a.zarr", mode="w", zarr_format=3, consolidated=False,
+               encoding={"velocity_up": {"chunks": (512, 512)}})
     return vals, xr.open_zarr(tmp_path / "a.zarr", consolidated=False)
 
 
