@@ -64,6 +64,9 @@ class Probe:
     def __init__(self, worker_pids: set[int]) -> None:
         self.worker_pids = worker_pids
         self.peak: dict[int, int] = {}
+        # last reading of every process seen during a stage: a Ray actor killed at the stage's end is gone from
+        # the closing snapshot, and its CPU would be lost (it is most of quality's and forecast's)
+        self.last: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -72,7 +75,7 @@ class Probe:
         return [me, *me.children(recursive=True)]
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
-        out = {}
+        out: dict[int, dict[str, Any]] = {}
         for p in self.procs():
             try:
                 with p.oneshot():
@@ -93,9 +96,11 @@ class Probe:
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
                 self.peak[p.pid] = max(self.peak.get(p.pid, 0), rss)
+            self.last.update(self.snapshot())
 
     def start(self) -> dict[int, dict[str, Any]]:
         self.peak = {}
+        self.last = {}
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -105,7 +110,7 @@ class Probe:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        after = self.snapshot()
+        after = {**self.last, **self.snapshot()}  # exited processes: their last reading (<= 0.2 s lost)
         per: dict[str, dict[str, Any]] = {}
         for pid, a in after.items():
             b = before.get(pid, {"cpu": 0.0, "rchar": 0, "wchar": 0})  # a process started during the stage
