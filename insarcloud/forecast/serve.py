@@ -23,6 +23,10 @@ from insarcloud.forecast.train_config import TrainConfig
 log = logging.getLogger(__name__)
 
 STAGE = "forecast"
+# the trained weights (a torch state dict archive) as a uint8 array in a child group of the forecast group: a
+# member Zarr knows (a loose object in the group would be listed as a broken member), invisible to
+# ``xarray.open_zarr`` of the group, and removed with it by ``gc``; an update starts from them
+MODEL_OBJECT = "model/state"
 
 
 class ForecastSummary(NamedTuple):
@@ -50,12 +54,15 @@ def _state_bytes(model) -> bytes:
 
 def train_from_arrays(deformation: np.ndarray, factors: np.ndarray, model_name: str, train_cfg: dict,
                       model_cfg: dict, window: int | None, n_test: int, seed: int, dates: np.ndarray | None = None,
-                      target: str = "increments", factor_future: str = "predicted", rollout: int = 1
-                      ) -> dict[str, Any]:
+                      target: str = "increments", factor_future: str = "predicted", rollout: int = 1,
+                      init_state: bytes | None = None, init_epochs: int | None = None) -> dict[str, Any]:
     """Prepare, train and score on sampled pixels (runs inside a Ray task). Returns weights and metrics.
 
     ``target``, ``factor_future`` and ``rollout`` select the design (see :func:`run_forecast`); ``dates`` are
-    needed by the harmonic residual and the factor climatology.
+    needed by the harmonic residual and the factor climatology. ``init_state`` (a previous training's
+    weights, :data:`MODEL_OBJECT`) starts the training from those weights for ``init_epochs`` epochs (the
+    other budgets as given) when its shapes fit this model; otherwise training starts from scratch and
+    ``warm_start`` in the result says why.
     """
     import torch
 
@@ -78,6 +85,14 @@ def train_from_arrays(deformation: np.ndarray, factors: np.ndarray, model_name: 
     prep = prepare(series, factors, window=window, n_test=n_test, differenced=target == "increments",
                    rng=np.random.default_rng(seed), horizon=rollout)
     model = build_model(model_name, prep.window, ModelConfig(**model_cfg))
+    warm = "no previous weights"
+    if init_state is not None:
+        try:
+            model.load_state_dict(torch.load(io.BytesIO(init_state), map_location="cpu"))
+            cfg = cfg.model_copy(update={"epochs": min(cfg.epochs, init_epochs or cfg.epochs)})
+            warm = "started from the previous weights"
+        except (RuntimeError, KeyError) as exc:  # another window length or model: shapes differ
+            warm = f"previous weights do not fit ({str(exc).splitlines()[0][:120]}): trained from scratch"
     res = train_model(model, prep.x_train, prep.y_train, prep.x_val, prep.y_val, cfg)
     truth = deformation[-n_test:]
     ff = None
@@ -91,6 +106,7 @@ def train_from_arrays(deformation: np.ndarray, factors: np.ndarray, model_name: 
         "scaler_std": prep.scaler.std.tolist(), "differenced": prep.differenced, "target": target,
         "factor_future": factor_future, "rollout": rollout, "epochs": res.epochs,
         "seconds": res.seconds, "device": res.device, "final_val_loss": float(min(res.history["val_loss"])),
+        "warm_start": warm,
         "one_step": one._asdict(), "cyclic": cyc._asdict(), "n_train": len(prep.x_train),
         "n_val": len(prep.x_val),
     }
@@ -186,6 +202,41 @@ def _chunk_tuple(n: int, c: int) -> tuple[int, ...]:
     return (c,) * (n // c) + ((n % c,) if n % c else ())
 
 
+def _previous_weights(url: str, plan: Any, storage_options: dict | None) -> tuple[bytes | None, str]:
+    """The current forecast's stored weights when it was trained with the options of ``plan`` (only the
+    inputs changed: an update), else None; and which group they come from or why there are none."""
+    from insarcloud.io import stages
+    from insarcloud.io.cube import read_marker
+
+    prev = stages.current_group(url, STAGE, storage_options)
+    if prev is None or prev == plan.group:
+        return None, "from scratch: no previous forecast"
+    if (read_marker(url, prev, storage_options) or {}).get("params") != plan.identity["params"]:
+        return None, f"from scratch: {prev} was trained with other options"
+    state = read_weights(url, prev, storage_options)
+    return (state, f"weights of {prev}") if state is not None else (None, f"from scratch: {prev} has no stored weights")
+
+
+def _write_weights(url: str, group: str, state: bytes, storage_options: dict | None) -> None:
+    from insarcloud.io.cube import open_zarr_group
+
+    sub = open_zarr_group(url, group, storage_options, mode="r+").require_group(MODEL_OBJECT.split("/")[0])
+    arr = sub.create_array(MODEL_OBJECT.split("/")[1], shape=(len(state),), dtype="uint8",
+                           chunks=(max(1, len(state)),), overwrite=True)
+    arr[:] = np.frombuffer(state, np.uint8)
+
+
+def read_weights(url: str, group: str, storage_options: dict | None = None) -> bytes | None:
+    """The trained weights stored with a forecast group (torch state dict archive bytes), or None."""
+    from insarcloud.io.cube import open_zarr_group
+
+    try:
+        g = open_zarr_group(url, f"{group}/{MODEL_OBJECT.split('/')[0]}", storage_options)
+        return np.asarray(g[MODEL_OBJECT.split("/")[1]][:]).tobytes()
+    except (CubeError, KeyError, FileNotFoundError):
+        return None
+
+
 def _sample_training(ds, factors, n_pixels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random pixels with a complete series, from a strided subset (bounded driver memory)."""
     from insarcloud.forecast.sources import factors_on_grid
@@ -210,7 +261,8 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
                  n_steps: int = 72, step_days: int = 12, n_test: int = 10, window: int | None = None,
                  train_cfg: dict | None = None, model_cfg: dict | None = None, n_actors: int = 2,
                  seed: int = 0, max_block_pixels: int = 16384, target: str = "increments",
-                 factor_future: str = "predicted", rollout: int = 1) -> ForecastSummary:
+                 factor_future: str = "predicted", rollout: int = 1,
+                 warm_start_epochs: int | None = None) -> ForecastSummary:
     """Train ``model`` on a cube's ``ts_group`` and write the ``forecast`` group with a Ray actor pool.
 
     Ray must be initialised (``insarcloud.engines.init_ray``). Output group (``out_group``, or a new name
@@ -223,6 +275,11 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     fit that is added back); ``factor_future`` "predicted" (the model's factor predictions are fed back in
     the cyclic loop) or "climatology" (the factors' per-pixel annual + semi-annual climatology is);
     ``rollout`` K > 1 trains on K free-running steps (see ``insarcloud.forecast.train.rollout``).
+
+    ``warm_start_epochs`` N: when the stage recomputes because its inputs changed (new epochs) and the current
+    forecast was trained with the same options, training starts from that forecast's stored weights
+    (:data:`MODEL_OBJECT`) for at most N epochs instead of ``train_cfg``'s from random weights (docs/forecast.md,
+    "Updates"); the group's ``training.warm_start`` attribute says what was done. None: always from scratch.
 
     Work units: the ts chunks split into blocks of at most ``max_block_pixels`` pixels and into at least two
     blocks per actor (a 96 x 96 frame in one 512 chunk would otherwise leave all but one actor idle); the
@@ -269,10 +326,14 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     factors = open_factors(factors_url, storage_options)
     d_train, f_train = _sample_training(ds, factors, train_pixels, seed)
     log.info("training %s on %d pixels x %d dates", model, d_train.shape[1], d_train.shape[0])
+    init_state, warm_from = (None, "off") if warm_start_epochs is None else _previous_weights(url, plan,
+                                                                                             storage_options)
     gpu = ray.cluster_resources().get("GPU", 0) >= 1
     train_task = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(train_from_arrays)
     trained = ray.get(train_task.remote(d_train, f_train, model, train_cfg, model_cfg, window, n_test, seed,
-                                        ds["date"].values, target, factor_future, rollout))
+                                        ds["date"].values, target, factor_future, rollout,
+                                        init_state, warm_start_epochs))
+    trained["warm_start"] = f"{trained['warm_start']} ({warm_from})" if init_state is not None else warm_from
     log.info("trained in %.1f s on %s: one-step test RMSE %.3f mm", trained["seconds"], trained["device"],
              trained["one_step"]["rmse"])
 
@@ -307,6 +368,7 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
         if c in ds.coords:
             tmpl = tmpl.assign_coords({c: (ds[c].dims, ds[c].values, ds[c].attrs)})
     create_stage_template(tmpl, url, plan.group, stage=STAGE, params=plan.identity, storage_options=storage_options)
+    _write_weights(url, plan.group, trained["state"], storage_options)
 
     actor_cls = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1)(BlockForecaster)
     actors = [actor_cls.remote(url, ts_group, plan.group, factors_url, model, model_cfg, trained, n_steps,
