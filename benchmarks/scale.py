@@ -2,7 +2,7 @@
 stage, and the projection to one real frame and to the Tibetan Plateau from the measured rates.
 
     python benchmarks/scale.py --json bench-output/scale.json \
-        [--pixels 128 256 512] [--pixel-epochs 12] [--pairs-epochs 15 30 60 115] [--pairs-size 128] \
+        [--pixels 128 256 512] [--pixel-epochs 30] [--pairs-epochs 45 90] [--pairs-size 128] \
         [--stages ingest qc quality invert noise forecast unwrap] [--workers 2] [--memory-limit 2GiB]
 
 Each case simulates one frame (``insarcloud.simulate`` preset ``tibet_basin``, the demo's network: each epoch
@@ -67,6 +67,7 @@ class Probe:
         # last reading of every process seen during a stage: a Ray actor killed at the stage's end is gone from
         # the closing snapshot, and its CPU would be lost (it is most of quality's and forecast's)
         self.last: dict[int, dict[str, Any]] = {}
+        self.kinds: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,7 +82,10 @@ class Probe:
                 with p.oneshot():
                     t = p.cpu_times()
                     io = p.io_counters()
-                    kind = "dask_worker" if p.pid in self.worker_pids else classify(p)
+                    # the first kind seen sticks: an exiting process's command line reads as "gone"
+                    kind = self.kinds.get(p.pid) or ("dask_worker" if p.pid in self.worker_pids else classify(p))
+                    if kind != "gone":
+                        self.kinds[p.pid] = kind
                     out[p.pid] = {"kind": kind, "cpu": t.user + t.system, "rchar": io.read_chars,
                                   "wchar": io.write_chars}
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -123,9 +127,8 @@ class Probe:
             k = key.split(":")[0]
             by_kind[k] = round(by_kind.get(k, 0.0) + d["cpu_s"], 3)
         s3 = [d for k, d in per.items() if k.startswith("s3:")]
-        compute_kinds = ("driver", "dask_worker", "ray", "dask", "other")
         return {
-            "cpu_s": round(sum(v for k, v in by_kind.items() if k in compute_kinds), 3),
+            "cpu_s": compute_cpu(per),
             "cpu_s_by_kind": by_kind,
             "peak_rss_mb_per_worker": {k: d["peak_rss_mb"] for k, d in per.items()
                                        if k.startswith(("dask_worker", "ray"))},
@@ -137,6 +140,12 @@ class Probe:
             "s3_server_wchar": sum(d["wchar"] for d in s3),
             "processes": per,
         }
+
+
+def compute_cpu(processes: dict[str, dict[str, Any]]) -> float:
+    """CPU seconds of the job's processes (all but the S3 server, which stands for the bucket). A process
+    that exited while being read is "gone" (a Ray actor killed at the stage's end): it is the job's."""
+    return round(sum(d["cpu_s"] for k, d in processes.items() if not k.startswith("s3:")), 3)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -301,8 +310,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--pixels", nargs="*", default=["128", "256", "512"],
                     help="frame sizes of the pixel axis: N (square) or HxW, e.g. 2500x2800 (a full frame)")
-    ap.add_argument("--pixel-epochs", type=int, default=12, help="epochs of the pixel-axis cases (short stack)")
-    ap.add_argument("--pairs-epochs", type=int, nargs="*", default=[15, 30, 60, 115],
+    ap.add_argument("--pixel-epochs", type=int, default=30,
+                    help="epochs of the pixel-axis cases (the forecast stage needs 28 or more)")
+    ap.add_argument("--pairs-epochs", type=int, nargs="*", default=[45, 90],
                     help="epochs of the pair-axis cases (pairs ~ 3.4 x epochs)")
     ap.add_argument("--pairs-size", default="128", help="square size of the pair-axis cases")
     ap.add_argument("--stages", nargs="*", default=list(CHAIN), choices=CHAIN)
@@ -313,10 +323,19 @@ def main() -> None:
     ap.add_argument("--frame-pairs", type=float, default=700)
     ap.add_argument("--frames", type=int, default=241)
     ap.add_argument("--project-workers", type=int, default=100)
+    ap.add_argument("--refit", nargs="+", default=None, metavar="JSON",
+                    help="measure nothing: merge the cases of earlier runs' JSON files (a later file's stage "
+                    "replaces an earlier one's for the same case), recount each stage's CPU from its processes, "
+                    "and fit and project again (e.g. a stage re-measured after a speed-up)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stages = [s for s in CHAIN if s in args.stages]
     t0 = time.perf_counter()
+    if args.refit:
+        cases = merged_cases(args.refit)
+        summarize(cases, [s for s in CHAIN if any(s in c["stages"] for c in cases)], args, t0,
+                  sources=args.refit)
+        return
     from insarcloud.engines import dask_client, init_ray, shutdown_ray
     from insarcloud.pipelines.local_s3 import local_s3
 
@@ -349,6 +368,26 @@ def main() -> None:
             finally:
                 if ray_up:
                     shutdown_ray()
+    summarize(cases, stages, args, t0)
+
+
+def merged_cases(paths: list[str]) -> list[dict[str, Any]]:
+    """Cases of several runs, keyed by (axis, size, epochs); each stage's CPU recounted by :func:`compute_cpu`
+    (runs before the "gone" fix left exited Ray actors out of ``cpu_s``)."""
+    by_key: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for path in paths:
+        for c in json.loads(Path(path).read_text())["cases"]:
+            key = (c["axis"], str(c["size"]), int(c["epochs"]))
+            into = by_key.setdefault(key, {**c, "stages": {}})
+            for stage, m in c["stages"].items():
+                if "processes" in m:
+                    m = {**m, "cpu_s": compute_cpu(m["processes"]), "from": path}
+                into["stages"][stage] = m
+    return list(by_key.values())
+
+
+def summarize(cases: list[dict[str, Any]], stages: list[str], args: argparse.Namespace, t0: float,
+              sources: list[str] | None = None) -> None:
     models = {s: fit(cases, s) for s in stages}
     out = {
         "benchmark": "scale",
@@ -359,6 +398,7 @@ def main() -> None:
         "cost_model": models,
         "projection": project({k: v for k, v in models.items() if v}, args),
         "seconds": round(time.perf_counter() - t0, 1),
+        **({"refit_of": sources} if sources else {}),
     }
     print(json.dumps({"cost_model": out["cost_model"], "projection": out["projection"]}, indent=1))
     table = []
