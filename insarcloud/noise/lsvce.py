@@ -22,7 +22,8 @@ import logging
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import LinAlgError, cho_factor
+from scipy.linalg.lapack import dpotri
 from scipy.optimize import nnls
 
 from insarcloud.errors import InputArrayError
@@ -84,7 +85,11 @@ def _weights(A: np.ndarray, Q: np.ndarray) -> _Weights:
         # a zero component set can leave Q semi-definite; a tiny ridge keeps it solvable
         Q = Q + np.eye(Q.shape[0]) * 1e-9 * max(float(np.trace(Q)) / Q.shape[0], 1e-30)
         cQ = cho_factor(Q, lower=True)
-    Qi = cho_solve(cQ, np.eye(Q.shape[0]))
+    # Q^-1 from the Cholesky factor (LAPACK potri: ~2/3 m^3 flops against 2 m^3 for solving with I)
+    Qi, info = dpotri(cQ[0], lower=1)
+    if info != 0:
+        raise LinAlgError(f"potri failed ({info})")
+    Qi = np.tril(Qi) + np.tril(Qi, -1).T
     QiA = Qi @ A
     Qx = np.linalg.inv(A.T @ QiA)
     W = Qi - QiA @ Qx @ QiA.T
@@ -115,8 +120,20 @@ def loglik(Y: np.ndarray, F: np.ndarray, sf: SigmaFactor, logdetQ: float, Qx: np
     return float(ll), float(reml)
 
 
-def _normal_matrix(Qk: np.ndarray, W: np.ndarray, r: int) -> np.ndarray:
-    M = Qk @ W  # (p, m, m)
+def _identity_mask(Qk: np.ndarray) -> np.ndarray:
+    """Which cofactors are the identity (white noise): their product with W is W itself."""
+    eye = np.eye(Qk.shape[1])
+    return np.array([np.array_equal(q, eye) for q in Qk])
+
+
+def _normal_matrix(Qk: np.ndarray, W: np.ndarray, r: int, eye: np.ndarray | None = None) -> np.ndarray:
+    """``N_kl = r/2 tr(Q_k W Q_l W)``; ``eye`` marks identity cofactors (skips their m^3 product)."""
+    eye = _identity_mask(Qk) if eye is None else eye
+    M = np.empty(Qk.shape)
+    if eye.any():
+        M[eye] = W
+    if not eye.all():
+        M[~eye] = Qk[~eye] @ W
     return 0.5 * r * np.einsum("kij,lji->kl", M, M)
 
 
@@ -177,6 +194,7 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
     else:
         sigma = np.asarray(sigma0, dtype=np.float64).copy()
     normalise = sigma_model != "identity"
+    eye = _identity_mask(Qk)
     converged = False
     sigma_u = sigma.copy()
     neg = np.zeros(p, bool)
@@ -204,7 +222,7 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
         sf = factor_sigma(S, sigma_model, coords_m, bins)
         H = F @ sf.solve(F.T)  # (m, m) = F Sigma^-1 F^T
         lk = 0.5 * np.einsum("kij,ij->k", Qk, H)
-        N = _normal_matrix(Qk, W, r)
+        N = _normal_matrix(Qk, W, r, eye)
         sigma, sigma_u, neg = _solve_components(N, lk, nonneg)
     # final quantities at the converged components
     w = _weights(A, np.tensordot(sigma, Qk, axes=1))
@@ -215,7 +233,7 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
         sigma, F, S = sigma * c, F / c, S / c
         w = _weights(A, np.tensordot(sigma, Qk, axes=1))
     sf = factor_sigma(S, sigma_model, coords_m, bins)
-    N = _normal_matrix(Qk, w.W, r)
+    N = _normal_matrix(Qk, w.W, r, eye)
     Qs = np.linalg.inv(N)
     X = w.Qx @ (w.QiA.T @ Y)
     ll, reml = loglik(Y, F, sf, w.logdetQ, w.Qx)

@@ -23,6 +23,8 @@ from scipy.linalg import cho_factor, cho_solve
 
 from insarcloud.errors import InputArrayError
 
+from .kron import GridIndex, KronGaussian, grid_index, kron_gaussian
+
 EARTH_RADIUS_M = 6_371_000.0
 
 #: How Sigma is modelled in the multivariate iteration: ``full`` = unstructured eq. 8 (needs r < m - n),
@@ -62,6 +64,10 @@ class PairBins(NamedTuple):
     bin_index : (r(r-1)/2,) int64 distance bin of each pair
     centers : (nbins,) float64 mean distance of the pairs in each bin (m)
     counts : (nbins,) int64 pairs per bin
+    flat : (r(r-1)/2,) int64  ``iu * r + ju``: one gather of the pairs from a C-ordered (r, r) array
+    grid : GridIndex or None  the pixels' grid when Sigma is applied through its Kronecker structure
+        (:mod:`.kron`); None = dense Sigma
+    d2 : (r, r) float64 or None  squared distances (m^2) for the dense Gaussian Sigma (None with a grid)
     """
 
     iu: np.ndarray
@@ -69,10 +75,23 @@ class PairBins(NamedTuple):
     bin_index: np.ndarray
     centers: np.ndarray
     counts: np.ndarray
+    flat: np.ndarray | None = None
+    grid: GridIndex | None = None
+    d2: np.ndarray | None = None
 
 
-def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30) -> PairBins:
-    """Bin the pairwise distances of a class (equal-count bins, so short lags are well resolved)."""
+def _sq_dist(coords_m: np.ndarray) -> np.ndarray:
+    diff = coords_m[:, None, :] - coords_m[None, :, :]
+    return np.einsum("ijk,ijk->ij", diff, diff)
+
+
+def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30, kron: bool = True) -> PairBins:
+    """Bin the pairwise distances of a class (equal-count bins, so short lags are well resolved).
+
+    Computed once per class, with what every iteration of the Gaussian Sigma reuses: the flat pair index,
+    and the pixels' grid (``kron=True`` and the pixels lie on a grid, :func:`.kron.grid_index`) or else the
+    squared distances of the dense Sigma.
+    """
     r = coords_m.shape[0]
     iu, ju = np.triu_indices(r, k=1)
     dist = np.hypot(*(coords_m[iu] - coords_m[ju]).T)
@@ -83,7 +102,9 @@ def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30) -> PairBins:
     centers = np.bincount(b, weights=dist, minlength=edges.size - 1) / np.maximum(counts, 1)
     keep = counts > 0
     remap = np.cumsum(keep) - 1
-    return PairBins(iu, ju, remap[b], centers[keep], counts[keep])
+    grid = grid_index(coords_m) if kron else None
+    return PairBins(iu, ju, remap[b], centers[keep], counts[keep], iu * r + ju, grid,
+                    None if grid is not None else _sq_dist(coords_m))
 
 
 class GaussianFit(NamedTuple):
@@ -117,7 +138,7 @@ def fit_gaussian(S: np.ndarray, bins: PairBins, c0_max: float = 0.99, n_grid: in
     c0_max : float
         Upper bound of C0 (keeps the correlation model positive definite).
     """
-    vals = S[bins.iu, bins.ju]
+    vals = S[bins.iu, bins.ju] if bins.flat is None else np.take(S, bins.flat)
     means = np.bincount(bins.bin_index, weights=vals, minlength=bins.counts.size) / bins.counts
     x, w = bins.centers, bins.counts.astype(np.float64)
     if x.size < 2 or not np.any(means > 0):
@@ -151,28 +172,33 @@ class SigmaFactor(NamedTuple):
     Attributes
     ----------
     diag : (r,) float64 diagonal of Sigma
-    chol : tuple or None  scipy cho_factor of Sigma (None when Sigma is diagonal)
+    chol : tuple or None  scipy cho_factor of Sigma (None when Sigma is diagonal or on the Kronecker path)
     logdet : float  ln det Sigma
     fit : GaussianFit or None
+    kron : KronGaussian or None  the Gaussian Sigma of a grid class applied through its Kronecker structure
     """
 
     diag: np.ndarray
     chol: tuple | None
     logdet: float
     fit: GaussianFit | None
+    kron: KronGaussian | None = None
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         """``Sigma^-1 B`` for B of shape (r, k)."""
+        if self.kron is not None:
+            return self.kron.solve(B)
         if self.chol is None:
             return B / self.diag[:, None]
         return cho_solve(self.chol, B)
 
 
-def gaussian_sigma(diag: np.ndarray, coords_m: np.ndarray, c0: float, d: float) -> np.ndarray:
-    """``D^1/2 (rho0 exp(-r^2/d^2) + (1 - rho0) I) D^1/2`` with rho0 = c0 / mean(diag)."""
+def gaussian_sigma(diag: np.ndarray, coords_m: np.ndarray, c0: float, d: float,
+                   d2: np.ndarray | None = None) -> np.ndarray:
+    """``D^1/2 (rho0 exp(-r^2/d^2) + (1 - rho0) I) D^1/2`` with rho0 = c0 / mean(diag); ``d2`` = the
+    squared distances of ``coords_m`` when already computed (:class:`PairBins`)."""
     rho0 = c0 / float(np.mean(diag))
-    diff = coords_m[:, None, :] - coords_m[None, :, :]
-    R = rho0 * np.exp(-np.einsum("ijk,ijk->ij", diff, diff) / d**2)
+    R = rho0 * np.exp(-(_sq_dist(coords_m) if d2 is None else d2) / d**2)
     R[np.diag_indices_from(R)] = 1.0
     s = np.sqrt(diag)
     return R * s[:, None] * s[None, :]
@@ -199,7 +225,10 @@ def factor_sigma(S: np.ndarray, mode: SigmaModel, coords_m: np.ndarray | None = 
         if coords_m is None or bins is None:
             raise InputArrayError("sigma model 'gaussian' needs pixel coordinates")
         fit = fit_gaussian(S, bins)
-        M = gaussian_sigma(diag, coords_m, fit.c0, fit.d)
+        if bins.grid is not None and bins.grid.flat.size == r:
+            kg = kron_gaussian(diag, bins.grid, fit.c0, fit.d)
+            return SigmaFactor(diag, None, kg.logdet, fit, kg)
+        M = gaussian_sigma(diag, coords_m, fit.c0, fit.d, bins.d2 if bins.iu.size == r * (r - 1) // 2 else None)
         c = cho_factor(M, lower=True)
         return SigmaFactor(diag, c, 2.0 * float(np.sum(np.log(np.diag(c[0])))), fit)
     raise InputArrayError(f"unknown sigma model {mode!r}")
@@ -282,8 +311,11 @@ def scale_variance(sf: SigmaFactor, coords_m: np.ndarray | None, dof: int) -> fl
     float  additional variance of ln(scale); 0 for diagonal/identity Sigma
     """
     r = sf.diag.size
-    if sf.chol is None or r < 2:
+    if (sf.chol is None and sf.kron is None) or r < 2:
         return 0.0
+    if sf.kron is not None and coords_m is None:
+        g = sf.kron.grid
+        coords_m = np.column_stack([g.xs[g.flat % g.xs.size], g.ys[g.flat // g.xs.size]])
     if sf.fit is not None and coords_m is not None:
         rho0 = sf.fit.c0 / float(np.mean(sf.diag))
         sq = np.einsum("ij,ij->i", coords_m, coords_m)
