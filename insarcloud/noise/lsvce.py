@@ -28,7 +28,7 @@ from scipy.optimize import nnls
 
 from insarcloud.errors import InputArrayError
 
-from .spatial import PairBins, SigmaFactor, SigmaModel, factor_sigma
+from .spatial import PairBins, SigmaFactor, SigmaModel, factor_sigma, pair_bin_products
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _solve_components(N: np.ndarray, l: np.ndarray, nonneg: bool) -> tuple[np.nd
 def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tuple[str, ...] | None = None, *,
                        sigma_model: SigmaModel = "full", coords_m: np.ndarray | None = None,
                        bins: PairBins | None = None, sigma0: np.ndarray | None = None, nonneg: bool = True,
-                       max_iter: int = 50, tol: float = 1e-3) -> LSVCEResult:
+                       max_iter: int = 50, tol: float = 1e-3, pair_sums: bool = True) -> LSVCEResult:
     """Multivariate LS-VCE of a class of r series (Amiri-Simkooei 2009), never forming an (m r)^2 matrix.
 
     Parameters
@@ -167,6 +167,10 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
     nonneg : bool  constrain the components to be >= 0 (default True; constrained ones are reported)
     max_iter : int ;  tol : float
         Converged when every |change| < tol * max(std of that component, 1e-9 * |sigma|_max).
+    pair_sums : bool  with the Gaussian Sigma, iterate on what its fit uses of Sigma-hat (its diagonal and
+        the sums of its entries per distance bin, ``<W, Y B_b Y^T>`` from m x m products computed once per
+        Y, :func:`.spatial.pair_bin_products`) instead of the r x r ``Y^T W Y`` (2 r^2 m flops) every
+        iteration; False = the r x r Sigma-hat every iteration (same result, the reference)
 
     Returns
     -------
@@ -201,16 +205,28 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
     it = 0
     N = np.eye(p)
     prev: np.ndarray | None = None
+    Cb = pair_bin_products(Y, bins) if pair_sums and sigma_model == "gaussian" and bins is not None else None
+    S = diagS = means = None
     while it < max_iter:
         it += 1
         w = _weights(A, np.tensordot(sigma, Qk, axes=1))
         W = w.W
         F = W @ Y
-        S = (Y.T @ F) / dof
+        if Cb is None:
+            S = (Y.T @ F) / dof
+            diagS = np.diag(S)
+        else:
+            # only Sigma-hat's diagonal and its per-bin sums of entries: sum_(i,j in b) y_i^T W y_j = <W, C_b>
+            diagS = np.einsum("ij,ij->j", Y, F) / dof
+            means = np.einsum("bij,ij->b", Cb, W) / (dof * bins.counts)
         if normalise:
             # fix the common scale: mean diag Sigma-hat = 1 (rescales sigma, W, F, S consistently)
-            c = float(np.mean(np.diag(S)))
-            sigma, W, F, S = sigma * c, W / c, F / c, S / c
+            c = float(np.mean(diagS))
+            sigma, W, F, diagS = sigma * c, W / c, F / c, diagS / c
+            if Cb is None:
+                S = S / c
+            else:
+                means = means / c
         if prev is not None:
             # compare normalised iterates (with a modelled Sigma the LS-VCE update and eq. 8 may disagree on
             # the common scale by a constant factor, which the normalisation removes)
@@ -219,7 +235,7 @@ def multivariate_lsvce(Y: np.ndarray, A: np.ndarray, Qk: np.ndarray, names: tupl
                 converged = True
                 break
         prev = sigma.copy()
-        sf = factor_sigma(S, sigma_model, coords_m, bins)
+        sf = factor_sigma(S, sigma_model, coords_m, bins, diag=diagS, pair_means=means)
         H = F @ sf.solve(F.T)  # (m, m) = F Sigma^-1 F^T
         lk = 0.5 * np.einsum("kij,ij->k", Qk, H)
         N = _normal_matrix(Qk, W, r, eye)

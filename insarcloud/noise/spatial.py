@@ -68,6 +68,7 @@ class PairBins(NamedTuple):
     grid : GridIndex or None  the pixels' grid when Sigma is applied through its Kronecker structure
         (:mod:`.kron`); None = dense Sigma
     d2 : (r, r) float64 or None  squared distances (m^2) for the dense Gaussian Sigma (None with a grid)
+    cache : dict or None  :func:`pair_bin_products` of the last Y
     """
 
     iu: np.ndarray
@@ -78,6 +79,7 @@ class PairBins(NamedTuple):
     flat: np.ndarray | None = None
     grid: GridIndex | None = None
     d2: np.ndarray | None = None
+    cache: dict | None = None
 
 
 def _sq_dist(coords_m: np.ndarray) -> np.ndarray:
@@ -104,7 +106,7 @@ def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30, kron: bool = True) ->
     remap = np.cumsum(keep) - 1
     grid = grid_index(coords_m) if kron else None
     return PairBins(iu, ju, remap[b], centers[keep], counts[keep], iu * r + ju, grid,
-                    None if grid is not None else _sq_dist(coords_m))
+                    None if grid is not None else _sq_dist(coords_m), {})
 
 
 class GaussianFit(NamedTuple):
@@ -123,7 +125,31 @@ class GaussianFit(NamedTuple):
     means: np.ndarray
 
 
-def fit_gaussian(S: np.ndarray, bins: PairBins, c0_max: float = 0.99, n_grid: int = 64) -> GaussianFit:
+def pair_bin_products(Y: np.ndarray, bins: PairBins) -> np.ndarray:
+    """``C_b = Y B_b^T Y^T`` (nbins, m, m), B_b the r x r indicator of the pairs (i < j) of distance bin b, so
+    that the sum of ``S = Y^T W Y`` over the pairs of bin b is ``<W, C_b>`` for any symmetric W (m x m).
+
+    Costs ~2 nbins m^2 r + r^2 m / 2 flops once; kept in ``bins.cache`` for the same Y (the fits of every
+    candidate model and alpha of a class reuse it).
+    """
+    cache = bins.cache
+    if cache is not None and cache.get("Y") is Y:
+        return cache["C"]
+    from scipy.sparse import csr_matrix
+
+    m, r = Y.shape
+    nb = bins.counts.size
+    B = csr_matrix((np.ones(bins.iu.size), (bins.iu, bins.bin_index * r + bins.ju)), shape=(r, nb * r))
+    T = np.asarray(B.T @ Y.T).reshape(nb, r, m)  # T_b = B_b^T Y^T
+    C = np.matmul(Y, T)
+    if cache is not None:
+        cache.clear()
+        cache.update(Y=Y, C=C)
+    return C
+
+
+def fit_gaussian(S: np.ndarray | None, bins: PairBins, c0_max: float = 0.99, n_grid: int = 64,
+                 means: np.ndarray | None = None) -> GaussianFit:
     """Weighted least-squares fit of ``C0 exp(-r^2/d^2)`` to the binned off-diagonal entries of S.
 
     For a given d the best C0 is linear (closed form), so d is profiled over a log grid spanning
@@ -137,9 +163,12 @@ def fit_gaussian(S: np.ndarray, bins: PairBins, c0_max: float = 0.99, n_grid: in
     bins : PairBins
     c0_max : float
         Upper bound of C0 (keeps the correlation model positive definite).
+    means : (nbins,) float64, optional  the binned means of S's off-diagonal entries when already known
+        (then S is not read)
     """
-    vals = S[bins.iu, bins.ju] if bins.flat is None else np.take(S, bins.flat)
-    means = np.bincount(bins.bin_index, weights=vals, minlength=bins.counts.size) / bins.counts
+    if means is None:
+        vals = S[bins.iu, bins.ju] if bins.flat is None else np.take(S, bins.flat)
+        means = np.bincount(bins.bin_index, weights=vals, minlength=bins.counts.size) / bins.counts
     x, w = bins.centers, bins.counts.astype(np.float64)
     if x.size < 2 or not np.any(means > 0):
         return GaussianFit(0.0, float(max(x.max(), 1.0)) if x.size else 1.0, x, means)
@@ -204,18 +233,24 @@ def gaussian_sigma(diag: np.ndarray, coords_m: np.ndarray, c0: float, d: float,
     return R * s[:, None] * s[None, :]
 
 
-def factor_sigma(S: np.ndarray, mode: SigmaModel, coords_m: np.ndarray | None = None,
-                 bins: PairBins | None = None) -> SigmaFactor:
+def factor_sigma(S: np.ndarray | None, mode: SigmaModel, coords_m: np.ndarray | None = None,
+                 bins: PairBins | None = None, *, diag: np.ndarray | None = None,
+                 pair_means: np.ndarray | None = None) -> SigmaFactor:
     """Turn the empirical Sigma (eq. 8, normalised) into the Sigma used by the iteration.
+
+    With ``mode="gaussian"`` S may be None when its diagonal ``diag`` and the binned means of its
+    off-diagonal entries ``pair_means`` are given (all that the Gaussian model uses of it).
 
     Raises
     ------
     numpy.linalg.LinAlgError when ``mode="full"`` and S is singular (r >= m - n).
     """
-    r = S.shape[0]
+    if S is None and (mode != "gaussian" or diag is None or pair_means is None):
+        raise InputArrayError("factor_sigma needs S, or diag and pair_means with the gaussian model")
+    r = S.shape[0] if S is not None else diag.size
     if mode == "identity":
         return SigmaFactor(np.ones(r), None, 0.0, None)
-    diag = np.clip(np.diag(S).copy(), 1e-12, None)
+    diag = np.clip((np.diag(S) if S is not None else diag).copy(), 1e-12, None)
     if mode == "diagonal" or r == 1:
         return SigmaFactor(diag, None, float(np.sum(np.log(diag))), None)
     if mode == "full":
@@ -224,7 +259,7 @@ def factor_sigma(S: np.ndarray, mode: SigmaModel, coords_m: np.ndarray | None = 
     if mode == "gaussian":
         if coords_m is None or bins is None:
             raise InputArrayError("sigma model 'gaussian' needs pixel coordinates")
-        fit = fit_gaussian(S, bins)
+        fit = fit_gaussian(S, bins, means=pair_means if S is None else None)
         if bins.grid is not None and bins.grid.flat.size == r:
             kg = kron_gaussian(diag, bins.grid, fit.c0, fit.d)
             return SigmaFactor(diag, None, kg.logdet, fit, kg)

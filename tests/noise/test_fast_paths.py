@@ -92,3 +92,30 @@ def test_lsvce_on_known_truth_class_same_with_and_without_kronecker() -> None:
     # and the truth is recovered within 3 of its own standard deviations
     err = np.abs(fast.sigma - np.array(list(truth.values())))
     assert np.all(err < 3 * fast.sigma_std), (fast.sigma, fast.sigma_std)
+
+
+def test_binned_pair_sums_equal_full_sigma_hat() -> None:
+    # the iteration on Sigma-hat's diagonal and per-bin sums <W, C_b> against the r x r Y^T W Y (dense path:
+    # scattered pixels, so the Kronecker path is off and only the pair sums differ)
+    rng = np.random.default_rng(4)
+    days = regular_days(30)
+    xy = rng.uniform(0, 2000.0, (60, 2))
+    s = simulate_class(rng, days, xy, {"white": 3.0, "flicker": 2.0}, rho0=0.4, d_m=400.0)
+    A = design_matrix(days)
+    Qk = build_cofactors(days, ("white", "flicker")).Q
+    bins = make_pair_bins(xy)
+    assert bins.grid is None
+    fast = multivariate_lsvce(s.Y, A, Qk, sigma_model="gaussian", coords_m=xy, bins=bins)
+    ref = multivariate_lsvce(s.Y, A, Qk, sigma_model="gaussian", coords_m=xy, bins=bins, pair_sums=False)
+    assert fast.n_iter == ref.n_iter
+    np.testing.assert_allclose(fast.sigma, ref.sigma, rtol=1e-9)
+    assert fast.sigma_factor.fit.c0 == pytest.approx(ref.sigma_factor.fit.c0, rel=1e-9)
+    assert fast.reml == pytest.approx(ref.reml, rel=1e-11)
+    # the products themselves: sum of S over each bin's pairs, S = Y^T W Y for a symmetric W
+    from insarcloud.noise.spatial import pair_bin_products
+
+    W = rng.standard_normal((30, 30))
+    W = W + W.T
+    S = s.Y.T @ W @ s.Y
+    sums = np.bincount(bins.bin_index, weights=S[bins.iu, bins.ju], minlength=bins.counts.size)
+    np.testing.assert_allclose(np.einsum("bij,ij->b", pair_bin_products(s.Y, bins), W), sums, rtol=1e-9, atol=1e-8)
