@@ -20,7 +20,7 @@ Phases (exclusive CPU time, they add up to the total):
 Projection: the CPU per class is fitted as ``a * m^b`` over the measured epoch counts (one count: b = 2)
 and multiplied by the classes of a real frame (7e6 px / pixels per tile) at 180 epochs.
 
-Usage: ``python benchmarks/noise_stage.py --json OUT [--sizes 128x60,128x120] [--profile]``.
+Usage: ``python benchmarks/noise_stage.py --json OUT [--sizes 64x60,64x120] [--profile]``.
 Timings under a loaded shared machine are not comparable to a quiet one: compare ratios from one machine.
 """
 
@@ -230,7 +230,7 @@ def project(runs: list[dict], class_size: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", required=True)
-    ap.add_argument("--sizes", default="128x60,128x120", help="comma list of PIXELSxEPOCHS (square frames)")
+    ap.add_argument("--sizes", default="64x60,64x120", help="comma list of PIXELSxEPOCHS (square frames)")
     ap.add_argument("--class-size", type=int, default=1000, help="pixels per class (the stage's default 1000)")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--profile", action="store_true", help="cProfile the last size, print the top 20")
