@@ -23,6 +23,8 @@ from scipy.linalg import cho_factor, cho_solve
 
 from insarcloud.errors import InputArrayError
 
+from .kron import GridIndex, KronGaussian, grid_index, kron_gaussian
+
 EARTH_RADIUS_M = 6_371_000.0
 
 #: How Sigma is modelled in the multivariate iteration: ``full`` = unstructured eq. 8 (needs r < m - n),
@@ -62,6 +64,11 @@ class PairBins(NamedTuple):
     bin_index : (r(r-1)/2,) int64 distance bin of each pair
     centers : (nbins,) float64 mean distance of the pairs in each bin (m)
     counts : (nbins,) int64 pairs per bin
+    flat : (r(r-1)/2,) int64  ``iu * r + ju``: one gather of the pairs from a C-ordered (r, r) array
+    grid : GridIndex or None  the pixels' grid when Sigma is applied through its Kronecker structure
+        (:mod:`.kron`); None = dense Sigma
+    d2 : (r, r) float64 or None  squared distances (m^2) for the dense Gaussian Sigma (None with a grid)
+    cache : dict or None  :func:`pair_bin_products` of the last Y
     """
 
     iu: np.ndarray
@@ -69,10 +76,24 @@ class PairBins(NamedTuple):
     bin_index: np.ndarray
     centers: np.ndarray
     counts: np.ndarray
+    flat: np.ndarray | None = None
+    grid: GridIndex | None = None
+    d2: np.ndarray | None = None
+    cache: dict | None = None
 
 
-def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30) -> PairBins:
-    """Bin the pairwise distances of a class (equal-count bins, so short lags are well resolved)."""
+def _sq_dist(coords_m: np.ndarray) -> np.ndarray:
+    diff = coords_m[:, None, :] - coords_m[None, :, :]
+    return np.einsum("ijk,ijk->ij", diff, diff)
+
+
+def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30, kron: bool = True) -> PairBins:
+    """Bin the pairwise distances of a class (equal-count bins, so short lags are well resolved).
+
+    Computed once per class, with what every iteration of the Gaussian Sigma reuses: the flat pair index,
+    and the pixels' grid (``kron=True`` and the pixels lie on a grid, :func:`.kron.grid_index`) or else the
+    squared distances of the dense Sigma.
+    """
     r = coords_m.shape[0]
     iu, ju = np.triu_indices(r, k=1)
     dist = np.hypot(*(coords_m[iu] - coords_m[ju]).T)
@@ -83,7 +104,9 @@ def make_pair_bins(coords_m: np.ndarray, n_bins: int = 30) -> PairBins:
     centers = np.bincount(b, weights=dist, minlength=edges.size - 1) / np.maximum(counts, 1)
     keep = counts > 0
     remap = np.cumsum(keep) - 1
-    return PairBins(iu, ju, remap[b], centers[keep], counts[keep])
+    grid = grid_index(coords_m) if kron else None
+    return PairBins(iu, ju, remap[b], centers[keep], counts[keep], iu * r + ju, grid,
+                    None if grid is not None else _sq_dist(coords_m), {})
 
 
 class GaussianFit(NamedTuple):
@@ -102,7 +125,31 @@ class GaussianFit(NamedTuple):
     means: np.ndarray
 
 
-def fit_gaussian(S: np.ndarray, bins: PairBins, c0_max: float = 0.99, n_grid: int = 64) -> GaussianFit:
+def pair_bin_products(Y: np.ndarray, bins: PairBins) -> np.ndarray:
+    """``C_b = Y B_b^T Y^T`` (nbins, m, m), B_b the r x r indicator of the pairs (i < j) of distance bin b, so
+    that the sum of ``S = Y^T W Y`` over the pairs of bin b is ``<W, C_b>`` for any symmetric W (m x m).
+
+    Costs ~2 nbins m^2 r + r^2 m / 2 flops once; kept in ``bins.cache`` for the same Y (the fits of every
+    candidate model and alpha of a class reuse it).
+    """
+    cache = bins.cache
+    if cache is not None and cache.get("Y") is Y:
+        return cache["C"]
+    from scipy.sparse import csr_matrix
+
+    m, r = Y.shape
+    nb = bins.counts.size
+    B = csr_matrix((np.ones(bins.iu.size), (bins.iu, bins.bin_index * r + bins.ju)), shape=(r, nb * r))
+    T = np.asarray(B.T @ Y.T).reshape(nb, r, m)  # T_b = B_b^T Y^T
+    C = np.matmul(Y, T)
+    if cache is not None:
+        cache.clear()
+        cache.update(Y=Y, C=C)
+    return C
+
+
+def fit_gaussian(S: np.ndarray | None, bins: PairBins, c0_max: float = 0.99, n_grid: int = 64,
+                 means: np.ndarray | None = None) -> GaussianFit:
     """Weighted least-squares fit of ``C0 exp(-r^2/d^2)`` to the binned off-diagonal entries of S.
 
     For a given d the best C0 is linear (closed form), so d is profiled over a log grid spanning
@@ -116,9 +163,12 @@ def fit_gaussian(S: np.ndarray, bins: PairBins, c0_max: float = 0.99, n_grid: in
     bins : PairBins
     c0_max : float
         Upper bound of C0 (keeps the correlation model positive definite).
+    means : (nbins,) float64, optional  the binned means of S's off-diagonal entries when already known
+        (then S is not read)
     """
-    vals = S[bins.iu, bins.ju]
-    means = np.bincount(bins.bin_index, weights=vals, minlength=bins.counts.size) / bins.counts
+    if means is None:
+        vals = S[bins.iu, bins.ju] if bins.flat is None else np.take(S, bins.flat)
+        means = np.bincount(bins.bin_index, weights=vals, minlength=bins.counts.size) / bins.counts
     x, w = bins.centers, bins.counts.astype(np.float64)
     if x.size < 2 or not np.any(means > 0):
         return GaussianFit(0.0, float(max(x.max(), 1.0)) if x.size else 1.0, x, means)
@@ -151,45 +201,56 @@ class SigmaFactor(NamedTuple):
     Attributes
     ----------
     diag : (r,) float64 diagonal of Sigma
-    chol : tuple or None  scipy cho_factor of Sigma (None when Sigma is diagonal)
+    chol : tuple or None  scipy cho_factor of Sigma (None when Sigma is diagonal or on the Kronecker path)
     logdet : float  ln det Sigma
     fit : GaussianFit or None
+    kron : KronGaussian or None  the Gaussian Sigma of a grid class applied through its Kronecker structure
     """
 
     diag: np.ndarray
     chol: tuple | None
     logdet: float
     fit: GaussianFit | None
+    kron: KronGaussian | None = None
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         """``Sigma^-1 B`` for B of shape (r, k)."""
+        if self.kron is not None:
+            return self.kron.solve(B)
         if self.chol is None:
             return B / self.diag[:, None]
         return cho_solve(self.chol, B)
 
 
-def gaussian_sigma(diag: np.ndarray, coords_m: np.ndarray, c0: float, d: float) -> np.ndarray:
-    """``D^1/2 (rho0 exp(-r^2/d^2) + (1 - rho0) I) D^1/2`` with rho0 = c0 / mean(diag)."""
+def gaussian_sigma(diag: np.ndarray, coords_m: np.ndarray, c0: float, d: float,
+                   d2: np.ndarray | None = None) -> np.ndarray:
+    """``D^1/2 (rho0 exp(-r^2/d^2) + (1 - rho0) I) D^1/2`` with rho0 = c0 / mean(diag); ``d2`` = the
+    squared distances of ``coords_m`` when already computed (:class:`PairBins`)."""
     rho0 = c0 / float(np.mean(diag))
-    diff = coords_m[:, None, :] - coords_m[None, :, :]
-    R = rho0 * np.exp(-np.einsum("ijk,ijk->ij", diff, diff) / d**2)
+    R = rho0 * np.exp(-(_sq_dist(coords_m) if d2 is None else d2) / d**2)
     R[np.diag_indices_from(R)] = 1.0
     s = np.sqrt(diag)
     return R * s[:, None] * s[None, :]
 
 
-def factor_sigma(S: np.ndarray, mode: SigmaModel, coords_m: np.ndarray | None = None,
-                 bins: PairBins | None = None) -> SigmaFactor:
+def factor_sigma(S: np.ndarray | None, mode: SigmaModel, coords_m: np.ndarray | None = None,
+                 bins: PairBins | None = None, *, diag: np.ndarray | None = None,
+                 pair_means: np.ndarray | None = None) -> SigmaFactor:
     """Turn the empirical Sigma (eq. 8, normalised) into the Sigma used by the iteration.
+
+    With ``mode="gaussian"`` S may be None when its diagonal ``diag`` and the binned means of its
+    off-diagonal entries ``pair_means`` are given (all that the Gaussian model uses of it).
 
     Raises
     ------
     numpy.linalg.LinAlgError when ``mode="full"`` and S is singular (r >= m - n).
     """
-    r = S.shape[0]
+    if S is None and (mode != "gaussian" or diag is None or pair_means is None):
+        raise InputArrayError("factor_sigma needs S, or diag and pair_means with the gaussian model")
+    r = S.shape[0] if S is not None else diag.size
     if mode == "identity":
         return SigmaFactor(np.ones(r), None, 0.0, None)
-    diag = np.clip(np.diag(S).copy(), 1e-12, None)
+    diag = np.clip((np.diag(S) if S is not None else diag).copy(), 1e-12, None)
     if mode == "diagonal" or r == 1:
         return SigmaFactor(diag, None, float(np.sum(np.log(diag))), None)
     if mode == "full":
@@ -198,8 +259,11 @@ def factor_sigma(S: np.ndarray, mode: SigmaModel, coords_m: np.ndarray | None = 
     if mode == "gaussian":
         if coords_m is None or bins is None:
             raise InputArrayError("sigma model 'gaussian' needs pixel coordinates")
-        fit = fit_gaussian(S, bins)
-        M = gaussian_sigma(diag, coords_m, fit.c0, fit.d)
+        fit = fit_gaussian(S, bins, means=pair_means if S is None else None)
+        if bins.grid is not None and bins.grid.flat.size == r:
+            kg = kron_gaussian(diag, bins.grid, fit.c0, fit.d)
+            return SigmaFactor(diag, None, kg.logdet, fit, kg)
+        M = gaussian_sigma(diag, coords_m, fit.c0, fit.d, bins.d2 if bins.iu.size == r * (r - 1) // 2 else None)
         c = cho_factor(M, lower=True)
         return SigmaFactor(diag, c, 2.0 * float(np.sum(np.log(np.diag(c[0])))), fit)
     raise InputArrayError(f"unknown sigma model {mode!r}")
@@ -282,8 +346,11 @@ def scale_variance(sf: SigmaFactor, coords_m: np.ndarray | None, dof: int) -> fl
     float  additional variance of ln(scale); 0 for diagonal/identity Sigma
     """
     r = sf.diag.size
-    if sf.chol is None or r < 2:
+    if (sf.chol is None and sf.kron is None) or r < 2:
         return 0.0
+    if sf.kron is not None and coords_m is None:
+        g = sf.kron.grid
+        coords_m = np.column_stack([g.xs[g.flat % g.xs.size], g.ys[g.flat // g.xs.size]])
     if sf.fit is not None and coords_m is not None:
         rho0 = sf.fit.c0 / float(np.mean(sf.diag))
         sq = np.einsum("ij,ij->i", coords_m, coords_m)
