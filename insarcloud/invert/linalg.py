@@ -11,6 +11,8 @@ O(date * bandwidth^2) flops instead of O(date^3) and there is no per-pixel Pytho
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 
 def pixel_components(primary_idx: np.ndarray, secondary_idx: np.ndarray, used: np.ndarray,
@@ -26,25 +28,20 @@ def pixel_components(primary_idx: np.ndarray, secondary_idx: np.ndarray, used: n
     Returns
     -------
     (date, pix) int64: for every epoch the smallest epoch index of its component (the component
-    "head"); an epoch in no used pair is its own head. Label propagation: each sweep over the pairs
-    hands the smaller label to both ends; it stops when a sweep changes nothing (at most ``date``
-    sweeps, usually two because pairs are visited in time order).
+    "head"); an epoch in no used pair is its own head. All pixels' graphs are one disjoint graph (node
+    ``pix * n_date + epoch``) searched once by scipy's ``connected_components``; a component's head is
+    its smallest node, the first occurrence of its label in node order.
     """
     n_pix = used.shape[1]
-    lab = np.repeat(np.arange(n_date, dtype=np.int64)[:, None], n_pix, axis=1)
-    order = np.argsort(secondary_idx, kind="stable")
-    for _ in range(n_date):
-        before = lab.copy()
-        for i in order:
-            p, s, u = primary_idx[i], secondary_idx[i], used[i]
-            m = np.where(u, np.minimum(lab[p], lab[s]), lab[s])
-            lab[p] = np.where(u, m, lab[p])
-            lab[s] = m
-        # pointer jumping: a head's own label may have dropped after others copied it
-        lab = np.take_along_axis(lab, lab, axis=0)
-        if np.array_equal(lab, before):
-            break
-    return lab
+    pair, pix = np.nonzero(used)
+    base = pix.astype(np.int64) * n_date
+    n_nodes = n_pix * n_date
+    graph = sp.csr_matrix((np.ones(pair.size, np.int8), (base + primary_idx[pair], base + secondary_idx[pair])),
+                          shape=(n_nodes, n_nodes))
+    _, lab = connected_components(graph, directed=False)
+    _, first = np.unique(lab, return_index=True)  # labels are 0..n-1: first[label] = its smallest node
+    heads = first[lab].reshape(n_pix, n_date) - (np.arange(n_pix, dtype=np.int64) * n_date)[:, None]
+    return np.ascontiguousarray(heads.T)
 
 
 def band_ldl_factor(band: np.ndarray) -> np.ndarray:
@@ -76,18 +73,35 @@ def band_ldl_factor(band: np.ndarray) -> np.ndarray:
 
 def band_ldl_solve(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve with the output of :func:`band_ldl_factor`; ``rhs`` (n, nrhs, pix) is overwritten."""
+    band_ldl_forward(factor, rhs)
+    rhs /= factor[:, 0][:, None, :]  # D z = y
+    for j in range(rhs.shape[1]):
+        band_ldl_backward(factor, rhs[:, j])
+    return rhs
+
+
+def band_ldl_forward(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L^-1 rhs`` in place for the unit-lower factor of :func:`band_ldl_factor`; ``rhs`` (n, nrhs, pix).
+
+    With ``z = L^-1 y`` a quadratic form of the inverse is ``y^T N^-1 x = sum_k z_y[k] z_x[k] / D[k]``: the
+    variances and Schur complements of the inversion need this half of the solve only.
+    """
     n, w1, _ = factor.shape
     bw = w1 - 1
-    for k in range(n):  # L y = b
+    for k in range(n - 1):
         m = min(bw, n - 1 - k)
-        if m:
-            rhs[k + 1: k + 1 + m] -= factor[k, 1: 1 + m, None, :] * rhs[k][None]
-    rhs /= factor[:, 0][:, None, :]  # D z = y
-    for k in range(n - 2, -1, -1):  # L^T x = z
-        m = min(bw, n - 1 - k)
-        for j in range(1, m + 1):
-            rhs[k] -= factor[k, j][None] * rhs[k + j]
+        rhs[k + 1: k + 1 + m] -= factor[k, 1: 1 + m, None, :] * rhs[k][None]
     return rhs
+
+
+def band_ldl_backward(factor: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``L^-T z`` in place for one right-hand side per pixel, ``z`` (n, pix) (already divided by D)."""
+    n, w1, _ = factor.shape
+    bw = w1 - 1
+    for k in range(n - 2, -1, -1):
+        m = min(bw, n - 1 - k)
+        z[k] -= np.einsum("jp,jp->p", factor[k, 1: 1 + m], z[k + 1: k + 1 + m])
+    return z
 
 
 def solve_2x2(s: np.ndarray, r: np.ndarray) -> np.ndarray:
