@@ -5,14 +5,20 @@ half-bandwidth is the longest pair in epochs (3-5 for LiCSAR's short-baseline ne
 scipy solve either one banded system (``scipy.linalg.solveh_banded``) or many dense ones
 (``numpy.linalg.solve``, one LAPACK call per pixel); neither solves many banded systems at once. Here
 the loops run over the ``date`` columns and every numpy call works on all pixels, so a pixel costs
-O(date * bandwidth^2) flops instead of O(date^3) and there is no per-pixel Python or LAPACK call.
+O(date * bandwidth^2) flops instead of O(date^3) and there is no per-pixel Python or LAPACK call. The sparse
+operators of a network (incidence, band scatter) are built once per network object (``network_operator``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:
+    from insarcloud.invert.network import Network
 
 
 def pixel_components(primary_idx: np.ndarray, secondary_idx: np.ndarray, used: np.ndarray,
@@ -111,3 +117,37 @@ def solve_2x2(s: np.ndarray, r: np.ndarray) -> np.ndarray:
         x0 = (s[1, 1] * r[0] - s[0, 1] * r[1]) / det
         x1 = (s[0, 0] * r[1] - s[1, 0] * r[0]) / det
     return np.stack([x0, x1])
+
+
+_OPERATORS: dict[tuple[int, str], tuple[Network, sp.csr_matrix]] = {}
+
+
+def network_operator(net: Network, kind: str) -> sp.csr_matrix:
+    """Sparse operators of the network ``net``, built once per network object and kept (a weighted block
+    is small: building them per block cost a few percent of its time). The cache entry holds ``net`` itself,
+    so its id cannot be reused by another network while the entry lives.
+
+    ``kind``: "inc" (date, pair) A^T, -1 at the primary, +1 at the secondary; "abs" the same with |.|;
+    "design" (pair, date) A; "band" (date * (bw+1), pair) scatter of pair weights into the upper band
+    storage of A^T W A (diagonal at [:, 0], see :func:`band_ldl_factor`).
+    """
+    hit = _OPERATORS.get((id(net), kind))
+    if hit is not None and hit[0] is net:
+        return hit[1]
+    cols = np.arange(net.n_pair)
+    p, s = net.primary_idx, net.secondary_idx
+    if kind in ("inc", "abs"):  # (date, pair) A^T: -1 at the primary, +1 at the secondary (|.| for abs)
+        sign = -1.0 if kind == "inc" else 1.0
+        op = sp.csr_matrix((np.r_[sign * np.ones(net.n_pair), np.ones(net.n_pair)], (np.r_[p, s], np.r_[cols, cols])),
+                           shape=(net.n_date, net.n_pair))
+    elif kind == "design":  # (pair, date) A
+        op = network_operator(net, "inc").T.tocsr()
+    else:  # "band": (date * (bw+1), pair) scatter of the weights into the upper band of A^T W A
+        n, bw = net.n_date, net.bandwidth
+        rows = np.r_[p * (bw + 1), s * (bw + 1), p * (bw + 1) + (s - p)]
+        vals = np.r_[np.ones(2 * net.n_pair), -np.ones(net.n_pair)]
+        op = sp.csr_matrix((vals, (rows, np.r_[cols, cols, cols])), shape=(n * (bw + 1), net.n_pair))
+    if len(_OPERATORS) >= 32:  # a few networks per process; never grows without bound
+        _OPERATORS.clear()
+    _OPERATORS[(id(net), kind)] = (net, op)
+    return op

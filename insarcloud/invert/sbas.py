@@ -34,7 +34,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from insarcloud.errors import InputArrayError
-from insarcloud.invert.linalg import band_ldl_backward, band_ldl_factor, band_ldl_forward, pixel_components, solve_2x2
+from insarcloud.invert.linalg import (
+    band_ldl_backward,
+    band_ldl_factor,
+    band_ldl_forward,
+    network_operator,
+    pixel_components,
+    solve_2x2,
+)
 from insarcloud.invert.network import Network, epoch_components
 
 log = logging.getLogger(__name__)
@@ -262,37 +269,9 @@ def _labels(net: Network, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return heads, isolated
 
 
-_OPERATORS: dict[tuple[int, str], tuple[Network, sp.csr_matrix]] = {}
-
-
-def _operator(net: Network, kind: str) -> sp.csr_matrix:
-    """Sparse operators of ``net``, built once per network object (a weighted block is small, so building
-    them per block cost ~5% of its time). The entry holds ``net`` itself: its id cannot be reused."""
-    hit = _OPERATORS.get((id(net), kind))
-    if hit is not None and hit[0] is net:
-        return hit[1]
-    cols = np.arange(net.n_pair)
-    p, s = net.primary_idx, net.secondary_idx
-    if kind in ("inc", "abs"):  # (date, pair) A^T: -1 at the primary, +1 at the secondary (|.| for abs)
-        sign = -1.0 if kind == "inc" else 1.0
-        op = sp.csr_matrix((np.r_[sign * np.ones(net.n_pair), np.ones(net.n_pair)], (np.r_[p, s], np.r_[cols, cols])),
-                           shape=(net.n_date, net.n_pair))
-    elif kind == "design":  # (pair, date) A
-        op = _operator(net, "inc").T.tocsr()
-    else:  # "band": (date * (bw+1), pair) scatter of the weights into the upper band of A^T W A
-        n, bw = net.n_date, net.bandwidth
-        rows = np.r_[p * (bw + 1), s * (bw + 1), p * (bw + 1) + (s - p)]
-        vals = np.r_[np.ones(2 * net.n_pair), -np.ones(net.n_pair)]
-        op = sp.csr_matrix((vals, (rows, np.r_[cols, cols, cols])), shape=(n * (bw + 1), net.n_pair))
-    if len(_OPERATORS) >= 32:  # a few networks per process; never grows without bound
-        _OPERATORS.clear()
-    _OPERATORS[(id(net), kind)] = (net, op)
-    return op
-
-
 def _incidence(net: Network, absolute: bool = False) -> sp.csr_matrix:
     """(date, pair) sparse A^T: -1 at the primary, +1 at the secondary (|.| when ``absolute``)."""
-    return _operator(net, "abs" if absolute else "inc")
+    return network_operator(net, "abs" if absolute else "inc")
 
 
 def _pins(heads: np.ndarray, isolated: np.ndarray, gamma: float) -> np.ndarray:
@@ -327,7 +306,7 @@ def _finish(phi: np.ndarray, q: np.ndarray, h: np.ndarray, d: np.ndarray, w: np.
             heads: np.ndarray, isolated: np.ndarray, gamma: float, out: InversionResult,
             cols: np.ndarray, used: np.ndarray) -> None:
     """Residuals, velocity, its std and labels from the solved series ``phi`` (date, pix)."""
-    r = d - np.asarray(_operator(net, "design") @ phi)  # (pair, pix)
+    r = d - np.asarray(network_operator(net, "design") @ phi)  # (pair, pix)
     r *= used
     r *= r
     n_used = used.sum(axis=0)
@@ -429,7 +408,7 @@ def _solve_dense(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out: 
 def _band_normal(w: np.ndarray, net: Network, gamma: float, pin: np.ndarray) -> np.ndarray:
     """(date, bw+1, pix) upper-band storage of A^T W A (+ gamma^2 I), pinned rows/cols -> identity."""
     n, bw = net.n_date, net.bandwidth
-    band = np.asarray(_operator(net, "band") @ w).reshape(n, bw + 1, -1)
+    band = np.asarray(network_operator(net, "band") @ w).reshape(n, bw + 1, -1)
     if gamma > 0:
         band[:, 0] += gamma * gamma
     # pinned epoch k: zero its row (band[k, :]) and its column (band[k-j, j]), unit diagonal
