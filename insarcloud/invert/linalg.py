@@ -5,12 +5,20 @@ half-bandwidth is the longest pair in epochs (3-5 for LiCSAR's short-baseline ne
 scipy solve either one banded system (``scipy.linalg.solveh_banded``) or many dense ones
 (``numpy.linalg.solve``, one LAPACK call per pixel); neither solves many banded systems at once. Here
 the loops run over the ``date`` columns and every numpy call works on all pixels, so a pixel costs
-O(date * bandwidth^2) flops instead of O(date^3) and there is no per-pixel Python or LAPACK call.
+O(date * bandwidth^2) flops instead of O(date^3) and there is no per-pixel Python or LAPACK call. The sparse
+operators of a network (incidence, band scatter) are built once per network object (``network_operator``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:
+    from insarcloud.invert.network import Network
 
 
 def pixel_components(primary_idx: np.ndarray, secondary_idx: np.ndarray, used: np.ndarray,
@@ -26,25 +34,20 @@ def pixel_components(primary_idx: np.ndarray, secondary_idx: np.ndarray, used: n
     Returns
     -------
     (date, pix) int64: for every epoch the smallest epoch index of its component (the component
-    "head"); an epoch in no used pair is its own head. Label propagation: each sweep over the pairs
-    hands the smaller label to both ends; it stops when a sweep changes nothing (at most ``date``
-    sweeps, usually two because pairs are visited in time order).
+    "head"); an epoch in no used pair is its own head. All pixels' graphs are one disjoint graph (node
+    ``pix * n_date + epoch``) searched once by scipy's ``connected_components``; a component's head is
+    its smallest node, the first occurrence of its label in node order.
     """
     n_pix = used.shape[1]
-    lab = np.repeat(np.arange(n_date, dtype=np.int64)[:, None], n_pix, axis=1)
-    order = np.argsort(secondary_idx, kind="stable")
-    for _ in range(n_date):
-        before = lab.copy()
-        for i in order:
-            p, s, u = primary_idx[i], secondary_idx[i], used[i]
-            m = np.where(u, np.minimum(lab[p], lab[s]), lab[s])
-            lab[p] = np.where(u, m, lab[p])
-            lab[s] = m
-        # pointer jumping: a head's own label may have dropped after others copied it
-        lab = np.take_along_axis(lab, lab, axis=0)
-        if np.array_equal(lab, before):
-            break
-    return lab
+    pair, pix = np.nonzero(used)
+    base = pix.astype(np.int64) * n_date
+    n_nodes = n_pix * n_date
+    graph = sp.csr_matrix((np.ones(pair.size, np.int8), (base + primary_idx[pair], base + secondary_idx[pair])),
+                          shape=(n_nodes, n_nodes))
+    _, lab = connected_components(graph, directed=False)
+    _, first = np.unique(lab, return_index=True)  # labels are 0..n-1: first[label] = its smallest node
+    heads = first[lab].reshape(n_pix, n_date) - (np.arange(n_pix, dtype=np.int64) * n_date)[:, None]
+    return np.ascontiguousarray(heads.T)
 
 
 def band_ldl_factor(band: np.ndarray) -> np.ndarray:
@@ -76,18 +79,35 @@ def band_ldl_factor(band: np.ndarray) -> np.ndarray:
 
 def band_ldl_solve(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve with the output of :func:`band_ldl_factor`; ``rhs`` (n, nrhs, pix) is overwritten."""
+    band_ldl_forward(factor, rhs)
+    rhs /= factor[:, 0][:, None, :]  # D z = y
+    for j in range(rhs.shape[1]):
+        band_ldl_backward(factor, rhs[:, j])
+    return rhs
+
+
+def band_ldl_forward(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L^-1 rhs`` in place for the unit-lower factor of :func:`band_ldl_factor`; ``rhs`` (n, nrhs, pix).
+
+    With ``z = L^-1 y`` a quadratic form of the inverse is ``y^T N^-1 x = sum_k z_y[k] z_x[k] / D[k]``: the
+    variances and Schur complements of the inversion need this half of the solve only.
+    """
     n, w1, _ = factor.shape
     bw = w1 - 1
-    for k in range(n):  # L y = b
+    for k in range(n - 1):
         m = min(bw, n - 1 - k)
-        if m:
-            rhs[k + 1: k + 1 + m] -= factor[k, 1: 1 + m, None, :] * rhs[k][None]
-    rhs /= factor[:, 0][:, None, :]  # D z = y
-    for k in range(n - 2, -1, -1):  # L^T x = z
-        m = min(bw, n - 1 - k)
-        for j in range(1, m + 1):
-            rhs[k] -= factor[k, j][None] * rhs[k + j]
+        rhs[k + 1: k + 1 + m] -= factor[k, 1: 1 + m, None, :] * rhs[k][None]
     return rhs
+
+
+def band_ldl_backward(factor: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``L^-T z`` in place for one right-hand side per pixel, ``z`` (n, pix) (already divided by D)."""
+    n, w1, _ = factor.shape
+    bw = w1 - 1
+    for k in range(n - 2, -1, -1):
+        m = min(bw, n - 1 - k)
+        z[k] -= np.einsum("jp,jp->p", factor[k, 1: 1 + m], z[k + 1: k + 1 + m])
+    return z
 
 
 def solve_2x2(s: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -97,3 +117,37 @@ def solve_2x2(s: np.ndarray, r: np.ndarray) -> np.ndarray:
         x0 = (s[1, 1] * r[0] - s[0, 1] * r[1]) / det
         x1 = (s[0, 0] * r[1] - s[1, 0] * r[0]) / det
     return np.stack([x0, x1])
+
+
+_OPERATORS: dict[tuple[int, str], tuple[Network, sp.csr_matrix]] = {}
+
+
+def network_operator(net: Network, kind: str) -> sp.csr_matrix:
+    """Sparse operators of the network ``net``, built once per network object and kept (a weighted block
+    is small: building them per block cost a few percent of its time). The cache entry holds ``net`` itself,
+    so its id cannot be reused by another network while the entry lives.
+
+    ``kind``: "inc" (date, pair) A^T, -1 at the primary, +1 at the secondary; "abs" the same with |.|;
+    "design" (pair, date) A; "band" (date * (bw+1), pair) scatter of pair weights into the upper band
+    storage of A^T W A (diagonal at [:, 0], see :func:`band_ldl_factor`).
+    """
+    hit = _OPERATORS.get((id(net), kind))
+    if hit is not None and hit[0] is net:
+        return hit[1]
+    cols = np.arange(net.n_pair)
+    p, s = net.primary_idx, net.secondary_idx
+    if kind in ("inc", "abs"):  # (date, pair) A^T: -1 at the primary, +1 at the secondary (|.| for abs)
+        sign = -1.0 if kind == "inc" else 1.0
+        op = sp.csr_matrix((np.r_[sign * np.ones(net.n_pair), np.ones(net.n_pair)], (np.r_[p, s], np.r_[cols, cols])),
+                           shape=(net.n_date, net.n_pair))
+    elif kind == "design":  # (pair, date) A
+        op = network_operator(net, "inc").T.tocsr()
+    else:  # "band": (date * (bw+1), pair) scatter of the weights into the upper band of A^T W A
+        n, bw = net.n_date, net.bandwidth
+        rows = np.r_[p * (bw + 1), s * (bw + 1), p * (bw + 1) + (s - p)]
+        vals = np.r_[np.ones(2 * net.n_pair), -np.ones(net.n_pair)]
+        op = sp.csr_matrix((vals, (rows, np.r_[cols, cols, cols])), shape=(n * (bw + 1), net.n_pair))
+    if len(_OPERATORS) >= 32:  # a few networks per process; never grows without bound
+        _OPERATORS.clear()
+    _OPERATORS[(id(net), kind)] = (net, op)
+    return op

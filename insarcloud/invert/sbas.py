@@ -34,7 +34,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from insarcloud.errors import InputArrayError
-from insarcloud.invert.linalg import band_ldl_factor, band_ldl_solve, pixel_components, solve_2x2
+from insarcloud.invert.linalg import (
+    band_ldl_backward,
+    band_ldl_factor,
+    band_ldl_forward,
+    network_operator,
+    pixel_components,
+    solve_2x2,
+)
 from insarcloud.invert.network import Network, epoch_components
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 SolverName = Literal["auto", "banded", "dense"]
 DEFAULT_GAMMA = 1e-4  # LiCSBAS step 13 default
 PIXEL_BLOCK = 16384  # pixels per inner block: bounds temporaries to ~ block * (pair + date^2/...) * 8 B
+# pixels per block of the weighted (banded) solver: its (pair, pix) float64 temporaries then stay in a core's
+# L2 cache (230 pairs x 2048 px x 8 B = 3.8 MB; 16384 px ran 1.6x slower, docs/invert.md)
+WLS_BLOCK = 2048
 MIN_GROUP = 16  # a valid-pair pattern shared by at least this many pixels is solved once for all
 BRIDGE_TOL = 1e-3  # rank-1 downdate only while 1 - leverage > this (else the pair is (nearly) a bridge)
 # RSS from the normal equations is recomputed directly where RSS < RSS_RTOL * ||d||^2 (cancellation)
@@ -122,8 +132,9 @@ def invert_pixels(unw: np.ndarray, weights: np.ndarray | None, net: Network, *,
         np.empty((net.n_date, n_pix), np.int16))
     # the complete pattern's projector is shared by every block (unweighted only)
     full = _shared_projector(np.ones(net.n_pair, bool), net, gamma) if weights is None else None
-    for start in range(0, n_pix, PIXEL_BLOCK):
-        sl = slice(start, min(n_pix, start + PIXEL_BLOCK))
+    block = PIXEL_BLOCK if weights is None else min(PIXEL_BLOCK, WLS_BLOCK)
+    for start in range(0, n_pix, block):
+        sl = slice(start, min(n_pix, start + block))
         if full is not None:
             _unweighted_block(unw[:, sl], full, net, gamma, solver, out, sl)
         else:
@@ -171,9 +182,9 @@ def _invert_cols(unw: np.ndarray, weights: np.ndarray | None, net: Network, gamm
         used = np.isfinite(unw)
         w = used  # bool stands for weight 1 (cast only where a weighted solver needs it)
     else:
-        w = np.asarray(weights, dtype=np.float64).copy()
-        w[~(w > 0) | ~np.isfinite(unw)] = 0.0  # NaN weight or NaN/inf data -> unused
-        used = w > 0
+        used = (weights > 0) & np.isfinite(unw)  # NaN weight (False here) or NaN/inf data -> unused
+        w = np.zeros(unw.shape)
+        np.copyto(w, weights, where=used)
     n_used = np.count_nonzero(used, axis=0)
     out.n_pairs_used[base] = n_used
     empty = _at(base, np.flatnonzero(n_used == 0))
@@ -196,12 +207,14 @@ def _invert_cols(unw: np.ndarray, weights: np.ndarray | None, net: Network, gamm
             _apply_shared(np.where(used1[:, None], unw[:, cols], 0), _shared_projector(used1, net, gamma), net,
                           gamma, out, _at(base, cols))
         todo = todo[~big[inverse]]
-    if todo.size:
-        d = np.where(_take(used, todo), _take(unw, todo), 0.0).astype(np.float64, copy=False)  # NaN/inf -> 0
-        wide = net.bandwidth > max(1, net.n_date // 3)
-        use_dense = solver == "dense" or (solver == "auto" and wide)
-        fn = _solve_dense if use_dense else _solve_banded
-        fn(d, _take(w, todo).astype(np.float64), net, gamma, out, _at(base, todo))
+    wide = net.bandwidth > max(1, net.n_date // 3)
+    fn = _solve_dense if solver == "dense" or (solver == "auto" and wide) else _solve_banded
+    for start in range(0, todo.size, WLS_BLOCK):  # cache-sized pieces (the unweighted rest can be large)
+        part = todo[start: start + WLS_BLOCK]
+        used_p = _take(used, part)
+        d = np.zeros(used_p.shape)
+        np.copyto(d, _take(unw, part), where=used_p)  # NaN/inf -> 0, float64
+        fn(d, _take(w, part).astype(np.float64, copy=False), net, gamma, out, _at(base, part), used_p)
 
 
 def _every(cols: np.ndarray, n: int) -> bool:
@@ -258,11 +271,7 @@ def _labels(net: Network, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _incidence(net: Network, absolute: bool = False) -> sp.csr_matrix:
     """(date, pair) sparse A^T: -1 at the primary, +1 at the secondary (|.| when ``absolute``)."""
-    cols = np.arange(net.n_pair)
-    sign = 1.0 if absolute else -1.0
-    return sp.csr_matrix((np.r_[sign * np.ones(net.n_pair), np.ones(net.n_pair)],
-                          (np.r_[net.primary_idx, net.secondary_idx], np.r_[cols, cols])),
-                         shape=(net.n_date, net.n_pair))
+    return network_operator(net, "abs" if absolute else "inc")
 
 
 def _pins(heads: np.ndarray, isolated: np.ndarray, gamma: float) -> np.ndarray:
@@ -295,10 +304,9 @@ def _slope_weights(net: Network, heads: np.ndarray, isolated: np.ndarray, gamma:
 
 def _finish(phi: np.ndarray, q: np.ndarray, h: np.ndarray, d: np.ndarray, w: np.ndarray, net: Network,
             heads: np.ndarray, isolated: np.ndarray, gamma: float, out: InversionResult,
-            cols: np.ndarray) -> None:
+            cols: np.ndarray, used: np.ndarray) -> None:
     """Residuals, velocity, its std and labels from the solved series ``phi`` (date, pix)."""
-    used = w > 0
-    r = d - np.asarray(_incidence(net).T @ phi)  # (pair, pix)
+    r = d - np.asarray(network_operator(net, "design") @ phi)  # (pair, pix)
     r *= used
     r *= r
     n_used = used.sum(axis=0)
@@ -375,9 +383,9 @@ def _rhs(d: np.ndarray, w: np.ndarray, net: Network) -> np.ndarray:
 
 
 def _solve_dense(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out: InversionResult,
-                 cols: np.ndarray) -> None:
+                 cols: np.ndarray, used: np.ndarray) -> None:
     """Reference solver: one dense (M, M) system per pixel via numpy's batched LAPACK."""
-    heads, isolated = _labels(net, w > 0)
+    heads, isolated = _labels(net, used)
     pin = _pins(heads, isolated, gamma)
     h = _slope_weights(net, heads, isolated, gamma)
     nm = _normal_dense(w, net, gamma, pin)
@@ -394,18 +402,13 @@ def _solve_dense(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out: 
     phi = x[:, :n, 0].T
     hz = np.where(pin, 0.0, np.nan_to_num(h))
     q = np.einsum("kp,kp->p", hz, x[:, :n, 1].T)
-    _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols)
+    _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols, used)
 
 
 def _band_normal(w: np.ndarray, net: Network, gamma: float, pin: np.ndarray) -> np.ndarray:
     """(date, bw+1, pix) upper-band storage of A^T W A (+ gamma^2 I), pinned rows/cols -> identity."""
     n, bw = net.n_date, net.bandwidth
-    p, s = net.primary_idx, net.secondary_idx
-    rows = np.r_[p * (bw + 1), s * (bw + 1), p * (bw + 1) + (s - p)]
-    pairs = np.r_[np.arange(net.n_pair), np.arange(net.n_pair), np.arange(net.n_pair)]
-    vals = np.r_[np.ones(2 * net.n_pair), -np.ones(net.n_pair)]
-    scatter = sp.csr_matrix((vals, (rows, pairs)), shape=(n * (bw + 1), net.n_pair))
-    band = np.asarray(scatter @ w).reshape(n, bw + 1, -1)
+    band = np.asarray(network_operator(net, "band") @ w).reshape(n, bw + 1, -1)
     if gamma > 0:
         band[:, 0] += gamma * gamma
     # pinned epoch k: zero its row (band[k, :]) and its column (band[k-j, j]), unit diagonal
@@ -417,33 +420,46 @@ def _band_normal(w: np.ndarray, net: Network, gamma: float, pin: np.ndarray) -> 
 
 
 def _solve_banded(d: np.ndarray, w: np.ndarray, net: Network, gamma: float, out: InversionResult,
-                  cols: np.ndarray) -> None:
-    """Batched banded LDL^T (+ 2x2 Schur complement for NSBAS's v, c)."""
-    heads, isolated = _labels(net, w > 0)
+                  cols: np.ndarray, used: np.ndarray) -> None:
+    """Batched banded LDL^T (+ 2x2 Schur complement for NSBAS's v, c).
+
+    Only the series needs a full solve: with ``z = L^-1 y`` every quadratic form of ``N^-1`` (the Schur
+    complement ``C^T N^-1 C``, ``C^T N^-1 b``, the velocity variance factor ``h^T N^-1 h``) is a
+    ``D^-1``-weighted dot product of forward substitutions, so the backward substitution runs once, for
+    the series, instead of once per right-hand side (4 with NSBAS).
+    """
+    heads, isolated = _labels(net, used)
     pin = _pins(heads, isolated, gamma)
     h = _slope_weights(net, heads, isolated, gamma)
     hz = np.where(pin, 0.0, np.nan_to_num(h))
     fac = band_ldl_factor(_band_normal(w, net, gamma, pin))
     n, n_pix = net.n_date, w.shape[1]
-    b = np.where(pin, 0.0, _rhs(d, w, net))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dinv = 1.0 / fac[:, 0]  # NaN where a pivot failed: propagates to that pixel's outputs
+    rhs = np.empty((n, 2 if gamma == 0 else 4, n_pix))
+    rhs[:, 0] = _rhs(d, w, net)
+    rhs[:, 0][pin] = 0.0
+    rhs[:, -1] = hz
     if gamma == 0:
-        y = band_ldl_solve(fac, np.stack([b, hz], axis=1))
-        phi, q = y[:, 0], np.einsum("kp,kp->p", hz, y[:, 1])
+        z = band_ldl_forward(fac, rhs)
+        zb, zh = z[:, 0], z[:, 1]
+        q = np.einsum("kp,kp,kp->p", zh, zh, dinv)
+        x = zb * dinv
     else:
         g2, t = gamma * gamma, net.t_years
-        c = np.zeros((n, 2, n_pix))
-        c[:, 0] = np.where(pin, 0.0, -g2 * t[:, None])
-        c[:, 1] = np.where(pin, 0.0, -g2)
-        y = band_ldl_solve(fac, np.concatenate([b[:, None], c, hz[:, None]], axis=1))
-        yb, yc, yh = y[:, 0], y[:, 1:3], y[:, 3]
+        rhs[:, 1] = np.where(pin, 0.0, -g2 * t[:, None])
+        rhs[:, 2] = np.where(pin, 0.0, -g2)
+        z = band_ldl_forward(fac, rhs)
+        zb, zc, zh = z[:, 0], z[:, 1:3], z[:, 3]
+        zcd = zc * dinv[:, None]
         dmat = g2 * np.array([[(t * t).sum(), t.sum()], [t.sum(), float(n)]])
-        ctyc = np.einsum("kip,kjp->ijp", c, yc)  # C^T B^-1 C (2, 2, pix)
-        schur = dmat[:, :, None] - ctyc
-        vc = solve_2x2(schur, -np.einsum("kip,kp->ip", c, yb))
-        phi = yb - np.einsum("kjp,jp->kp", yc, vc)
-        cth = np.einsum("kip,kp->ip", c, yh)
-        q = np.einsum("kp,kp->p", hz, yh) + np.einsum("ip,ip->p", cth, solve_2x2(schur, cth))
-    _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols)
+        schur = dmat[:, :, None] - np.einsum("kip,kjp->ijp", zc, zcd)  # D - C^T N^-1 C (2, 2, pix)
+        vc = solve_2x2(schur, -np.einsum("kip,kp->ip", zcd, zb))
+        x = (zb - np.einsum("kjp,jp->kp", zc, vc)) * dinv  # D^-1 L^-1 (b - C vc)
+        cth = np.einsum("kip,kp->ip", zcd, zh)
+        q = np.einsum("kp,kp,kp->p", zh, zh, dinv) + np.einsum("ip,ip->p", cth, solve_2x2(schur, cth))
+    phi = band_ldl_backward(fac, x)
+    _finish(phi, q, h, d, w, net, heads, isolated, gamma, out, cols, used)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -166,12 +166,12 @@ def test_block_size_invariance(block, seed, weighted):
     unw[rng.uniform(size=unw.shape) < 0.1] = np.nan
     w = rng.uniform(0, 1, unw.shape) if weighted else None
     full = invert_pixels(unw, w, net)
-    old = sbas.PIXEL_BLOCK
-    sbas.PIXEL_BLOCK = block
+    old = sbas.PIXEL_BLOCK, sbas.WLS_BLOCK
+    sbas.PIXEL_BLOCK, sbas.WLS_BLOCK = block, max(1, block // 3)
     try:
         parts = invert_pixels(unw, w, net)
     finally:
-        sbas.PIXEL_BLOCK = old
+        sbas.PIXEL_BLOCK, sbas.WLS_BLOCK = old
     for a, b in zip(full, parts, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
