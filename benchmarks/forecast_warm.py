@@ -42,9 +42,9 @@ def _arrays(seed: int, n_dates: int, size: int) -> tuple:
     return r.ts.displacement.reshape(n_dates, -1), f.reshape(3, n_dates, -1), r.dates
 
 
-def _train(d, f, dates, n, epochs, seed, init=None, init_epochs=None) -> tuple[dict, float]:
+def _train(d, f, dates, n, epochs, seed, init=None, init_epochs=None, window=None) -> tuple[dict, float]:
     c0 = time.process_time()
-    out = train_from_arrays(d[:n], f[:, :n], "gler", {"epochs": epochs, "seed": seed}, MODEL_CFG, None, 10, seed,
+    out = train_from_arrays(d[:n], f[:, :n], "gler", {"epochs": epochs, "seed": seed}, MODEL_CFG, window, 10, seed,
                             dates[:n], init_state=init, init_epochs=init_epochs)
     return out, time.process_time() - c0
 
@@ -66,7 +66,7 @@ def main() -> None:
         for k in args.plus:
             base, cb = _train(d, f, dates, args.dates - k, args.epochs, seed)
             warm, cw = _train(d, f, dates, args.dates, args.epochs, seed, init=base["state"],
-                              init_epochs=args.warm_epochs)
+                              init_epochs=args.warm_epochs, window=base["window"])  # as run_forecast does
             row = {"seed": seed, "plus": k,
                    "scratch": {"cpu_s": round(cs, 2), "epochs": scratch["epochs"],
                                "one_step_rmse_mm": scratch["one_step"]["rmse"],

@@ -202,19 +202,22 @@ def _chunk_tuple(n: int, c: int) -> tuple[int, ...]:
     return (c,) * (n // c) + ((n % c,) if n % c else ())
 
 
-def _previous_weights(url: str, plan: Any, storage_options: dict | None) -> tuple[bytes | None, str]:
+def _previous_weights(url: str, plan: Any, storage_options: dict | None) -> tuple[bytes | None, str, int | None]:
     """The current forecast's stored weights when it was trained with the options of ``plan`` (only the
-    inputs changed: an update), else None; and which group they come from or why there are none."""
+    inputs changed: an update), else None; which group they come from or why there are none; its window."""
     from insarcloud.io import stages
-    from insarcloud.io.cube import read_marker
+    from insarcloud.io.cube import open_zarr_group, read_marker
 
     prev = stages.current_group(url, STAGE, storage_options)
     if prev is None or prev == plan.group:
-        return None, "from scratch: no previous forecast"
+        return None, "from scratch: no previous forecast", None
     if (read_marker(url, prev, storage_options) or {}).get("params") != plan.identity["params"]:
-        return None, f"from scratch: {prev} was trained with other options"
+        return None, f"from scratch: {prev} was trained with other options", None
     state = read_weights(url, prev, storage_options)
-    return (state, f"weights of {prev}") if state is not None else (None, f"from scratch: {prev} has no stored weights")
+    if state is None:
+        return None, f"from scratch: {prev} has no stored weights", None
+    window = open_zarr_group(url, prev, storage_options).attrs.get("window")
+    return state, f"weights of {prev}", int(window) if window is not None else None
 
 
 def _write_weights(url: str, group: str, state: bytes, storage_options: dict | None) -> None:
@@ -326,8 +329,11 @@ def run_forecast(url: str, factors_url: str, *, model: str = "gler", ts_group: s
     factors = open_factors(factors_url, storage_options)
     d_train, f_train = _sample_training(ds, factors, train_pixels, seed)
     log.info("training %s on %d pixels x %d dates", model, d_train.shape[1], d_train.shape[0])
-    init_state, warm_from = (None, "off") if warm_start_epochs is None else _previous_weights(url, plan,
-                                                                                             storage_options)
+    init_state, warm_from, prev_window = ((None, "off", None) if warm_start_epochs is None
+                                          else _previous_weights(url, plan, storage_options))
+    if init_state is not None and window is None:
+        # the automatic window follows the series' length: keep the previous one, so its weights fit
+        window = prev_window
     gpu = ray.cluster_resources().get("GPU", 0) >= 1
     train_task = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(train_from_arrays)
     trained = ray.get(train_task.remote(d_train, f_train, model, train_cfg, model_cfg, window, n_test, seed,

@@ -82,7 +82,9 @@ def test_update_warm_starts_from_the_current_forecast(ray_local, bucket, storage
     _write(url, storage_options, r, 90, first=False)
     s2 = run_forecast(url, furl, **kw)
     assert s2.group != s1.group and not s2.skipped
-    t2 = open_cube(url, storage_options, group=s2.group).attrs["training"]
+    fc2 = open_cube(url, storage_options, group=s2.group)
+    t2 = fc2.attrs["training"]
+    assert fc2.attrs["window"] == fc1.attrs["window"]  # the automatic window would follow the longer series
     assert t2["warm_start"] == f"started from the previous weights (weights of {s1.group})"
     assert t2["epochs"] == 1
     # other training options: the previous weights are not used
