@@ -24,6 +24,7 @@ Goal (issue 2): ingest >= 70% of raw read throughput, peak memory bounded by chu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +45,7 @@ CROP = ROOT / "tests" / "data" / "licsar"
 FRAME = "106A_09048_000909"
 BASELINE_REV = "9f9f609"  # session 1's last commit: insarcloud/io/ingest.py before this work
 BASELINE_MODULE = "insarcloud_ingest_baseline"
+REAL_FRAME_PAIR_MPX = 7.0 * 700  # a real LiCSAR frame (issue 20): ~7e6 px x ~700 pairs
 
 
 def _read_all(urls: list[str]) -> int:
@@ -161,6 +164,30 @@ def _replicate(frame_dir: Path, out: Path, n: int) -> Path:
     return out
 
 
+def _simulate(spec: str, out: Path) -> Path:
+    """A simulated LiCSAR frame (``HxW:EPOCHS``) written as files under ``out``; returns the frame folder."""
+    from insarcloud.simulate import write_licsar_frame
+    from insarcloud.simulate.presets import simulate_preset_frame
+
+    size, epochs = spec.split(":")
+    ny, nx = (int(v) for v in size.split("x"))
+    sim = simulate_preset_frame(FRAME, "tibet_basin", shape=(ny, nx), n_epochs=int(epochs), seed=1)
+    return Path(write_licsar_frame(sim, f"file://{out}").removeprefix("file://"))
+
+
+@contextlib.contextmanager
+def _quiet_close(cluster: object) -> Iterator[object]:
+    """The cluster, closed at the end; a close that times out (workers slow to exit on a loaded machine)
+    is reported, not allowed to lose the measurements already taken."""
+    try:
+        yield cluster
+    finally:
+        try:
+            cluster.close()  # type: ignore[attr-defined]
+        except (TimeoutError, OSError) as exc:
+            print(f"cluster close failed ({type(exc).__name__}: {exc}); results kept", file=sys.stderr)
+
+
 def _median(xs: list[float]) -> float:
     return round(statistics.median(xs), 3)
 
@@ -175,6 +202,9 @@ def main() -> None:
     ap.add_argument("--product-threads", type=int, default=1, help="ingest_frame(product_threads=...)")
     ap.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the old ingest ('none': skip)")
     ap.add_argument("--no-file", action="store_true", help="skip the file:// reference")
+    ap.add_argument("--simulate", default=None, metavar="HxW:EPOCHS",
+                    help="a simulated frame instead (preset tibet_basin, 3 rasters per pair), e.g. 512x512:20 "
+                         "(58 pairs); written once to a temporary folder, then uploaded like the real one")
     ap.add_argument("--replicate", type=int, default=1,
                     help="repeat the frame's pairs N times (dates shifted by whole years): a taller frame stack, "
                          "same products, to show that peak memory does not grow with it")
@@ -182,6 +212,8 @@ def main() -> None:
     src_dir = Path(args.source) if args.source else (REAL if (REAL / FRAME).exists() else CROP / "106")
     frame_dir = src_dir / FRAME if (src_dir / FRAME).exists() else next(src_dir.rglob(FRAME))
     tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    if args.simulate:
+        frame_dir = _simulate(args.simulate, tmp / "sim")
     if args.replicate > 1:
         frame_dir = _replicate(frame_dir, tmp / "replicated" / FRAME, args.replicate)
     try:
@@ -221,8 +253,8 @@ def _run(args: argparse.Namespace, frame_dir: Path, tmp: Path) -> dict:
         n_groups = args.workers * 2
         groups = [urls[i::n_groups] for i in range(n_groups)]
         rounds: list[dict] = []
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+        with _quiet_close(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")) as cluster, Client(cluster) as client:
             client.run(_warm, str(tmp) if old is not None else None)
             moto_pid = _endpoint_pid()
             worker_pids = list(client.run(lambda: __import__("os").getpid()).values())
@@ -319,6 +351,17 @@ def _run(args: argparse.Namespace, frame_dir: Path, tmp: Path) -> dict:
         "one_pair_shard_block_MB": round(min(shard_rows, ny) * nx * (4 + 1) / 1e6, 2),
         "frame_stack_MB": round(len(products.pairs) * ny * nx * 4 * 2 / 1e6, 1),
     }
+    # CPU per pair-megapixel (one pair's rasters over one million pixels) and the projection to one real frame
+    # (REAL_FRAME_PAIR_MPX): the marginal cost, since at this size the per-run fixed costs are included.
+    pair_mpx = len(products.pairs) * ny * nx / 1e6
+    out["pair_Mpx"] = round(pair_mpx, 3)
+    out["rasters_per_pair"] = round(len(urls) / len(products.pairs), 2)
+    out["cpu_s_per_pair_Mpx"] = {step: {k: round(v / pair_mpx, 4) for k, v in cpu[step].items()} for step in steps}
+    out["real_frame_core_h"] = {
+        step: {"workers_driver": round((cpu[step]["workers"] + cpu[step]["driver"]) / pair_mpx
+                                       * REAL_FRAME_PAIR_MPX / 3600, 3),
+               "endpoint": round(cpu[step]["endpoint"] / pair_mpx * REAL_FRAME_PAIR_MPX / 3600, 3)}
+        for step in steps}
     if old is not None:
         out.update({
             "baseline_rev": args.baseline_rev,
