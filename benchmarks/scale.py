@@ -195,7 +195,7 @@ def store_bytes(prefix: str, so: dict[str, Any]) -> int:
 
 def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argparse.Namespace, endpoint: str,
              so: dict[str, Any], client: Any, probe: Probe) -> dict[str, Any]:
-    from insarcloud.pipelines.area_job import STAGES
+    from insarcloud.pipelines.area_job import run_stage, stage_context
 
     prefix = f"{BUCKET}/{axis}_{size}_{epochs}"
     progress(f"{axis}: simulating {size} px, {epochs} epochs")
@@ -204,7 +204,6 @@ def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argpars
     meta.update(axis=axis, size=size, simulate_s=round(time.perf_counter() - t0, 1), stages={})
     cfg = case_config(prefix, size, endpoint, stages)
     outputs: dict[str, Any] = {}
-    ctx = {"client": client, "so": so}
     for stage in stages:
         progress(f"{axis} {size} px {meta['pairs']} pairs: {stage} started")
         size0 = store_bytes(prefix, so)
@@ -216,7 +215,8 @@ def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argpars
             if stage == "unwrap":
                 extra = unwrap_sample(cfg, args.unwrap_pairs, so)
             else:
-                outputs[stage] = STAGES[stage](cfg, FRAME, {**ctx, "outputs": outputs})
+                outputs[stage] = run_stage(cfg, FRAME, stage, stage_context(cfg, FRAME, client=client,
+                                                                             upstream=outputs))
         except Exception as exc:  # noqa: BLE001 (a failing stage is reported, the next case still runs)
             err = f"{type(exc).__name__}: {exc}"
             logging.getLogger("scale").exception("stage %s failed", stage)
