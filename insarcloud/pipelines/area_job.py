@@ -4,10 +4,12 @@
 
 Stages run per frame in the fixed order ingest -> qc -> quality -> unwrap -> invert -> noise -> forecast,
 frames in parallel on one Dask cluster and one Ray cluster (threads of this driver submit the frames'
-graphs; no array passes through the driver). Every stage is idempotent: it skips when its output with the
-same parameters is complete, so a killed job re-run continues where it stopped. A failing frame is
-reported and the others finish. This module and ``insarcloud/cli.py`` are the only places that know the
-order of stages.
+graphs; no array passes through the driver). Each stage is one entry point, ``run_stage(cube_url, params,
+ctx) -> StageResult`` (insarcloud/core/contract.py), registered in :data:`STAGES` and given the config's
+``params.<stage>``, which is the stage's own Params model. Every stage skips when a complete output with its
+input fingerprint exists, so a killed job re-run continues where it stopped and a re-run after new
+acquisitions recomputes what they changed (docs/STAGES.md). A failing frame is reported and the others finish.
+The order of stages is ``insarcloud.core.options.STAGE_ORDER``.
 """
 
 from __future__ import annotations
