@@ -108,7 +108,7 @@ def stage_context(cfg: AreaJobConfig, frame: str, *, client: Any = None, ray: bo
                         upstream=dict(upstream or {}))
 
 
-def run_stage(cfg: AreaJobConfig, frame: str, stage: str, ctx: StageContext) -> StageResult:
+def run_frame_stage(cfg: AreaJobConfig, frame: str, stage: str, ctx: StageContext) -> StageResult:
     """``stage`` on ``frame``'s cube with the config's parameters for it (``STAGES[stage]``)."""
     return STAGES[stage](cfg.cube_url(frame), getattr(cfg.params, stage), ctx)
 
@@ -199,7 +199,7 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: StageContext, progress: Calla
         t0 = time.perf_counter()
         progress(frame, stage)
         try:
-            result = run_stage(cfg, frame, stage, replace(ctx, frame=frame, upstream=dict(done)))
+            result = run_frame_stage(cfg, frame, stage, replace(ctx, frame=frame, upstream=dict(done)))
         except Exception as exc:  # a failing frame must not stop the area: report it and go on
             res.ok = False
             res.error = f"{stage}: {type(exc).__name__}: {exc}"

@@ -105,7 +105,7 @@ def test_stage_entry_points_on_a_real_cube(bucket, storage_options, s3_endpoint,
         done: dict[str, StageResult] = {}
         for stage in order:
             ctx = area_job.stage_context(cfg, FRAME, client=dask_client, upstream=done)
-            res = area_job.run_stage(cfg, FRAME, stage, ctx)
+            res = area_job.run_frame_stage(cfg, FRAME, stage, ctx)
             assert isinstance(res, StageResult) and isinstance(res.plan, StagePlan) and res.stage == stage
             assert res.plan.stage == stage and len(res.plan.fingerprint) == 64 and res.plan.reason
             done[stage] = res
