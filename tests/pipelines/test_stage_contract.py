@@ -83,9 +83,10 @@ FRAME = "012A_05443_131313"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
-def test_stage_entry_points_on_a_real_cube(bucket, storage_options, s3_endpoint, dask_client):
-    """ingest -> qc -> invert -> noise through their run_stage on the local S3 endpoint with real Dask workers:
+@pytest.mark.timeout(2400)
+def test_stage_entry_points_on_a_real_cube(bucket, storage_options, s3_endpoint):
+    """ingest -> qc -> invert -> noise through their run_stage on the local S3 endpoint (Dask's local scheduler:
+    the area job tests run the same entry points on real worker processes, with quality and forecast on Ray):
     each returns a StageResult whose plan names the group it wrote; a re-run keeps every output; new epochs
     recompute them, saying why."""
     from insarcloud.simulate import simulate_frame, write_licsar_frame
@@ -104,7 +105,7 @@ def test_stage_entry_points_on_a_real_cube(bucket, storage_options, s3_endpoint,
     def run_all() -> dict[str, StageResult]:
         done: dict[str, StageResult] = {}
         for stage in order:
-            ctx = area_job.stage_context(cfg, FRAME, client=dask_client, upstream=done)
+            ctx = area_job.stage_context(cfg, FRAME, upstream=done)
             res = area_job.run_frame_stage(cfg, FRAME, stage, ctx)
             assert isinstance(res, StageResult) and isinstance(res.plan, StagePlan) and res.stage == stage
             assert res.plan.stage == stage and len(res.plan.fingerprint) == 64 and res.plan.reason
