@@ -7,7 +7,7 @@ stage, and the projection to one real frame and to the Tibetan Plateau from the 
 
 Each case simulates one frame (``insarcloud.simulate`` preset ``tibet_basin``, the demo's network: each epoch
 to its next 3-4 acquisitions, so pairs ~ 3.4 x epochs) into a LiCSAR tree on moto's S3 server, then runs the
-area job's own stage adapters (``insarcloud.pipelines.area_job.STAGES``) one after the other on one Dask
+area job's own stage entry points (``insarcloud.pipelines.area_job.STAGES``) one after the other on one Dask
 LocalCluster (worker processes with an explicit ``memory_limit``) and one local Ray. ``unwrap`` runs on a
 sample of pairs (``--unwrap-pairs``) of the frame's wrapped phase and is scaled to all pairs in the model.
 
@@ -209,7 +209,7 @@ def store_bytes(prefix: str, so: dict[str, Any]) -> int:
 
 def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argparse.Namespace, endpoint: str,
              so: dict[str, Any], client: Any, probe: Probe) -> dict[str, Any]:
-    from insarcloud.pipelines.area_job import STAGES
+    from insarcloud.pipelines.area_job import run_frame_stage, stage_context
 
     prefix = f"{BUCKET}/{axis}_{size}_{epochs}"
     progress(f"{axis}: simulating {size} px, {epochs} epochs")
@@ -218,7 +218,6 @@ def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argpars
     meta.update(axis=axis, size=size, simulate_s=round(time.perf_counter() - t0, 1), stages={})
     cfg = case_config(prefix, size, endpoint, stages)
     outputs: dict[str, Any] = {}
-    ctx = {"client": client, "so": so}
     for stage in stages:
         progress(f"{axis} {size} px {meta['pairs']} pairs: {stage} started")
         size0 = store_bytes(prefix, so)
@@ -230,7 +229,8 @@ def run_case(axis: str, size: str, epochs: int, stages: list[str], args: argpars
             if stage == "unwrap":
                 extra = unwrap_sample(cfg, args.unwrap_pairs, so)
             else:
-                outputs[stage] = STAGES[stage](cfg, FRAME, {**ctx, "outputs": outputs})
+                ctx = stage_context(cfg, FRAME, client=client, upstream=outputs)
+                outputs[stage] = run_frame_stage(cfg, FRAME, stage, ctx)
         except Exception as exc:  # noqa: BLE001 (a failing stage is reported, the next case still runs)
             err = f"{type(exc).__name__}: {exc}"
             logging.getLogger("scale").exception("stage %s failed", stage)

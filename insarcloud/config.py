@@ -23,7 +23,6 @@ job's pre-flight step, outside the models. Credentials never go in a config: a k
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,11 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from insarcloud.cliargs import MAX_CHUNK, MIN_CHUNK
+from insarcloud.core.contract import ParamsModel
 from insarcloud.core.options import (
-    DEFAULT_INVERT_WEIGHTS,
     STAGE_ORDER,
     InversionWeights,
     NoiseAlphaMethod,
@@ -46,10 +44,15 @@ from insarcloud.core.options import (
     NoiseSigmaModel,
     StageName,
     UnwrapMethod,
-    tile_overlap_error,
 )
 from insarcloud.errors import ConfigError
-from insarcloud.qc.thresholds import RuleThresholds
+from insarcloud.forecast.stage import ForecastModel, ForecastParams
+from insarcloud.invert.stage import InvertParams
+from insarcloud.io.stage_ingest import IngestParams
+from insarcloud.noise.stage import NoiseParams
+from insarcloud.qc.config import QcParams, RuleParams
+from insarcloud.qc.quality_stage import QualityParams
+from insarcloud.unwrap.stage import UnwrapParams
 
 if TYPE_CHECKING:  # numpy is imported where the frame-index functions run: the CLI's parser builds from
     import numpy as np  # these models and imports no numpy
@@ -96,19 +99,7 @@ ENV_DASK_SCHEDULER = "INSARCLOUD_DASK_SCHEDULER"
 ENV_RAY_ADDRESS = "INSARCLOUD_RAY_ADDRESS"
 
 # Stage names and option literals are defined once in insarcloud.core.options (re-exported here); the forecast
-# model names mirror forecast/names.py ModelName, which a config test keeps in step.
-ForecastModel = Literal[
-    "gler",
-    "conv1d_mhca_bigru",
-    "mhca_bigru",
-    "mhca_gru",
-    "mhsa_bigru",
-    "mhsa_gru",
-    "sa_bigru",
-    "sa_gru",
-    "bigru",
-    "gru",
-]
+# model names are forecast/names.py's ModelName (ForecastModel, through the forecast stage's Params).
 RampModel = Literal["none", "linear"]
 AddressingStyle = Literal["auto", "virtual", "path"]
 
@@ -165,10 +156,9 @@ def credential_key_pattern() -> str:
     return "^(" + "|".join(word(w) for w in sorted(_CREDENTIAL_KEYS)) + ")$"
 
 
-class _Model(BaseModel):
-    """Base: unknown keys are errors, instances are immutable (configs are validated, never mutated)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+#: Base of every model here: unknown keys are errors, instances are immutable (configs are validated, never
+#: mutated); the stages' Params models share it (insarcloud.core.contract).
+_Model = ParamsModel
 
 
 def _scheme(url: str) -> str:
@@ -343,216 +333,10 @@ class ReportConfig(_Model):
 
 
 # --------------------------------------------------------------------------------------------------
-# Per-stage parameters (the pipeline unpacks them into each stage's typed arguments)
-
-
-class IngestParams(_Model):
-    """LiCSAR GeoTIFFs -> frame cube (``insarcloud.io.ingest.ingest_frame``)."""
-
-    # The bounds are ingest's own (insarcloud.cliargs: why 16 and 16384); `insarcloud ingest --chunk` is this field.
-    chunk_yx: int = Field(512, ge=MIN_CHUNK, le=MAX_CHUNK,
-                          description=f"Spatial chunk size (pixels) of the cube, {MIN_CHUNK}..{MAX_CHUNK}.")
-
-
-_RULES = RuleThresholds()  # the rule kernels own their default thresholds
-
-
-class RuleParams(_Model):
-    """Thresholds of the qc stage's rule labels (:mod:`insarcloud.qc.labels`)."""
-
-    loop_pixel_thre: float = Field(_RULES.loop_pixel_thre, gt=0, le=4 * math.pi,
-                                   description="|closure| above which a loop is in error at a pixel, rad.")
-    coh_bad: float = Field(_RULES.coh_bad, ge=0, le=1, description="Windowed coherence below this: BAD.")
-    coh_good: float = Field(_RULES.coh_good, ge=0, le=1, description="Windowed coherence at least this for GOOD.")
-    std_bad: float = Field(_RULES.std_bad, gt=0, le=10, description="Circular phase std above this: BAD, rad.")
-    std_good: float = Field(_RULES.std_good, gt=0, le=10, description="Circular phase std at most this for GOOD, rad.")
-    wrapped_good: float = Field(_RULES.wrapped_good, gt=0, le=math.pi,
-                                description="Mean |wrapped closure| at most this for GOOD, rad.")
-    ifg_bad_frac: float = Field(_RULES.ifg_bad_frac, ge=0, le=1,
-                                description="Bad-pixel fraction above which an interferogram is BAD.")
-    ifg_good_frac: float = Field(_RULES.ifg_good_frac, ge=0, le=1,
-                                 description="Good-pixel fraction for a GOOD interferogram.")
-    ifg_max_bad_frac: float = Field(_RULES.ifg_max_bad_frac, ge=0, le=1,
-                                    description="Largest bad fraction of a GOOD interferogram.")
-    tile_bad_frac: float = Field(_RULES.tile_bad_frac, ge=0, le=1,
-                                 description="Bad fraction above which a tile is BAD.")
-    tile_good_frac: float = Field(_RULES.tile_good_frac, ge=0, le=1, description="Good fraction for a GOOD tile.")
-    tile_max_bad_frac: float = Field(_RULES.tile_max_bad_frac, ge=0, le=1,
-                                     description="Largest bad fraction of a GOOD tile.")
-
-    def thresholds(self) -> RuleThresholds:
-        """The :class:`insarcloud.qc.labels.RuleThresholds` the kernels take."""
-        return RuleThresholds(**self.model_dump())
-
-
-class QcParams(_Model):
-    """Loop closure, coherence statistics and rule labels (``insarcloud.qc.dask_ops.run_qc``).
-
-    The qc stage's one parameter model: ``insarcloud.qc.config.QCParams`` is this class, and the area config's
-    ``params.qc`` section is validated by it.
-    """
-
-    window: int = Field(5, ge=3, le=31, description="Odd window of the phase std / mean coherence, pixels.")
-    loop_thre: float = Field(1.5, gt=0.0, le=10.0, description="Loop-closure RMS threshold (LiCSBAS step 12), rad.")
-    cov_thre: float = Field(0.3, ge=0.0, le=1.0, description="Coverage threshold (LiCSBAS step 11), 0..1.")
-    coh_thre: float = Field(0.05, ge=0.0, le=1.0, description="Mean coherence threshold (LiCSBAS step 11), 0..1.")
-    block: int | None = Field(None, ge=16, le=4096,
-                              description="Spatial block of the Dask tasks, pixels; unset = from block_mem_mb.")
-    block_mem_mb: int = Field(256, ge=16, le=16384, description="Memory budget of one block task, MiB.")
-    rules: RuleParams = Field(default_factory=RuleParams, description="Rule-label thresholds.")
-
-    @field_validator("window")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"window must be odd, got {v}")
-        return v
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(), sort_keys=True)
-
-    @classmethod
-    def from_yaml(cls, text: str) -> QcParams:
-        data: Any = yaml.safe_load(text) or {}
-        return cls.model_validate(data)
-
-    def marker_params(self) -> dict[str, Any]:
-        """Parameters that change the output (the block size does not), for the stage marker."""
-        d = self.model_dump()
-        d.pop("block")
-        d.pop("block_mem_mb")
-        return d
-
-
-class QualityParams(_Model):
-    """ConvNeXt-InSAR quality maps served by Ray actors (``insarcloud.qc.serve``)."""
-
-    checkpoint: str | None = Field(None, max_length=2048, description=(
-        "Checkpoint URL, or a packaged export: 'default' (unwrapping error or decorrelation; unset = this) or "
-        "'unw_error' (unwrapping errors only: the better weights for the inversion, notes/invert.md)."))
-    tile: int = Field(256, ge=32, le=4096, description="Model tile side, pixels.")
-    overlap: int = Field(64, ge=0, le=2048, description="Tile overlap blended with sin^2 tapers, pixels.")
-    batch_size: int = Field(4, ge=1, le=256, description="Tiles per forward pass.")
-    threads: int = Field(1, ge=1, le=256, description="torch threads (and Ray CPUs) per actor.")
-    num_actors: int = Field(2, ge=1, le=256, description="Ray actors serving the model (one GPU each when present).")
-
-    @model_validator(mode="after")
-    def _overlap_lt_tile(self) -> QualityParams:
-        if why := tile_overlap_error(self.tile, self.overlap):
-            raise ValueError(why)
-        return self
-
-
-class UnwrapParams(_Model):
-    """Phase unwrapping for frames without LiCSAR unw products (``insarcloud.unwrap.dask_ops.unwrap_cube``)."""
-
-    method: UnwrapMethod = Field(
-        "multiscale", description="multiscale (coarse snaphu on 4x4 looks + region bridging, the default: see "
-        "docs/unwrap.md), ls (DCT), wls, pcua, rpua, chebyshev (filtered LS) or snaphu."
-    )
-    tile: int | None = Field(None, ge=64, le=16384, description="Tile side, pixels; unset = whole image when small.")
-    overlap: int = Field(64, ge=1, le=2048, description="Tile overlap (pixels) used to choose 2*pi offsets; >= 1 so "
-                         "neighbouring tiles share pixels.")
-
-    @model_validator(mode="after")
-    def _overlap_lt_tile(self) -> UnwrapParams:
-        if why := tile_overlap_error(self.tile, self.overlap):
-            raise ValueError(why)
-        return self
-
-
-class InvertParams(_Model):
-    """SBAS / NSBAS inversion (``insarcloud.invert.dask_ops.invert_cube``)."""
-
-    # Default quality_closure (core.options.DEFAULT_INVERT_WEIGHTS, session 5, notes/invert.md): on 5 simulated
-    # 100-epoch frames it cut the velocity RMSE against unweighted by 29.5% with the default ConvNeXt export
-    # (28.0% with the unw_error export), against 6.7% for that map alone ("quality") and 27.4% for closure alone.
-    weights: InversionWeights = Field(DEFAULT_INVERT_WEIGHTS, description=(
-        "Per-pixel-pair weights: none, coherence, quality (the ConvNeXt map), closure (loop closures of the "
-        "unwrapped stack) or quality_closure (their product, the default)."))
-    quality_floor: float | None = Field(None, ge=0.0, le=1.0, description=(
-        "Smallest weight of a positive quality; unset: 0 for a map of unwrapping errors alone "
-        "(quality.checkpoint: unw_error), else 0.2."))
-    nsbas_gamma: float = Field(
-        1e-4, ge=0.0, le=1e3, description="NSBAS temporal constraint weight (LiCSBAS default 1e-4; 0 = plain SBAS)."
-    )
-    correct_unwrap: Literal["none", "phase_closure"] = Field("none", description=(
-        "Unwrapping-error correction before the inversion: none, or phase_closure (MintPy's integer "
-        "loop-closure correction, insarcloud.invert.correct); corrections are written as unw_correction."))
-    gacos: bool = Field(False, description=(
-        "Subtract LiCSAR's GACOS delays (the cube's gacos group, read after ingest) from each pair."))
-    gacos_missing: Literal["keep", "drop"] = Field("keep", description=(
-        "Pairs touching an epoch without GACOS: keep them uncorrected (default) or drop them; the epochs are "
-        "logged by date and recorded in the ts group either way."))
-    reference: (
-        tuple[Annotated[float, Field(ge=-180.0, le=180.0)], Annotated[float, Field(ge=-90.0, le=90.0)]] | None
-    ) = Field(None, description="[lon, lat] reference point; unset = automatic (most coherent area).")
-
-
-class NoiseParams(_Model):
-    """LS-VCE noise estimation (``insarcloud.noise.dask_ops.noise_cube``)."""
-
-    classes: NoiseClasses = Field("tiles", description="Spatial classes: square tiles or segments of the velocity map.")
-    class_size: int = Field(1000, ge=4, le=10**7, description="Pixels per class.")
-    sigma_model: NoiseSigmaModel = Field("gaussian", description=(
-        "Sigma in the iteration: gaussian (any r), full (eq. 8; needs r < m - n) or diagonal."))
-    flicker: NoiseFlicker = Field("flicker", description="Flicker cofactor: flicker (eq. 6) or flicker_powerlaw "
-                                  "(the GNSS power law).")
-    alpha_method: NoiseAlphaMethod = Field("likelihood", description=(
-        "AR(1) alpha by restricted likelihood or by the w-test of eq. 5."))
-    selection: NoiseSelection = Field("lrt", description=(
-        "Model choice: boundary likelihood-ratio tests from the 3-component model (lrt) or Akaike's penalty (aic)."))
-    level: float = Field(0.05, gt=0.0, lt=1.0, description=(
-        "Test level of selection lrt (the chance of keeping an absent component)."))
-    functional: NoiseFunctional = Field("seasonal", description="Functional model: seasonal (eq. 13) or linear "
-                                        "(offset + rate).")
-
-
-class ForecastParams(_Model):
-    """Deformation forecasting with Ray actors (``insarcloud.forecast.serve.run_forecast``)."""
-
-    model: ForecastModel = Field("gler", description="gler (GLER-BiGRUnet) or a baseline of the paper's Table IV.")
-    factors_url: str = Field(
-        "{output_url}/factors/{frame}.zarr",
-        max_length=2048,
-        description="Environmental factors (LST, NDVI, precipitation) per frame; {frame} and {output_url} are "
-        "filled in.",
-    )
-    horizon: int = Field(72, ge=1, le=1000, description="Epochs predicted (cyclically), 12-day steps.")
-    train_pixels: int = Field(2000, ge=10, le=10**7, description="Pixels sampled for training.")
-    num_actors: int = Field(2, ge=1, le=256, description="Ray actors predicting chunks.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed (sampling, initialisation).")
-    epochs: int = Field(128, ge=1, le=10000, description="Training epochs (Table III: 128).")
-    max_train_seconds: float | None = Field(
-        None, gt=0, le=7 * 86400, description="Wall-clock training budget per frame; unset = none (Table III)."
-    )
-    early_stop: int | None = Field(None, ge=1, le=10000, description="Stop after this many epochs without "
-                                   "validation improvement; unset = off (Table III).")
-    target: Literal["increments", "harmonic_residual"] = Field(
-        "increments", description="increments: the paper's 12-day increments; harmonic_residual: the network "
-        "forecasts the residual about a per-pixel trend + annual + semi-annual fit (ties the harmonic baseline "
-        "at 2 years where the paper's design drifts; notes/forecast.md).")
-    factor_future: Literal["predicted", "climatology"] = Field(
-        "predicted", description="Factors fed back in cyclic prediction: the model's own (paper) or their "
-        "per-pixel seasonal climatology.")
-
-    def train_cfg(self) -> dict[str, Any]:
-        """The training options ``run_forecast`` takes (``insarcloud.forecast.train.TrainConfig`` fields)."""
-        out: dict[str, Any] = {"epochs": self.epochs, "seed": self.seed}
-        if self.max_train_seconds is not None:
-            out["max_seconds"] = self.max_train_seconds
-        if self.early_stop is not None:
-            out["early_stop"] = self.early_stop
-        return out
-
-    @field_validator("factors_url")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        try:
-            v.format(frame="F", output_url="s3://o")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only {{frame}} and {{output_url}} may be filled in, got {v!r} ({exc})") from exc
-        return v
+# Per-stage parameters. Each stage's Params model is defined in the stage's own module (insarcloud/<stage>/stage.py,
+# insarcloud.qc.config for qc) and imported above: the section of the config IS the stage's model (one definition
+# of every option, docs/STAGES.md "Adding a stage"). The mosaic's stays here: insarcloud.mosaic imports numpy on
+# import, and this module (the CLI's parser) must not.
 
 
 class MosaicParams(_Model):

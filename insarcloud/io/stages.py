@@ -19,11 +19,12 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import xarray as xr
 
+from insarcloud.core.contract import StagePlan, StageResult
 from insarcloud.errors import CubeError
 from insarcloud.io.cube import (
     IDENTITY_KEY,
@@ -46,25 +47,6 @@ STAGE_DEFAULT_GROUPS: dict[str, str | None] = {
 }
 #: Prefixes of every group a stage writes (``gc`` considers only these, and only with a stage marker).
 _STAGE_PREFIXES = ("qc", "quality", "unw_", "ts_", "noise", "forecast", "mosaic")
-
-
-class StagePlan(NamedTuple):
-    """What a stage does next.
-
-    stage : the stage name (pointer key).
-    group : the group to write, or the complete group found (``done``).
-    done : a complete group with this fingerprint exists: nothing to compute.
-    fingerprint : sha256 hex of ``identity``; the group marker's ``params_hash``.
-    identity : what the fingerprint hashes; pass it as ``params=`` to ``write_stage_output``.
-    reason : one line: why the stage recomputes (or that it is current).
-    """
-
-    stage: str
-    group: str
-    done: bool
-    fingerprint: str
-    identity: dict[str, Any]
-    reason: str
 
 
 def content_sha256(url: str, storage_options: dict[str, Any] | None = None) -> str:
@@ -267,6 +249,27 @@ def last_plan(url: str, stage: str) -> StagePlan | None:
     """The last plan this process made for ``stage`` of the cube at ``url`` (what the area job reports)."""
     with _DECISIONS_LOCK:
         return _DECISIONS.get((url, stage))
+
+
+def run_planned(url: str, stage: str, fn: Callable[[], Any]) -> tuple[Any, StagePlan]:
+    """``fn()`` (a stage's existing entry point on the cube at ``url``) and the plan it made: the stage entry
+    points (``insarcloud/<stage>/stage.py``) turn their stage's own return value into a :class:`StageResult`.
+
+    CubeError when ``fn`` made no plan for ``stage`` of ``url`` (a stage that bypassed :func:`plan_stage`).
+    """
+    with _DECISIONS_LOCK:
+        _DECISIONS.pop((url, stage), None)  # a plan of an earlier call in this process must not stand in
+    value = fn()
+    plan = last_plan(url, stage)
+    if plan is None:
+        raise CubeError(f"the {stage} stage ran on {url} without planning its output (insarcloud.io.stages)")
+    return value, plan
+
+
+def stage_result(stage: str, plan: StagePlan, summary: Mapping[str, Any] | None = None,
+                 group: str | None = None) -> StageResult:
+    """The :class:`StageResult` of ``plan`` (group: the plan's unless given)."""
+    return StageResult(stage, plan.group if group is None else group, plan, dict(summary or {}))
 
 
 def plan_stage(url: str, stage: str, group: str, params: Mapping[str, Any], *,

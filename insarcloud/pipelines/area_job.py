@@ -4,10 +4,12 @@
 
 Stages run per frame in the fixed order ingest -> qc -> quality -> unwrap -> invert -> noise -> forecast,
 frames in parallel on one Dask cluster and one Ray cluster (threads of this driver submit the frames'
-graphs; no array passes through the driver). Every stage is idempotent: it skips when its output with the
-same parameters is complete, so a killed job re-run continues where it stopped. A failing frame is
-reported and the others finish. This module and ``insarcloud/cli.py`` are the only places that know the
-order of stages.
+graphs; no array passes through the driver). Each stage is one entry point, ``run_stage(cube_url, params,
+ctx) -> StageResult`` (insarcloud/core/contract.py), registered in :data:`STAGES` and given the config's
+``params.<stage>``, which is the stage's own Params model. Every stage skips when a complete output with its
+input fingerprint exists, so a killed job re-run continues where it stopped and a re-run after new
+acquisitions recomputes what they changed (docs/STAGES.md). A failing frame is reported and the others finish.
+The order of stages is ``insarcloud.core.options.STAGE_ORDER``.
 """
 
 from __future__ import annotations
@@ -21,16 +23,25 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from insarcloud import faultpoints
 from insarcloud.config import AreaJobConfig, frames_intersecting, load_config, parse_poly_txt
+from insarcloud.core.contract import StageContext, StageResult
+from insarcloud.core.options import ts_group
 from insarcloud.errors import ConfigError, InsarcloudError
+from insarcloud.forecast import stage as forecast_stage
+from insarcloud.invert import stage as invert_stage
+from insarcloud.io import stage_ingest
 from insarcloud.io.storage import get_fs, join, write_bytes_atomic
+from insarcloud.noise import stage as noise_stage
+from insarcloud.qc import quality_stage
+from insarcloud.qc import stage as qc_stage
+from insarcloud.unwrap import stage as unwrap_stage
 
 log = logging.getLogger("insarcloud.area_job")
 
@@ -69,99 +80,37 @@ class AreaResult:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Stage adapters: unpack the config into each stage's typed arguments (kernels never see config objects)
+# The stages: one entry point each, one shape (insarcloud.core.contract; docs/STAGES.md "Adding a stage")
 
 
 def _ts_group(cfg: AreaJobConfig) -> str:
-    return f"ts_{cfg.params.invert.weights}"
+    return ts_group(cfg.params.invert.weights)
 
 
-def _ingest(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.io.ingest import ingest_frame
-
-    p = cfg.params.ingest
-    report = ingest_frame(cfg.source_url, frame, cfg.cube_url(frame), storage_options=ctx["so"],
-                          chunk=p.chunk_yx, client=ctx["client"])
-    if not report.completed and not report.skipped:
-        raise InsarcloudError(f"{frame}: no pair could be ingested: {report.failed}")
-    return {"completed": len(report.completed), "skipped": len(report.skipped), "failed": report.failed,
-            "missing": len(report.missing)}
-
-
-def _qc(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.qc.config import QCParams
-    from insarcloud.qc.dask_ops import run_qc
-
-    p = cfg.params.qc
-    params = QCParams(**{k: v for k, v in p.model_dump().items() if k in QCParams.model_fields})
-    return run_qc(cfg.cube_url(frame), params, ctx["so"])
-
-
-def _quality(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.qc.serve import ServeParams, run_quality
-
-    p = cfg.params.quality
-    sp = {k: v for k, v in p.model_dump().items() if k in ServeParams.model_fields and v is not None}
-    return run_quality(cfg.cube_url(frame), ServeParams(**sp), n_actors=p.num_actors, storage_options=ctx["so"])
-
-
-def _unwrap(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.unwrap.dask_ops import unwrap_cube
-
-    p = cfg.params.unwrap
-    return unwrap_cube(cfg.cube_url(frame), p.method, tile=p.tile, overlap=p.overlap, storage_options=ctx["so"])
-
-
-def _invert(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.invert.dask_ops import invert_cube
-    from insarcloud.io import open_cube
-
-    p = cfg.params.invert
-    root = open_cube(cfg.cube_url(frame), ctx["so"])
-    unwrapped = ctx.get("outputs", {}).get("unwrap")
-    # LiCSAR's own unw when the frame has it; else the group the unwrap stage wrote (its name may carry a
-    # parameter hash when an older unwrapping with other parameters exists).
-    source = "unw" if "unw" in root else (unwrapped.group if unwrapped is not None
-                                          else f"unw_{cfg.params.unwrap.method}")
-    ref = (p.reference[1], p.reference[0]) if p.reference else None
-    if p.gacos:  # LiCSAR's per-epoch GACOS delays into the cube's gacos group (issue 21)
-        from insarcloud.io.gacos import ingest_gacos
-
-        ingest_gacos(cfg.source_url, frame, cfg.cube_url(frame), ctx["so"])
-    group, _ = invert_cube(cfg.cube_url(frame), weights=p.weights, source=source, gamma=p.nsbas_gamma,
-                           ref_latlon=ref, storage_options=ctx["so"], quality_floor=p.quality_floor,
-                           correct_unwrap=p.correct_unwrap, gacos=p.gacos, gacos_missing=p.gacos_missing)
-    return group
-
-
-def _noise(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.noise.command import noise_opts
-    from insarcloud.noise.dask_ops import noise_cube
-
-    p = cfg.params.noise
-    group, skipped = noise_cube(cfg.cube_url(frame), ts_group=_ts_group(cfg), classes=p.classes,
-                                class_size=p.class_size,
-                                opts=noise_opts(p),
-                                storage_options=ctx["so"])
-    return {"group": group, "skipped": skipped}
-
-
-def _forecast(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any]) -> Any:
-    from insarcloud.forecast.serve import run_forecast
-
-    p = cfg.params.forecast
-    factors = p.factors_url.format(frame=frame, output_url=cfg.output_url.rstrip("/"))
-    summary = run_forecast(cfg.cube_url(frame), factors, model=p.model, ts_group=_ts_group(cfg),
-                           storage_options=ctx["so"], n_actors=p.num_actors, train_pixels=p.train_pixels,
-                           n_steps=p.horizon, seed=p.seed, train_cfg=p.train_cfg(), target=p.target,
-                           factor_future=p.factor_future)
-    return summary._asdict() if hasattr(summary, "_asdict") else summary
-
-
-STAGES: dict[str, Callable[[AreaJobConfig, str, dict[str, Any]], Any]] = {
-    "ingest": _ingest, "qc": _qc, "quality": _quality, "unwrap": _unwrap, "invert": _invert,
-    "noise": _noise, "forecast": _forecast,
+#: stage name -> its ``run_stage(cube_url, params, ctx) -> StageResult``; the stage's parameters are the config's
+#: ``params.<stage>`` (the stage's own Params model). The mosaic runs once over all frames (run_area).
+STAGES: dict[str, Callable[[str, Any, StageContext], StageResult]] = {
+    stage_ingest.NAME: stage_ingest.run_stage,
+    qc_stage.NAME: qc_stage.run_stage,
+    quality_stage.NAME: quality_stage.run_stage,
+    unwrap_stage.NAME: unwrap_stage.run_stage,
+    invert_stage.NAME: invert_stage.run_stage,
+    noise_stage.NAME: noise_stage.run_stage,
+    forecast_stage.NAME: forecast_stage.run_stage,
 }
+
+
+def stage_context(cfg: AreaJobConfig, frame: str, *, client: Any = None, ray: bool = False,
+                  upstream: Mapping[str, StageResult] | None = None) -> StageContext:
+    """The :class:`StageContext` of ``frame``'s stages in the job ``cfg`` (``upstream``: results so far)."""
+    return StageContext(storage_options=cfg.output_storage_options(), client=client, ray=ray, frame=frame,
+                        source_url=cfg.source_url, output_url=cfg.output_url, ts_group=_ts_group(cfg),
+                        upstream=dict(upstream or {}))
+
+
+def run_frame_stage(cfg: AreaJobConfig, frame: str, stage: str, ctx: StageContext) -> StageResult:
+    """``stage`` on ``frame``'s cube with the config's parameters for it (``STAGES[stage]``)."""
+    return STAGES[stage](cfg.cube_url(frame), getattr(cfg.params, stage), ctx)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -240,16 +189,17 @@ def _run_log(cfg: AreaJobConfig, run_id: str) -> Iterator[tuple[Path, str]]:
             log.warning("could not upload the run log to %s: %s", url, exc)
 
 
-def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Callable[[str, str], None]
+def run_frame(cfg: AreaJobConfig, frame: str, ctx: StageContext, progress: Callable[[str, str], None]
               ) -> FrameResult:
     res = FrameResult(frame)
+    done: dict[str, StageResult] = {}
     for stage in cfg.ordered_stages():
         if stage == "mosaic":
             continue
         t0 = time.perf_counter()
         progress(frame, stage)
         try:
-            res.outputs[stage] = STAGES[stage](cfg, frame, {**ctx, "outputs": res.outputs})
+            result = run_frame_stage(cfg, frame, stage, replace(ctx, frame=frame, upstream=dict(done)))
         except Exception as exc:  # a failing frame must not stop the area: report it and go on
             res.ok = False
             res.error = f"{stage}: {type(exc).__name__}: {exc}"
@@ -257,23 +207,26 @@ def run_frame(cfg: AreaJobConfig, frame: str, ctx: dict[str, Any], progress: Cal
             break
         finally:
             res.stage_seconds[stage] = round(time.perf_counter() - t0, 2)
-        res.decisions[stage] = _decision(cfg, frame, stage, res.outputs[stage], ctx)
+        done[stage] = result
+        res.outputs[stage] = result.as_dict()
+        res.decisions[stage] = _decision(result)
         log.info("frame %s: %s done in %.1fs: %s", frame, stage, res.stage_seconds[stage], res.decisions[stage])
         faultpoints.reached(f"stage:{stage}")  # kill-and-resume tests stop the job here ($INSARCLOUD_EXIT_AT)
     return res
 
 
-def _decision(cfg: AreaJobConfig, frame: str, stage: str, output: Any, ctx: dict[str, Any]) -> str:
-    """One line: what ``stage`` did for ``frame`` and why (the stage's plan, docs/STAGES.md)."""
-    from insarcloud.io.stages import last_plan
-
-    if stage == "ingest":
-        n = output.get("completed", 0) if isinstance(output, dict) else 0
-        return f"appended {n} new pair(s)" if n else "no new product"
-    plan = last_plan(cfg.cube_url(frame), stage)
-    if plan is None:
-        return "ran (no plan recorded)"
-    return f"kept {plan.group}: {plan.reason}" if plan.done else f"recomputed {plan.group}: {plan.reason}"
+def _decision(result: StageResult) -> str:
+    """One line: what a stage did for a frame and why (its plan, docs/STAGES.md), with the counts that say how
+    much of it an update touched (quality's inferred/copied pairs, qc's new loops)."""
+    plan, s = result.plan, result.summary
+    if result.stage == "ingest":
+        return plan.reason
+    line = f"kept {plan.group}: {plan.reason}" if plan.done else f"recomputed {plan.group}: {plan.reason}"
+    if result.stage == "quality" and not plan.done:
+        line += f" ({s.get('inferred_pairs', 0)} pair(s) inferred, {s.get('copied_pairs', 0)} copied)"
+    elif result.stage == "qc" and not plan.done and "loops_new" in s:
+        line += f" ({s.get('mode')}: {s['loops_new']} new loop(s) of {s.get('loops', '?')})"
+    return line
 
 
 def _truth(cfg: AreaJobConfig, good: list[str], mosaic: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -327,7 +280,7 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
         results: dict[str, FrameResult] = {}
         order = [s for s in cfg.ordered_stages() if s != "mosaic"]
         with engines(cfg, need_ray) as client, Reporter(f"area {cfg.area.name}", len(frames), "frames") as bar:
-            ctx = {"client": client, "so": cfg.output_storage_options()}
+            ctx = stage_context(cfg, "", client=client, ray=need_ray)
 
             def progress(frame: str, stage: str) -> None:  # one line per frame and stage (kubectl logs)
                 bar.note(f"{frame}: {stage} started (stage {order.index(stage) + 1}/{len(order)})")
@@ -352,7 +305,7 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                                         bbox=cfg.area.bbox, ramp=mp.ramp != "none",
                                         min_overlap=mp.min_overlap_pixels, gnss_csv=mp.gnss_csv,
                                         reference_box=mp.reference_box, precision_group=mp.precision_group,
-                                        memory_budget=mp.memory_budget_mb * 2**20, storage_options=ctx["so"])
+                                        memory_budget=mp.memory_budget_mb * 2**20, storage_options=ctx.storage_options)
                 except InsarcloudError as exc:
                     log.error("mosaic failed: %s", exc)
                     mosaic = {"error": str(exc)}
@@ -371,7 +324,7 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
                 run_summary={"run_id": run_id, "area": cfg.area.name, "stages": cfg.ordered_stages(),
                              "frames": {f: r.__dict__ for f, r in results.items()}, "mosaic": mosaic,
                              "seconds": dict(seconds), "truth": truth},
-                truth=truth, storage_options=ctx["so"], dpi=cfg.report.dpi, job_seconds=dict(seconds))
+                truth=truth, storage_options=ctx.storage_options, dpi=cfg.report.dpi, job_seconds=dict(seconds))
             seconds["report"] = round(time.perf_counter() - t2, 2)
         seconds["total"] = round(time.perf_counter() - t0, 2)
         result = AreaResult(cfg.area.name, cfg.area_url(), report_url, results, mosaic, seconds, log_url, truth)

@@ -114,7 +114,7 @@ def test_area_job_end_to_end_with_a_corrupt_frame(area_bucket, storage_options, 
     # a second run finds every stage done and redoes nothing
     again = run_area(parse_config(_config(bucket, s3_endpoint, frames[:2])))
     assert not again.failed
-    assert all(again.frames[f].outputs["ingest"]["completed"] == 0 for f in frames[:2])
+    assert all(again.frames[f].outputs["ingest"]["appended"] == 0 for f in frames[:2])
 
 
 def test_killed_area_job_resumes(area_bucket, storage_options, s3_endpoint, tmp_path):
@@ -151,5 +151,5 @@ def test_killed_area_job_resumes(area_bucket, storage_options, s3_endpoint, tmp_
 
     result = run_area(cfg)
     assert not result.failed
-    assert all(result.frames[f].outputs["ingest"]["completed"] == 0 for f, *_ in FRAMES)  # not redone
+    assert all(result.frames[f].outputs["ingest"]["appended"] == 0 for f, *_ in FRAMES)  # not redone
     assert (read_marker(cfg.area_url(), "", storage_options) or {}).get("complete")
