@@ -18,7 +18,8 @@ from insarcloud.config import ForecastParams
 #: ForecastParams field -> CLI flag (and the namespace name where it differs)
 FLAGS = {"model": "--model", "horizon": ("--steps", "steps"), "train_pixels": "--train-pixels", "epochs": "--epochs",
          "early_stop": "--early-stop", "max_train_seconds": "--max-train-seconds", "num_actors": ("--actors", "actors"),
-         "target": "--target", "factor_future": "--factor-future", "seed": "--seed"}
+         "target": "--target", "factor_future": "--factor-future", "seed": "--seed",
+         "warm_start_epochs": "--warm-start-epochs"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +62,7 @@ def run_forecast_cmd(args: argparse.Namespace) -> int:
     s = run_forecast(
         args.cube_url, args.factors, model=p.model, ts_group=args.ts, out_group=args.group,
         train_pixels=p.train_pixels, n_steps=p.horizon, n_actors=p.num_actors, seed=p.seed,
-        target=p.target, factor_future=p.factor_future, rollout=args.rollout,
+        target=p.target, factor_future=p.factor_future, rollout=args.rollout, warm_start_epochs=p.warm_start_epochs,
         train_cfg={"epochs": p.epochs, "batch_size": args.batch_size, "lr": args.lr,
                    "early_stop": p.early_stop, "max_seconds": p.max_train_seconds},
     )

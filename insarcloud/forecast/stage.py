@@ -39,6 +39,10 @@ class ForecastParams(ParamsModel):
     )
     early_stop: int | None = Field(None, ge=1, le=10000, description="Stop after this many epochs without "
                                    "validation improvement; unset = off (Table III).")
+    warm_start_epochs: int | None = Field(
+        16, ge=1, le=10000, description="On an update (new epochs, the same options), train from the current "
+        "forecast's weights for at most this many epochs instead of from random weights (docs/forecast.md); "
+        "unset = always from scratch.")
     target: Literal["increments", "harmonic_residual"] = Field(
         "increments", description="increments: the paper's 12-day increments; harmonic_residual: the network "
         "forecasts the residual about a per-pixel trend + annual + semi-annual fit (ties the harmonic baseline "
@@ -84,8 +88,9 @@ def run_stage(cube_url: str, params: ForecastParams, ctx: StageContext) -> Stage
         cube_url, params.factors_for(ctx.frame, ctx.output_url), model=params.model, ts_group=ts,
         storage_options=ctx.storage_options, n_actors=params.num_actors, train_pixels=params.train_pixels,
         n_steps=params.horizon, seed=params.seed, train_cfg=params.train_cfg(), target=params.target,
-        factor_future=params.factor_future))
+        factor_future=params.factor_future, warm_start_epochs=params.warm_start_epochs))
     summary: dict[str, Any] = {"model": s.model, "window": int(s.window), "pixels": int(s.n_pixels)}
     if not s.skipped and "rmse" in (s.test or {}):
         summary["test_rmse_mm"] = s.test["rmse"]
+        summary["warm_start"] = s.train.get("warm_start")
     return stage_result(NAME, plan, summary, s.group)
