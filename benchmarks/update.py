@@ -34,13 +34,16 @@ FRAME = "012A_05443_131313"
 GOAL = 0.15
 
 
-def _config(source: str, output: str, endpoint: str, stages: list[str]) -> dict:
+def _config(source: str, output: str, endpoint: str, stages: list[str], forecast_epochs: int = 3,
+            warm_start_epochs: int | None = None) -> dict:
     return {
         "area": {"name": "update-bench", "bbox": [89.9, 31.4, 90.2, 31.7]},
         "frames": [FRAME], "source_url": source, "output_url": output,
         "storage": {"endpoint_url": endpoint}, "stages": stages,
         "params": {"forecast": {"factors_url": f"{BUCKET}/factors/{{frame}}.zarr", "horizon": 6,
-                                "train_pixels": 300, "epochs": 3, "max_train_seconds": 20},
+                                "train_pixels": 300, "epochs": forecast_epochs,
+                                # the production ratio of warm to full epochs is 16/128 (params.forecast)
+                                "warm_start_epochs": warm_start_epochs or max(1, forecast_epochs // 8)},
                    "quality": {"num_actors": 1}, "noise": {"class_size": 256},
                    # without the quality stage, invert weights by coherence (the default reads quality)
                    **({} if "quality" in stages else {"invert": {"weights": "coherence"}})},
@@ -105,6 +108,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=46, help="all epochs (with forecast, epochs - max(plus) >= 28)")
     ap.add_argument("--plus", type=int, nargs="*", default=[1, 5], help="epochs LiCSAR adds before the update")
     ap.add_argument("--stages", nargs="*", default=None)
+    ap.add_argument("--forecast-epochs", type=int, default=3,
+                    help="forecast training epochs from scratch (the update trains epochs // 8 from the "
+                    "previous weights, the production ratio 16/128)")
     args = ap.parse_args()
     stages = args.stages or ["ingest", "qc", "quality", "invert", "noise", "forecast", "mosaic"]
     out: dict[str, Any] = {
@@ -124,15 +130,15 @@ def main() -> None:
         write_factor_stack(f, f"{BUCKET}/factors/{FRAME}.zarr", "zarr", so)
         write_licsar_frame(sim, f"{BUCKET}/src_full", so)
         print(f"[update] full run: {args.epochs} epochs, {len(sim.pairs)} pairs", file=sys.stderr, flush=True)
-        out["full"] = _timed(_config(f"{BUCKET}/src_full", f"{BUCKET}/full", endpoint, stages))
+        out["full"] = _timed(_config(f"{BUCKET}/src_full", f"{BUCKET}/full", endpoint, stages, args.forecast_epochs))
         for k in args.plus:
             src = f"{BUCKET}/src_plus{k}"
             write_licsar_frame(sim, src, so, epochs=args.epochs - k)
             print(f"[update] +{k}: base run on {args.epochs - k} epochs", file=sys.stderr, flush=True)
-            base = _timed(_config(src, f"{BUCKET}/plus{k}", endpoint, stages))
+            base = _timed(_config(src, f"{BUCKET}/plus{k}", endpoint, stages, args.forecast_epochs))
             write_licsar_frame(sim, src, so, only_missing=True)  # LiCSAR adds the last k epochs
             print(f"[update] +{k}: update", file=sys.stderr, flush=True)
-            upd = _timed(_config(src, f"{BUCKET}/plus{k}", endpoint, stages))
+            upd = _timed(_config(src, f"{BUCKET}/plus{k}", endpoint, stages, args.forecast_epochs))
             upd["base"] = {"wall_s": base["wall_s"], "cpu_s": base["cpu_s"], "failed": base["failed"]}
             upd["ratio"] = _ratios(upd, out["full"])
             out[f"plus{k}"] = upd
