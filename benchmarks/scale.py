@@ -159,6 +159,16 @@ def shape_of(size: str) -> tuple[int, int]:
 
 
 def simulate_case(prefix: str, size: str, epochs: int, so: dict[str, Any]) -> dict[str, Any]:
+    """Simulate and upload one case's frame in a spawned process: the simulator holds the whole stack (~7 GB
+    for a full frame of 12 epochs), which would otherwise be the driver's peak RSS, not the job's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_simulate_case, prefix, size, epochs, so).result()
+
+
+def _simulate_case(prefix: str, size: str, epochs: int, so: dict[str, Any]) -> dict[str, Any]:
     from insarcloud.pipelines.demo import PRESET, frame_centre
     from insarcloud.simulate import write_licsar_frame
     from insarcloud.simulate.factors import simulate_factors, write_factor_stack
@@ -179,6 +189,8 @@ def case_config(prefix: str, size: str, endpoint: str, stages: list[str]) -> Any
 
     d = config_dict([FRAME], [s for s in stages if s != "unwrap"], endpoint, size=max(shape_of(size)))
     d.update(source_url=f"{prefix}/licsar", output_url=prefix)
+    if max(shape_of(size)) > 512:  # the demo's one model tile per frame would be a 2,800 px forward pass:
+        d["params"]["quality"] = {"num_actors": 1}  # the stage's own (the chart's) tile, overlap and batch
     d["report"] = {}
     return parse_config(d, "<scale>")
 

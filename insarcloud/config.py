@@ -289,6 +289,11 @@ class EnginesConfig(_Model):
     local_workers: int | None = Field(None, ge=1, le=256, description="LocalCluster worker processes when no "
                                       "scheduler is given; unset = one per CPU, at most 4.")
     local_threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per LocalCluster worker.")
+    local_memory_limit: str | None = Field(
+        None, pattern=r"^(auto|[0-9]+(\.[0-9]+)?\s*([kKMGT]i?B?|B)?)$",
+        description="memory_limit of each LocalCluster worker (e.g. 4GiB; 'auto' = Dask's system memory / "
+        "workers); unset = insarcloud.engines.WORKER_MEMORY_LIMIT (4GiB, what the stages are sized for), at most "
+        "the machine's memory / workers.")
     local_ray_cpus: int | None = Field(None, ge=1, le=1024, description="num_cpus for a local ray.init(); unset = all.")
 
     def resolved_dask_scheduler(self, env: Mapping[str, str] | None = None) -> str | None:

@@ -39,6 +39,38 @@ def ray_address(address: str | None = None) -> str | None:
     return address or os.environ.get(RAY_ENV) or None
 
 
+#: Each LocalCluster worker's ``memory_limit`` unless the caller sets one. The stages are built to run a real
+#: LiCSAR frame within this per worker (issue 20's goal; measured in docs/scale.md "Full frame"); Dask's own
+#: default, "auto" (system memory / workers), would make a worker's budget, and so its spill and pause
+#: thresholds, depend on the machine the job happens to run on.
+WORKER_MEMORY_LIMIT = "4GiB"
+
+
+def local_memory_limit(requested: str | int | None, n_workers: int, total: int | None = None) -> int:
+    """Bytes of ``memory_limit`` for each of ``n_workers`` local workers: ``requested`` (default
+    :data:`WORKER_MEMORY_LIMIT`; "auto" = Dask's system memory / workers), at most the machine's memory divided
+    among the workers (a laptop with less than 4 GiB per core gets its share, with a log line)."""
+    from dask.utils import format_bytes, parse_bytes
+
+    total = total or _system_memory()
+    share = total // max(1, n_workers)
+    if requested in (None, "auto"):
+        want = share if requested == "auto" else parse_bytes(WORKER_MEMORY_LIMIT)
+    else:
+        want = parse_bytes(requested)
+    if want > share:
+        log.info("worker memory_limit %s capped to %s (%s of memory / %d workers)", format_bytes(want),
+                 format_bytes(share), format_bytes(total), n_workers)
+        want = share
+    return int(want)
+
+
+def _system_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
 # How long a clean shutdown may take before it is given up (with a warning): a loaded 2-core machine needs
 # more than distributed's defaults, and the work is already written when these run.
 CLOSE_TIMEOUT_S = 60.0
@@ -62,11 +94,12 @@ def close_quietly(what: str, close: Any, *args: Any, **kwargs: Any) -> bool:
 
 @contextlib.contextmanager
 def dask_client(address: str | None = None, *, n_workers: int | None = None,
-                threads_per_worker: int = 1, memory_limit: str | None = None) -> Iterator[Any]:
+                threads_per_worker: int = 1, memory_limit: str | int | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: to ``address`` (or $INSARCLOUD_DASK_SCHEDULER), else a LocalCluster.
 
     The LocalCluster uses worker processes, one thread each: the kernels are NumPy/GDAL code that holds
-    the GIL in places, and processes make the local run behave like the Kubernetes one. Its workers get
+    the GIL in places, and processes make the local run behave like the Kubernetes one. Each worker's
+    ``memory_limit`` is fixed (:func:`local_memory_limit`), not Dask's machine-dependent "auto". Its workers get
     the log redaction of :mod:`insarcloud.logs`. Errors while closing the client or the cluster are
     warnings (:func:`close_quietly`).
     """
@@ -82,9 +115,10 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
             close_quietly("the Dask client", client.close, timeout=CLOSE_TIMEOUT_S)
         return
     n = n_workers or max(1, min(4, os.cpu_count() or 1))
-    log.info("starting a Dask LocalCluster of %d worker processes", n)
+    limit = local_memory_limit(memory_limit, n)
+    log.info("starting a Dask LocalCluster of %d worker processes, memory_limit %.1f GiB each", n, limit / 2**30)
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=":0", memory_limit=memory_limit or "auto")
+                           dashboard_address=":0", memory_limit=limit)
     try:
         client = Client(cluster)
     except BaseException:

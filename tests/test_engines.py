@@ -99,13 +99,49 @@ def test_ray_shutdown_error_is_a_warning(ray_local, monkeypatch, caplog) -> None
 
 
 def test_area_config_sizes_the_local_dask_cluster() -> None:
-    """engines.local_workers / local_threads_per_worker reach the LocalCluster of an area job (real processes)."""
+    """engines.local_workers / local_threads_per_worker / local_memory_limit reach the LocalCluster of an area
+    job (real processes)."""
     from insarcloud.config import parse_config
     from insarcloud.pipelines.area_job import engines
 
     cfg = parse_config({"area": {"name": "a", "bbox": [0.0, 0.0, 1.0, 1.0]}, "frames": ["106A_09048_000909"],
                         "source_url": "s3://src", "output_url": "s3://out",
-                        "engines": {"local_workers": 1, "local_threads_per_worker": 2}})
+                        "engines": {"local_workers": 1, "local_threads_per_worker": 2,
+                                    "local_memory_limit": "640MiB"}})
     with engines(cfg, need_ray=False) as client:
         workers = client.scheduler_info()["workers"].values()
         assert [w["nthreads"] for w in workers] == [2]
+        assert [w["memory_limit"] for w in workers] == [640 * 2**20]
+
+
+def test_local_worker_memory_limit_is_fixed_not_machine_dependent() -> None:
+    from insarcloud import engines
+
+    gib = 2**30
+    # the default is the stages' budget whatever the machine, while the machine has it
+    assert engines.local_memory_limit(None, 2, total=64 * gib) == 4 * gib
+    assert engines.local_memory_limit(None, 4, total=256 * gib) == 4 * gib
+    # never more than the machine's share (a laptop), and explicit values are honoured below that
+    assert engines.local_memory_limit(None, 4, total=8 * gib) == 2 * gib
+    assert engines.local_memory_limit("1GiB", 2, total=64 * gib) == gib
+    assert engines.local_memory_limit("64GiB", 2, total=64 * gib) == 32 * gib
+    assert engines.local_memory_limit("auto", 2, total=64 * gib) == 32 * gib
+
+
+def test_local_cluster_workers_get_the_limit_asked_for() -> None:
+    from insarcloud import engines
+
+    with engines.dask_client(n_workers=1, memory_limit="768MiB") as client:
+        limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
+    assert limits == [768 * 2**20]
+
+
+def test_area_config_memory_limit_is_validated() -> None:
+    import pytest
+
+    from insarcloud.config import EnginesConfig
+    from insarcloud.errors import ConfigError
+
+    assert EnginesConfig(local_memory_limit="3GiB").local_memory_limit == "3GiB"
+    with pytest.raises((ConfigError, ValueError), match="local_memory_limit"):
+        EnginesConfig(local_memory_limit="plenty")

@@ -647,3 +647,27 @@ def test_values_files_fit_their_node_types(fname):
             assert _gib(res[kind]["memory"]) <= gib, (fname, comp, kind, res)
     # /dev/shm is memory-backed and counts against the Ray pods' memory limit: it must leave room
     assert _gib(values["ray"]["shmSizeLimit"]) < _gib(parts["gpu"]["limits"]["memory"]) / 2
+
+
+def _worker_container(docs: list[dict]) -> dict:
+    (cluster,) = by_kind(docs, "DaskCluster") or [None]
+    if cluster is not None:
+        return cluster["spec"]["worker"]["spec"]["containers"][0]
+    (dep,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("dask-worker")]
+    return dep["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("name", ["defaults", "no-operator-no-gpu"])
+def test_dask_worker_memory_limit_is_its_containers_limit_stated(rendered, name):
+    """Issue 20: a fixed memory_limit per worker set by the job, not left to Dask's 'auto'."""
+    c = _worker_container(rendered[name])
+    args = c["args"]
+    limit = args[args.index("--memory-limit") + 1]
+    assert limit == c["resources"]["limits"]["memory"] == _effective(name)["dask"]["worker"]["resources"]["limits"][
+        "memory"]
+    from dask.utils import parse_bytes
+
+    assert parse_bytes(limit) > 0  # a Kubernetes quantity Dask reads (8Gi)
+    over = render(_merge(_values(name), {"dask": {"worker": {"resources": {"limits": {"memory": "6Gi"}}}}}))
+    args = _worker_container(over)["args"]
+    assert args[args.index("--memory-limit") + 1] == "6Gi"

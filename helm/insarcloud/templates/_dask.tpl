@@ -82,9 +82,10 @@ containers:
       - {{ if $operator }}$(DASK_WORKER_NAME){{ else }}$(POD_NAME){{ end }}
       - --nthreads
       - {{ .Values.dask.worker.nthreads | quote }}
-      # the memory limit is the container's (Dask reads the cgroup limit)
+      # the worker's budget is the container's limit, stated (not "auto", which reads the cgroup and falls back
+      # to the node's memory when there is no limit): Dask's spill/pause/restart thresholds are fractions of it
       - --memory-limit
-      - auto
+      - {{ dig "limits" "memory" "auto" .Values.dask.worker.resources | quote }}
       - --local-directory
       - /tmp/dask-worker-space
       - --dashboard
