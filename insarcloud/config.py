@@ -295,6 +295,9 @@ class EnginesConfig(_Model):
         "workers); unset = insarcloud.engines.WORKER_MEMORY_LIMIT (4GiB, what the stages are sized for), at most "
         "the machine's memory / workers.")
     local_ray_cpus: int | None = Field(None, ge=1, le=1024, description="num_cpus for a local ray.init(); unset = all.")
+    max_parallel_frames: int | None = Field(
+        None, ge=1, le=1024, description="Frames processed at once; unset = set by the Dask workers' memory "
+        "(insarcloud.pipelines.area_job.frames_in_flight), never by the frame count.")
 
     def resolved_dask_scheduler(self, env: Mapping[str, str] | None = None) -> str | None:
         """The scheduler address to connect to, or None for a LocalCluster (config, then environment)."""

@@ -263,6 +263,23 @@ def _run_id_env(run_id: str) -> Iterator[None]:
             os.environ[RUN_ID_ENV] = old
 
 
+#: Cluster memory one frame in flight is given: the frame stages' largest summed peak RSS of the Dask workers
+#: on a full real-size frame, rounded up (docs/scale.md "Full frame"). Frames beyond what the workers' summed
+#: ``memory_limit`` holds wait for a slot instead of piling intermediate chunks onto the same workers.
+FRAME_CLUSTER_MEMORY = 2 * 2**30
+
+
+def frames_in_flight(client: Any, n_frames: int, configured: int | None = None) -> int:
+    """How many frames run at once: ``configured`` (``engines.max_parallel_frames``) if set, else the workers'
+    summed ``memory_limit`` / :data:`FRAME_CLUSTER_MEMORY` (at least 1); never more than ``n_frames``.
+    Workers without a limit (memory_limit 0) count as one frame each."""
+    if configured:
+        return max(1, min(configured, n_frames))
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+    slots = sum(max(1, int(m) // FRAME_CLUSTER_MEMORY) for m in limits)
+    return max(1, min(slots, n_frames))
+
+
 def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> AreaResult:
     """Run the whole area job described by ``cfg``."""
     from insarcloud.pipelines.checks import check_area
@@ -285,7 +302,11 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
             def progress(frame: str, stage: str) -> None:  # one line per frame and stage (kubectl logs)
                 bar.note(f"{frame}: {stage} started (stage {order.index(stage) + 1}/{len(order)})")
 
-            with ThreadPoolExecutor(max_workers=max_parallel_frames or len(frames)) as pool:
+            n_flight = frames_in_flight(client, len(frames), max_parallel_frames or cfg.engines.max_parallel_frames)
+            log.info("area %s: %d of %d frames at a time (%s)", cfg.area.name, n_flight, len(frames),
+                     "engines.max_parallel_frames" if max_parallel_frames or cfg.engines.max_parallel_frames
+                     else "the Dask workers' memory")
+            with ThreadPoolExecutor(max_workers=n_flight) as pool:
                 futs = {pool.submit(run_frame, cfg, f, ctx, progress): f for f in frames}
                 for fut in as_completed(futs):
                     res = results[futs[fut]] = fut.result()
