@@ -147,19 +147,21 @@ def test_area_config_memory_limit_is_validated() -> None:
         EnginesConfig(local_memory_limit="plenty")
 
 
-def test_frames_in_flight_are_set_by_worker_memory_not_frame_count() -> None:
+def test_frames_in_flight_are_set_by_worker_memory_not_frame_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Issue 20: the area job runs as many frames at once as the workers' memory gives room for."""
     from insarcloud.config import parse_config
-    from insarcloud.pipelines.area_job import FRAME_CLUSTER_MEMORY, engines, frames_in_flight
+    from insarcloud.pipelines import area_job
+    from insarcloud.pipelines.area_job import engines, frames_in_flight
 
+    monkeypatch.setattr(area_job, "FRAME_CLUSTER_MEMORY", 256 * 2**20)  # real workers small enough for any CI box
     cfg = parse_config({"area": {"name": "a", "bbox": [0.0, 0.0, 1.0, 1.0]}, "frames": ["106A_09048_000909"],
                         "source_url": "s3://src", "output_url": "s3://out",
-                        "engines": {"local_workers": 2, "local_memory_limit": f"{2 * FRAME_CLUSTER_MEMORY}B"}})
+                        "engines": {"local_workers": 2, "local_memory_limit": "640MiB"}})
     with engines(cfg, need_ray=False) as client:
         assert frames_in_flight(client, 241) == 4  # 2 workers x 2 frames' room, not 241 threads
         assert frames_in_flight(client, 3) == 3
         assert frames_in_flight(client, 241, configured=7) == 7
     small = parse_config({**cfg.model_dump(mode="json", exclude_none=True),
-                          "engines": {"local_workers": 1, "local_memory_limit": "512MiB"}})
+                          "engines": {"local_workers": 1, "local_memory_limit": "200MiB"}})
     with engines(small, need_ray=False) as client:
         assert frames_in_flight(client, 241) == 1  # less than one frame's room still runs, one at a time

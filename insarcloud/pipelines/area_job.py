@@ -264,9 +264,10 @@ def _run_id_env(run_id: str) -> Iterator[None]:
 
 
 #: Cluster memory one frame in flight is given: the frame stages' largest summed peak RSS of the Dask workers
-#: on a full real-size frame, rounded up (docs/scale.md "Full frame"). Frames beyond what the workers' summed
-#: ``memory_limit`` holds wait for a slot instead of piling intermediate chunks onto the same workers.
-FRAME_CLUSTER_MEMORY = 2 * 2**30
+#: on a full real-size frame (QC's, 2.7 GB over two workers), rounded up (docs/scale.md "Full frame"). Frames
+#: beyond what the workers' summed ``memory_limit`` holds wait for a slot instead of piling intermediate chunks
+#: onto the same workers.
+FRAME_CLUSTER_MEMORY = 3 * 2**30
 
 
 def frames_in_flight(client: Any, n_frames: int, configured: int | None = None) -> int:
