@@ -114,6 +114,23 @@ def _cyclic_time_major(fm: FastGLER, window: np.ndarray, n_steps: int, batch: in
     return res.permute(0, 2, 1).contiguous().numpy()
 
 
+@torch.inference_mode()
+def predict_windows(model: nn.Module, x: np.ndarray, batch: int | None = None, fast: bool = True) -> np.ndarray:
+    """Eval-mode outputs (sample, n_out) for windows ``x`` (sample, L, 4): through :class:`FastGLER` for
+    GLER-BiGRUnet (batches of 256 on CPU, see :func:`cyclic_predict`), else the module (batches of 16384)."""
+    from insarcloud.forecast.train import predict_batched
+
+    model.eval()
+    fm = fast_model(model) if fast else model
+    if fm is model:
+        return predict_batched(model, x)
+    dev = next(model.parameters()).device
+    batch = batch or (65536 if dev.type == "cuda" else 256)
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    out = [fm(xt[i : i + batch].to(dev)).cpu() for i in range(0, len(xt), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 4), np.float32)
+
+
 def _to_physical(model: nn.Module, scaled: np.ndarray, prepared: Prepared, level_before: np.ndarray
                  ) -> CyclicForecast:
     disp = levels_from_model(scaled[..., 0], prepared, level_before)
@@ -164,12 +181,11 @@ def one_step_test(model: nn.Module, prepared: Prepared, deformation: np.ndarray)
     plus the predicted increment (or the predicted level when not differenced).
     """
     from insarcloud.forecast.dataset import make_windows
-    from insarcloud.forecast.train import predict_batched
 
     n_model = prepared.series.shape[1]
     start = n_model - prepared.n_test
     x, _ = make_windows(prepared.series, prepared.window, start - prepared.window, n_model)
-    p = predict_batched(model, x)[:, 0].reshape(prepared.n_test, -1)
+    p = predict_windows(model, x)[:, 0].reshape(prepared.n_test, -1)
     inc = prepared.scaler.inverse(p, var=0)
     if not prepared.differenced:
         return inc

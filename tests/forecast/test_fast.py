@@ -81,3 +81,15 @@ def test_fast_copies_weights_at_build():
             p.add_(1.0)
         np.testing.assert_array_equal(f(x).numpy(), before.numpy())
         assert not torch.allclose(m(x), before)
+
+
+def test_predict_windows_fast_equals_module():
+    """The one-step test's predictions (predict_windows) through the fast path == the module's."""
+    from insarcloud.forecast.predict import predict_windows
+
+    m = _gler(9, ModelConfig(), seed=5)
+    x = np.random.default_rng(6).normal(size=(300, 9, 4)).astype(np.float32)
+    got = predict_windows(m, x, batch=128)
+    ref = predict_windows(m, x, fast=False)
+    assert got.shape == ref.shape == (300, 4)
+    _assert_close(got, ref)
