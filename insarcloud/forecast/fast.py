@@ -135,7 +135,7 @@ class FastGLER(nn.Module):
                 rz = torch.baddbmm(girz[:, t], whrz, h).sigmoid_()
                 # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
                 n = torch.addcmul(gin[:, t], rz[:, :d], torch.baddbmm(bhn, whn, h)).tanh_()
-                h = torch.addcmul(n, rz[:, d:], h - n, out=out[t])  # (1 - z) n + z h
+                h = torch.lerp(n, h, rz[:, d:], out=out[t])  # (1 - z) n + z h = n + z (h - n)
             rev = out.flip(0)  # out in real time order for the backward recurrences
             xs = [torch.cat([out[:, 0], rev[:, 1]], dim=1), torch.cat([rev[:, 0], out[:, 1]], dim=1),
                   torch.cat([out[:, 2], rev[:, 3]], dim=1), torch.cat([rev[:, 2], out[:, 3]], dim=1)]
