@@ -17,6 +17,7 @@ from torch import nn
 
 from insarcloud.errors import InputArrayError
 from insarcloud.forecast.dataset import Prepared, Scaler, levels_from_model, transform_for_inference
+from insarcloud.forecast.fast import FastGLER, fast_model
 from insarcloud.forecast.harmonic import HarmonicFit, factor_climatology, harmonic_residual, predict_harmonic
 
 ForecastTarget = Literal["increments", "harmonic_residual"]
@@ -41,9 +42,9 @@ class CyclicForecast(NamedTuple):
     scaled: np.ndarray
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: int | None = None,
-                   factor_future: np.ndarray | None = None) -> np.ndarray:
+                   factor_future: np.ndarray | None = None, fast: bool = True) -> np.ndarray:
     """Iterate one-step predictions, all pixels of a batch at once (one forward pass per step and batch).
 
     Parameters
@@ -53,11 +54,15 @@ def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: in
     n_steps : int
         Number of steps to predict.
     batch : int, optional
-        Pixels per forward pass (bounds memory): 4096 on CPU (cost per pixel is flat from ~1000 pixels up,
-        larger batches only add memory), 65536 on a GPU.
+        Pixels per forward pass. Default: 65536 on a GPU; on CPU 256 for the fast GLER path (its intermediates
+        stay in the core's cache; docs/forecast.md, "Prediction throughput"), 4096 for the module path.
     factor_future : ndarray (n_steps, pixel, 3) float32, optional
         Scaled values fed back for the three factor channels instead of the model's own predictions (the
         factors' known future, e.g. their climatology). None = the paper's loop (predictions fed back).
+    fast : bool
+        Run GLER-BiGRUnet through :class:`insarcloud.forecast.fast.FastGLER` (same weights and function,
+        float32 rounding apart; docs/forecast.md gives the measured difference); False, or any other model:
+        the module's own forward.
 
     Returns
     -------
@@ -70,9 +75,13 @@ def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: in
     if factor_future is not None and factor_future.shape != (n_steps, window.shape[0], 3):
         raise InputArrayError(f"factor_future must be {(n_steps, window.shape[0], 3)}, got {factor_future.shape}")
     dev = next(model.parameters()).device
+    model.eval()
+    fm = fast_model(model) if fast else model
+    if fm is not model:
+        return _cyclic_time_major(fm, window, n_steps, batch or (65536 if dev.type == "cuda" else 256),
+                                  factor_future, dev)
     batch = batch or (65536 if dev.type == "cuda" else 4096)
     outs = list(model.outputs)
-    model.eval()
     res = np.zeros((n_steps, window.shape[0], 4), np.float32)
     for i in range(0, window.shape[0], batch):
         win = torch.as_tensor(np.ascontiguousarray(window[i : i + batch], np.float32), device=dev)
@@ -84,6 +93,42 @@ def cyclic_predict(model: nn.Module, window: np.ndarray, n_steps: int, batch: in
                 nxt[:, 1:] = torch.as_tensor(factor_future[s, i : i + win.shape[0]], device=dev)
             win = torch.cat([win[:, 1:], nxt[:, None]], dim=1)
     return res
+
+
+def _cyclic_time_major(fm: FastGLER, window: np.ndarray, n_steps: int, batch: int,
+                       factor_future: np.ndarray | None, dev: torch.device) -> np.ndarray:
+    """:func:`cyclic_predict`'s loop for :class:`FastGLER`, on time-major batch-last windows (L, 4, pixel)."""
+    n = window.shape[0]
+    res = torch.zeros((n_steps, 4, n), dtype=torch.float32)
+    wall = torch.as_tensor(np.asarray(window, np.float32)).permute(1, 2, 0)  # (L, 4, pixel) view
+    ff = None if factor_future is None else torch.as_tensor(np.asarray(factor_future, np.float32))
+    for i in range(0, n, batch):
+        j = min(i + batch, n)
+        win = wall[:, :, i:j].to(dev).contiguous()
+        for s in range(n_steps):
+            nxt = fm.forward_tm(win)  # (4, b)
+            res[s, :, i:j] = nxt.cpu()
+            if ff is not None:
+                nxt = torch.cat([nxt[:1], ff[s, i:j].t().to(dev)])
+            win = torch.cat([win[1:], nxt[None]])
+    return res.permute(0, 2, 1).contiguous().numpy()
+
+
+@torch.inference_mode()
+def predict_windows(model: nn.Module, x: np.ndarray, batch: int | None = None, fast: bool = True) -> np.ndarray:
+    """Eval-mode outputs (sample, n_out) for windows ``x`` (sample, L, 4): through :class:`FastGLER` for
+    GLER-BiGRUnet (batches of 256 on CPU, see :func:`cyclic_predict`), else the module (batches of 16384)."""
+    from insarcloud.forecast.train import predict_batched
+
+    model.eval()
+    fm = fast_model(model) if fast else model
+    if fm is model:
+        return predict_batched(model, x)
+    dev = next(model.parameters()).device
+    batch = batch or (65536 if dev.type == "cuda" else 256)
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    out = [fm(xt[i : i + batch].to(dev)).cpu() for i in range(0, len(xt), batch)]
+    return torch.cat(out).numpy() if out else np.zeros((0, 4), np.float32)
 
 
 def _to_physical(model: nn.Module, scaled: np.ndarray, prepared: Prepared, level_before: np.ndarray
@@ -136,12 +181,11 @@ def one_step_test(model: nn.Module, prepared: Prepared, deformation: np.ndarray)
     plus the predicted increment (or the predicted level when not differenced).
     """
     from insarcloud.forecast.dataset import make_windows
-    from insarcloud.forecast.train import predict_batched
 
     n_model = prepared.series.shape[1]
     start = n_model - prepared.n_test
     x, _ = make_windows(prepared.series, prepared.window, start - prepared.window, n_model)
-    p = predict_batched(model, x)[:, 0].reshape(prepared.n_test, -1)
+    p = predict_windows(model, x)[:, 0].reshape(prepared.n_test, -1)
     inc = prepared.scaler.inverse(p, var=0)
     if not prepared.differenced:
         return inc
