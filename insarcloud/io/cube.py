@@ -274,21 +274,27 @@ def write_new_cube(ds: xr.Dataset, url: str, storage_options: dict[str, Any] | N
 
 
 def open_cube(url: str, storage_options: dict[str, Any] | None = None, *, group: str | None = None,
-              complete_only: bool = True, chunks: Any = None) -> xr.Dataset:
+              complete_only: bool = True, chunks: Any = None, dask: bool = True) -> xr.Dataset:
     """Open a frame cube (root) or one of its derived groups, lazily with Dask.
 
     The root is returned with only the pairs that ingest finished (``ingested == True``) unless
     ``complete_only`` is False. A derived group is returned only when its marker says complete.
+
+    ``dask=False`` opens it lazily without Dask (xarray's indexing of the Zarr arrays): for a reader of small
+    windows (a quality actor) that would otherwise build and keep a graph of every stored chunk of the frame
+    (it grew with the frame: tests/pipelines/test_flat_memory.py). Coherence is then as stored after CF
+    decoding (uint8-packed reads as float64): cast the blocks read, a whole-variable cast would load it.
     """
     try:
         ds = xr.open_zarr(
-            url, group=group, consolidated=False, decode_coords="all", chunks=chunks if chunks is not None else {},
+            url, group=group, consolidated=False, decode_coords="all",
+            chunks=None if not dask else (chunks if chunks is not None else {}),
             storage_options=storage_options_for(url, storage_options) if "://" in url else None,
         )
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
         where = f"group {group!r} of " if group else ""
         raise CubeError(f"cannot open {where}cube {url}: {exc}") from exc
-    if group is None and "coh" in ds and ds["coh"].dtype != np.float32:
+    if dask and group is None and "coh" in ds and ds["coh"].dtype != np.float32:
         # uint8-packed coherence (CF scale_factor 1/255) decodes to float64; the contract is float32.
         ds["coh"] = ds["coh"].astype(np.float32)
     if group is None and complete_only and "ingested" in ds:

@@ -198,12 +198,13 @@ class QualityWorker:
         from insarcloud import io
 
         if self._ds is None:
-            self._ds = io.open_cube(self.url, self.so)
+            # without Dask: each call reads its window; a Dask-backed dataset's graph spans the whole frame
+            self._ds = io.open_cube(self.url, self.so, dask=False)
             if "closure" in self.model.config.channels:
                 try:
                     if self.qc_group is None:
                         raise CubeError("no qc group")
-                    self._qc = io.open_cube(self.url, self.so, group=self.qc_group)
+                    self._qc = io.open_cube(self.url, self.so, group=self.qc_group, dask=False)
                 except CubeError:
                     log.warning("%s has no complete qc group: the closure channel is no data", self.url)
         return self._ds, self._qc
@@ -264,7 +265,7 @@ class QualityWorker:
         if self._prev is None:
             if self.prev_group is None:
                 raise CubeError(f"copy jobs for {self.url} but no previous quality group was given")
-            self._prev = io.open_cube(self.url, self.so, group=self.prev_group)
+            self._prev = io.open_cube(self.url, self.so, group=self.prev_group, dask=False)
         return self._read(self._prev, "quality", [j.source for j in group], ys, xs).astype(np.float32)
 
     def run_many(self, jobs: list[ChunkJob]) -> list[dict[str, Any]]:
