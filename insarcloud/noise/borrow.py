@@ -5,19 +5,23 @@ The full model search of :func:`.estimate.estimate_class` (the alpha profile, fo
 choice) runs on a regular sample of the classes; every other class takes the nearest sampled class's model
 (which components, alpha) and estimates only what is its own:
 
-* ``refit=True`` (the stage's choice, see docs/noise.md for the figures): ONE multivariate LS-VCE fit of the
-  component amplitudes on the class's own data with the donor's model and alpha fixed, warm-started from the
-  donor's components; Sigma (its Gaussian C0, d) is the class's own, re-fitted inside that fit as in every
-  LS-VCE fit of the stage. Velocity, eq. 12 precision and eq. 11 series std then come from that fit.
-* ``refit=False``: no LS-VCE at all: the donor's components (their ratios) define the temporal cofactor
-  ``Q``; the class only rescales them by its own mean a-posteriori variance factor, and each pixel gets its
-  GLS velocity and ``std_i = sqrt(e_i^T W e_i / (m - n) * (A^T Q^-1 A)^-1_vv)`` (its own variance factor).
-  C0 and d are the donor's.
+* ``fit="model"``: ONE multivariate LS-VCE fit of the component amplitudes on the class's own data with the
+  donor's model and alpha fixed, warm-started from the donor's components; Sigma (its Gaussian C0, d) is the
+  class's own, re-fitted inside that fit as in every LS-VCE fit of the stage. Velocity, eq. 12 precision and
+  eq. 11 series std then come from that fit.
+* ``fit="all"``: the same single fit with all three components (white + AR(1) + flicker, the donor's alpha;
+  non-negative, so an absent one goes to zero): the donor's model *choice*, a boundary test that flips from
+  class to class, is not imposed.
+* ``fit="scale"`` (the stage's default, see docs/noise.md for the figures): no LS-VCE at all: the donor's
+  components (their ratios) define the temporal cofactor ``Q``; the class only rescales them by its own mean
+  a-posteriori variance factor, and each pixel gets its GLS velocity and
+  ``std_i = sqrt(e_i^T W e_i / (m - n) * (A^T Q^-1 A)^-1_vv)`` (its own variance factor). C0 and d are the
+  donor's.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -25,6 +29,10 @@ from .cofactors import ar1_cofactor_dlogalpha, build_cofactors, design_matrix
 from .estimate import MODEL_NAMES, MODELS, SLOTS, ClassNoise, FlickerForm, _empty, screen
 from .lsvce import _normal_matrix, _weights, multivariate_lsvce
 from .spatial import SigmaModel, make_pair_bins, scale_variance
+
+#: How a class uses a borrowed model (see the module text).
+BorrowFit = Literal["scale", "model", "all"]
+BORROW_DEFAULT: BorrowFit = "scale"
 
 
 class Donor(NamedTuple):
@@ -61,24 +69,25 @@ def _components(model: str, flicker: FlickerForm) -> tuple[str, ...]:
 
 
 def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, donor: Donor, *,
-                 refit: bool = True, sigma_model: SigmaModel = "gaussian", flicker: FlickerForm = "flicker",
-                 functional: str = "seasonal", min_pixels: int = 3, max_iter: int = 50, tol: float = 1e-3,
-                 **_model_search: object) -> ClassNoise:
+                 fit: BorrowFit = BORROW_DEFAULT, sigma_model: SigmaModel = "gaussian",
+                 flicker: FlickerForm = "flicker", functional: str = "seasonal", min_pixels: int = 3,
+                 max_iter: int = 50, tol: float = 1e-3, **_model_search: object) -> ClassNoise:
     """Noise of one class with the donor's model fixed (see the module text).
 
     Parameters
     ----------
     Y : (date, r) float  LOS displacement (mm); NaN = missing
-    days : (date,) float64 ;  coords_m : (r, 2) float64 m (needed for the Gaussian Sigma with ``refit``)
+    days : (date,) float64 ;  coords_m : (r, 2) float64 m (needed for the Gaussian Sigma with a fit)
     donor : Donor  the model to use (its ``model`` must not be "none")
-    refit : bool  one LS-VCE fit of the amplitudes (True) or the donor's components rescaled (False)
+    fit : "scale", "model" or "all"  the donor's components rescaled, or one LS-VCE fit of the amplitudes of
+        the donor's model or of all three components (see the module text)
     sigma_model, flicker, functional, min_pixels, max_iter, tol : as :func:`.estimate.estimate_class`
     _model_search : the model-search options of ``estimate_class`` (alphas, models, selection, ...): unused
 
     Returns
     -------
     ClassNoise  ``model``/``alpha``/``alpha_std`` are the donor's; ``loglik``/``reml`` are set for that model
-    only (refit) or NaN; ``lrt_p`` NaN (no test ran)
+    only (a fit) or NaN; ``lrt_p`` NaN (no test ran)
     """
     Y = np.asarray(Y, dtype=np.float64)
     m_all, r = Y.shape
@@ -90,16 +99,17 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
     dof = m - A.shape[1]
     if rv < min_pixels or dof < 3:
         return _empty(r, m, rv)
-    names = MODELS[donor.model]
+    model = "white+ar1+flicker" if fit == "all" and np.isfinite(donor.alpha) else donor.model
+    names = MODELS[model]
     has_ar = "ar1" in names
     alpha = float(donor.alpha)
-    cs = build_cofactors(d_v, _components(donor.model, flicker), alpha=alpha if has_ar else None)
+    cs = build_cofactors(d_v, _components(model, flicker), alpha=alpha if has_ar else None)
     slot = [SLOTS.index(c) for c in names]
     s_d = np.nan_to_num(np.asarray(donor.sigma, np.float64)[slot])
     s0 = np.maximum(s_d, 1e-3 * max(float(np.max(s_d)), 1e-12))  # estimate_class's warm-start floor
     ll = np.full(len(MODEL_NAMES), np.nan)
     rl = np.full(len(MODEL_NAMES), np.nan)
-    if refit:
+    if fit != "scale":
         if sigma_model == "full" and rv >= dof:
             sigma_model = "gaussian"
         cv = None if coords_m is None else np.asarray(coords_m, dtype=np.float64)[pix]
@@ -123,7 +133,7 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
         gfit = f.sigma_factor.fit
         c0, dist = (gfit.c0, gfit.d) if gfit is not None else (np.nan, np.nan)
         X, qx_vv = f.X, f.Qx[1, 1]
-        ll[MODEL_NAMES.index(donor.model)], rl[MODEL_NAMES.index(donor.model)] = f.loglik, f.reml
+        ll[MODEL_NAMES.index(model)], rl[MODEL_NAMES.index(model)] = f.loglik, f.reml
         n_iter, converged = f.n_iter, f.converged
     else:
         w = _weights(A, np.tensordot(s_d, cs.Q, axes=1))
@@ -154,7 +164,7 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
     # eq. 11 from Sigma's diagonal (what .spatial.correlations computes of it, without the r x r correlations)
     sstd_px[pix] = np.sqrt(np.clip(diag_s, 0, None)) * np.sqrt(qbar)
     sstd_std[pix] = sstd_px[pix] / np.sqrt(2.0 * dof)
-    return ClassNoise(donor.model, ll, rl, sig, sstd, negs, alpha if has_ar else float(donor.alpha),
+    return ClassNoise(model, ll, rl, sig, sstd, negs, alpha if has_ar else float(donor.alpha),
                       float(donor.alpha_std) if has_ar else np.nan, np.full(3, np.nan), float(c0), float(c0 * qbar),
                       float(dist), int(n_iter), bool(converged), rv, m, pix, vel, vstd, vwhite, sstd_px, sstd_std,
                       None)

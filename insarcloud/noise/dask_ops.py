@@ -19,7 +19,7 @@ import xarray as xr
 from insarcloud.errors import CubeError
 from insarcloud.io import open_cube, write_stage_output
 
-from .borrow import Donor, borrow_class, donor_of
+from .borrow import BORROW_DEFAULT, BorrowFit, Donor, borrow_class, donor_of
 from .classes import ClassKind, segment_velocity, tile_side
 from .cofactors import epochs_to_days
 from .estimate import MODEL_NAMES, SLOTS, estimate_class
@@ -82,7 +82,7 @@ def _where(block: np.ndarray, vel: np.ndarray, lat: np.ndarray, lon: np.ndarray,
 
 
 def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                classes: ClassKind, class_size: int, opts: dict, stride: int = 1, refit: bool = True,
+                classes: ClassKind, class_size: int, opts: dict, stride: int = 1, fit: BorrowFit = BORROW_DEFAULT,
                 sampled_only: bool = False, block_info: dict | None = None) -> np.ndarray:
     """One Dask block: estimate every class inside it.
 
@@ -93,7 +93,7 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
     stride : int  ``model_stride``. Tiles: with ``sampled_only`` a block off the :func:`sampled` lattice
         returns NaN (its class is done by :func:`borrow_block`). Segments: the segments of the block whose
         label is a multiple of stride^2 run the full model search, every other segment borrows the model of
-        the nearest of them by centroid (:func:`.borrow.borrow_class` with ``refit``)
+        the nearest of them by centroid (:func:`.borrow.borrow_class` with ``fit``)
 
     Returns
     -------
@@ -124,7 +124,7 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
         if donors:
             dist = [float(np.sum((xy[idx].mean(axis=0) - cen) ** 2)) for cen, _ in donors]
             dn = donors[int(np.argmin(dist))][1]
-            c = borrow_class(Y[:, idx], days, xy[idx], dn, refit=refit, **opts)
+            c = borrow_class(Y[:, idx], days, xy[idx], dn, fit=fit, **opts)
             _put(out, idx, nx, c, base + k, dn.class_id)
         else:
             _put(out, idx, nx, estimate_class(Y[:, idx], days, xy[idx], **opts), base + k, base + k)
@@ -132,7 +132,7 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
 
 
 def borrow_block(block: np.ndarray, vel: np.ndarray, first: np.ndarray, rec: np.ndarray, *, days: np.ndarray,
-                 lat: np.ndarray, lon: np.ndarray, opts: dict, stride: int, refit: bool,
+                 lat: np.ndarray, lon: np.ndarray, opts: dict, stride: int, fit: BorrowFit,
                  block_info: dict | None = None) -> np.ndarray:
     """One Dask block of the tiles mode with ``model_stride`` > 1: a sampled block returns its full estimate
     (``first``, from :func:`noise_block` with ``sampled_only``), any other block borrows the model of the
@@ -157,12 +157,13 @@ def borrow_block(block: np.ndarray, vel: np.ndarray, first: np.ndarray, rec: np.
     dn = Donor(MODEL_NAMES[int(g["model"])], np.array([g["sigma_white"], g["sigma_ar1"], g["sigma_flicker"]]),
                np.array([g["sigma_white_std"], g["sigma_ar1_std"], g["sigma_flicker_std"]]), float(g["alpha"]),
                float(g["alpha_std"]), float(g["c0"]), float(g["d"]), int(g["n_valid"]), int(g["class_id"]))
-    _put(out, idx, nx, borrow_class(Y, days, xy, dn, refit=refit, **opts), cid, dn.class_id)
+    _put(out, idx, nx, borrow_class(Y, days, xy, dn, fit=fit, **opts), cid, dn.class_id)
     return out
 
 
 def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: int = 1000,
-                  opts: dict | None = None, model_stride: int = 1, refit: bool = True) -> xr.Dataset:
+                  opts: dict | None = None, model_stride: int = 1,
+                  borrow: BorrowFit = BORROW_DEFAULT) -> xr.Dataset:
     """Lazy ``noise`` dataset of a ts group (Dask-backed; nothing is computed here).
 
     Parameters
@@ -173,7 +174,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     model_stride : int  the full model search on every stride-th class along each axis of the tile grid
         (:func:`sampled`; segments: every stride^2-th segment of a block), the other classes borrow the
         nearest one's model (``NoiseParams.model_stride``, docs/noise.md); 1 = every class
-    refit : bool  a borrowing class re-fits its amplitudes by one LS-VCE fit (:func:`.borrow.borrow_class`)
+    borrow : what a borrowing class estimates itself (:func:`.borrow.borrow_class`'s ``fit``)
     """
     if model_stride < 1:
         raise CubeError(f"model_stride must be >= 1, got {model_stride}")
@@ -200,11 +201,12 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         first = da.map_blocks(noise_block, d, v, classes=classes, class_size=class_size, stride=model_stride,
                               sampled_only=True, **kw)
         rec = first[[FIELDS.index(n) for n in REC_FIELDS]][:, ::side, ::side].rechunk(-1)
-        out = da.map_blocks(borrow_block, d, v, first, rec.to_delayed().ravel()[0], stride=model_stride,
-                            refit=refit, **kw)
+        # optimize_graph=False: an optimised Delayed would fuse (and so recompute) the sampled blocks' estimates
+        table = rec.to_delayed(optimize_graph=False).ravel()[0]
+        out = da.map_blocks(borrow_block, d, v, first, table, stride=model_stride, fit=borrow, **kw)
     else:
         out = da.map_blocks(noise_block, d, v, classes=classes, class_size=class_size, stride=model_stride,
-                            refit=refit, **kw)
+                            fit=borrow, **kw)
     coords = {"y": ts["y"], "x": ts["x"]}
     if "spatial_ref" in ts.coords:
         coords["spatial_ref"] = ts["spatial_ref"]
@@ -283,7 +285,9 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         "model_sampling": ("full noise-model search on every model_stride-th class along each axis of the tile grid "
                            "(segments: every model_stride^2-th segment of a block); the other classes use the "
                            "nearest such class's model (which components, alpha) with their own amplitudes "
-                           + ("re-fitted by one LS-VCE fit" if refit else "rescaled by their variance factor")
+                           + {"scale": "rescaled by their own variance factor",
+                              "model": "re-fitted by one LS-VCE fit of that model",
+                              "all": "re-fitted by one LS-VCE fit of all three components"}[borrow]
                            + "; see model_source") if model_stride > 1 else "full noise-model search on every class",
         "los_sign_convention": ts.attrs.get("los_sign_convention", "LOS positive toward the satellite"),
         "cofactor_lag_unit": "day", "functional_model": "y0 + v t + annual + semi-annual (eq. 13), t in years",

@@ -91,6 +91,25 @@ def test_borrowed_classes_against_the_truth(sim, runs) -> None:
     assert np.nanpercentile(np.abs(d), 95) < 0.3
 
 
+def test_each_class_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampled classes' full search runs once (not again for the donor table), the others borrow."""
+    from insarcloud.noise import dask_ops
+
+    sim = simulate_tiles(np.random.default_rng(5), (4, 4), 6, regular_days(30), TRUTH, alpha=ALPHA)
+    calls = {"estimate_class": 0, "borrow_class": 0}
+    for name in calls:
+        fn = getattr(dask_ops, name)
+
+        def counted(*a, _fn=fn, _name=name, **kw):
+            calls[_name] += 1
+            return _fn(*a, **kw)
+
+        monkeypatch.setattr(dask_ops, name, counted)
+    noise_dataset(sim.ts, class_size=36, model_stride=2, opts={"alpha_method": "wtest"}).compute(
+        scheduler="synchronous")
+    assert calls == {"estimate_class": 4, "borrow_class": 12}
+
+
 def test_refit_recovers_own_amplitudes_from_a_wrong_donor() -> None:
     """A donor of the same family but twice the amplitudes: the re-fit finds the class's own."""
     rng = np.random.default_rng(11)
@@ -99,7 +118,7 @@ def test_refit_recovers_own_amplitudes_from_a_wrong_donor() -> None:
     donor_sim = simulate_class(rng, days, xy, {"white": 4.0, "ar1": 8.0}, alpha=ALPHA, d_m=300.0)
     own = simulate_class(rng, days, xy, {"white": 2.0, "ar1": 4.0}, alpha=ALPHA, d_m=300.0)
     dn = donor_of(estimate_class(donor_sim.Y, days, xy, models=("white+ar1",)), 7)
-    c = borrow_class(own.Y, days, xy, dn)
+    c = borrow_class(own.Y, days, xy, dn, fit="model")
     assert c.model == "white+ar1" and c.alpha == dn.alpha and c.n_iter >= 2 and c.converged
     np.testing.assert_allclose(c.sigma[:2], [2.0, 4.0], rtol=0.3)
     assert np.all(np.abs(c.sigma[:2] - [2.0, 4.0]) < 3 * c.sigma_std[:2])
@@ -110,7 +129,7 @@ def test_refit_recovers_own_amplitudes_from_a_wrong_donor() -> None:
     true = np.sqrt(np.diag(own.Sigma) * np.linalg.inv(A.T @ np.linalg.solve(own.Q, A))[1, 1])
     assert 0.85 < np.median(c.velocity_std / true) < 1.2
     # no re-fit: the donor's ratio, the class's own scale
-    c2 = borrow_class(own.Y, days, xy, dn, refit=False)
+    c2 = borrow_class(own.Y, days, xy, dn, fit="scale")
     np.testing.assert_allclose(c2.sigma[0] / c2.sigma[1], dn.sigma[0] / dn.sigma[1])
     assert c2.n_iter == 0 and np.isnan(c2.reml).all()
 
