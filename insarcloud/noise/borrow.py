@@ -12,7 +12,11 @@ choice) runs on a regular sample of the classes; every other class takes the nea
 * ``fit="all"``: the same single fit with all three components (white + AR(1) + flicker, the donor's alpha;
   non-negative, so an absent one goes to zero): the donor's model *choice*, a boundary test that flips from
   class to class, is not imposed.
-* ``fit="scale"`` (the stage's default, see docs/noise.md for the figures): no LS-VCE at all: the donor's
+* ``fit="subset"`` (the stage's default, see docs/noise.md for the figures): that fit of all three
+  components on ``profile_pixels`` (200) pixels spread over the class (as the alpha profile of
+  :func:`.estimate.estimate_class` does), then the per-pixel GLS of ``"scale"`` with those components: the
+  class's own component ratios at ~1/5 of the whole-class fit's cost.
+* ``fit="scale"``: no LS-VCE at all: the donor's
   components (their ratios) define the temporal cofactor ``Q``; the class only rescales them by its own mean
   a-posteriori variance factor, and each pixel gets its GLS velocity and
   ``std_i = sqrt(e_i^T W e_i / (m - n) * (A^T Q^-1 A)^-1_vv)`` (its own variance factor). C0 and d are the
@@ -31,8 +35,8 @@ from .lsvce import _normal_matrix, _weights, multivariate_lsvce
 from .spatial import SigmaModel, make_pair_bins, scale_variance
 
 #: How a class uses a borrowed model (see the module text).
-BorrowFit = Literal["scale", "model", "all"]
-BORROW_DEFAULT: BorrowFit = "scale"
+BorrowFit = Literal["scale", "model", "all", "subset"]
+BORROW_DEFAULT: BorrowFit = "subset"
 
 
 class Donor(NamedTuple):
@@ -71,7 +75,8 @@ def _components(model: str, flicker: FlickerForm) -> tuple[str, ...]:
 def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, donor: Donor, *,
                  fit: BorrowFit = BORROW_DEFAULT, sigma_model: SigmaModel = "gaussian",
                  flicker: FlickerForm = "flicker", functional: str = "seasonal", min_pixels: int = 3,
-                 max_iter: int = 50, tol: float = 1e-3, **_model_search: object) -> ClassNoise:
+                 max_iter: int = 50, tol: float = 1e-3, profile_pixels: int = 200,
+                 **_model_search: object) -> ClassNoise:
     """Noise of one class with the donor's model fixed (see the module text).
 
     Parameters
@@ -99,7 +104,7 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
     dof = m - A.shape[1]
     if rv < min_pixels or dof < 3:
         return _empty(r, m, rv)
-    model = "white+ar1+flicker" if fit == "all" and np.isfinite(donor.alpha) else donor.model
+    model = "white+ar1+flicker" if fit in ("all", "subset") and np.isfinite(donor.alpha) else donor.model
     names = MODELS[model]
     has_ar = "ar1" in names
     alpha = float(donor.alpha)
@@ -109,7 +114,17 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
     s0 = np.maximum(s_d, 1e-3 * max(float(np.max(s_d)), 1e-12))  # estimate_class's warm-start floor
     ll = np.full(len(MODEL_NAMES), np.nan)
     rl = np.full(len(MODEL_NAMES), np.nan)
-    if fit != "scale":
+    if fit == "subset":
+        # the class's own amplitudes from a spread pixel subset, then the whole class's GLS as "scale" does
+        sel = np.linspace(0, rv - 1, min(rv, profile_pixels)).round().astype(int)
+        cv = None if coords_m is None else np.asarray(coords_m, dtype=np.float64)[pix][sel]
+        sm = "gaussian" if sigma_model == "full" and sel.size >= dof else sigma_model
+        f = multivariate_lsvce(Yv[:, sel], A, cs.Q, names, sigma_model=sm, coords_m=cv,
+                               bins=make_pair_bins(cv) if sm == "gaussian" else None, sigma0=s0, max_iter=max_iter,
+                               tol=tol)
+        if np.all(np.isfinite(f.sigma)) and np.any(f.sigma > 0):
+            s_d = f.sigma
+    if fit not in ("scale", "subset"):
         if sigma_model == "full" and rv >= dof:
             sigma_model = "gaussian"
         cv = None if coords_m is None else np.asarray(coords_m, dtype=np.float64)[pix]
@@ -142,11 +157,15 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
         c = float(np.mean(raw))
         sigma, neg = s_d * c, s_d <= 0
         sstd_c = np.nan_to_num(np.asarray(donor.sigma_std, np.float64)[slot]) * c
+        if fit == "subset":  # the subset fit's own precision (N^-1 of its pixels) and Gaussian Sigma
+            sstd_c = f.sigma_std * c
+            if f.sigma_factor.fit is not None:
+                donor = donor._replace(c0=f.sigma_factor.fit.c0, d=f.sigma_factor.fit.d)
         diag_s = raw / c  # Sigma's diagonal at unit mean, as the fit normalises it
         qbar = float(np.mean(np.diag(np.tensordot(sigma, cs.Q, axes=1))))
         c0, dist = donor.c0, donor.d
         X, qx_vv = w.Qx @ (w.QiA.T @ Yv), w.Qx[1, 1] * c
-        n_iter, converged = 0, True
+        n_iter, converged = (f.n_iter, f.converged) if fit == "subset" else (0, True)
     sig = np.full(3, np.nan)
     sstd = np.full(3, np.nan)
     negs = np.zeros(3, bool)

@@ -287,7 +287,9 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
                            "nearest such class's model (which components, alpha) with their own amplitudes "
                            + {"scale": "rescaled by their own variance factor",
                               "model": "re-fitted by one LS-VCE fit of that model",
-                              "all": "re-fitted by one LS-VCE fit of all three components"}[borrow]
+                              "all": "re-fitted by one LS-VCE fit of all three components",
+                              "subset": "re-fitted by one LS-VCE fit of all three components on a 200-pixel subset, "
+                                        "then rescaled by their own variance factor"}[borrow]
                            + "; see model_source") if model_stride > 1 else "full noise-model search on every class",
         "los_sign_convention": ts.attrs.get("los_sign_convention", "LOS positive toward the satellite"),
         "cofactor_lag_unit": "day", "functional_model": "y0 + v t + annual + semi-annual (eq. 13), t in years",

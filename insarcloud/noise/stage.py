@@ -41,13 +41,14 @@ class NoiseParams(ParamsModel):
         "Test level of selection lrt (the chance of keeping an absent component)."))
     functional: NoiseFunctional = Field("seasonal", description="Functional model: seasonal (eq. 13) or linear "
                                         "(offset + rate).")
-    model_stride: int = Field(1, ge=1, le=1000, description=(
+    model_stride: int = Field(6, ge=1, le=1000, description=(
         "Noise model on a sample of classes: the full model search (model choice, alpha, components, Sigma) runs "
         "on every model_stride-th class along each axis of the tile grid (segments: every model_stride^2-th "
-        "segment of a processing block) and every other class takes the nearest sampled class's model and "
-        "re-fits only its own amplitudes, velocities and precisions (one LS-VCE fit); 1 = every class. Why: the "
-        "LS-VCE already assumes one temporal model for ~1,000 pixels and it varies slowly in space, while the "
-        "search is most of the stage's CPU (docs/noise.md)"))
+        "segment of a processing block); every other class takes the nearest sampled class's alpha, fits its own "
+        "white, AR(1) and flicker amplitudes (one LS-VCE fit on 200 of its pixels) and its own per-pixel GLS "
+        "velocities and precisions; 1 = every class. Why: the multivariate LS-VCE already assumes one temporal "
+        "model for ~1,000 pixels and the model varies slowly in space, while the search is nearly all of the stage's "
+        "CPU; 6 = the smallest stride within issue 20's 0.3 core-hours per frame (docs/noise.md)"))
 
 
 Params = NoiseParams

