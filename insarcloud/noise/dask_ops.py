@@ -67,7 +67,7 @@ def _put(out: np.ndarray, idx: np.ndarray, nx: int, c: Any, cid: int, src: int) 
     out[len(PIXEL_FIELDS):, iy, ix] = np.asarray(_class_values(c))[:, None]
 
 
-def _where(block: np.ndarray, vel: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+def _where(block: np.ndarray, lat: np.ndarray, lon: np.ndarray,
            block_info: dict | None) -> tuple[np.ndarray, np.ndarray, int, int, int, int]:
     """The block's pixels (date, r), their local coordinates (m), its block indices and its block grid."""
     m, ny, nx = block.shape
@@ -101,7 +101,7 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
     """
     m, ny, nx = block.shape
     out = np.full((len(FIELDS), ny, nx), np.nan)
-    Y, xy, by, bx, nby, nbx = _where(block, vel, lat, lon, block_info)
+    Y, xy, by, bx, nby, nbx = _where(block, lat, lon, block_info)
     if sampled_only and not (sampled(nby, stride)[by] and sampled(nbx, stride)[bx]):
         return out
     if classes == "tiles":
@@ -141,7 +141,7 @@ def borrow_block(block: np.ndarray, vel: np.ndarray, first: np.ndarray, rec: np.
     class with no sampled class to borrow from runs the full search itself.
     """
     m, ny, nx = block.shape
-    Y, xy, by, bx, nby, nbx = _where(block, vel, lat, lon, block_info)
+    Y, xy, by, bx, nby, nbx = _where(block, lat, lon, block_info)
     if sampled(nby, stride)[by] and sampled(nbx, stride)[bx]:
         return first
     out = np.full((len(FIELDS), ny, nx), np.nan)
