@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 #: NoiseParams field -> CLI flag
 FLAGS = {"class_size": "--class-size", "classes": "--classes", "sigma_model": "--sigma-model",
          "flicker": "--flicker", "alpha_method": "--alpha-method", "selection": "--selection", "level": "--level",
-         "functional": "--functional"}
+         "functional": "--functional", "model_stride": "--model-stride"}
 
 
 def noise_opts(p: NoiseParams) -> dict[str, Any]:
@@ -54,6 +54,6 @@ def run_noise(args: argparse.Namespace) -> int:
                   "or pass --ts with one of the cube's ts_* groups")
     with dask_client(args.scheduler, n_workers=args.workers):
         group, skipped = noise_cube(args.cube_url, ts_group=args.ts, group=args.group, classes=params.classes,
-                                    class_size=params.class_size, opts=opts)
+                                    class_size=params.class_size, opts=opts, model_stride=params.model_stride)
     print(json.dumps({"group": group, "skipped": skipped}))
     return 0

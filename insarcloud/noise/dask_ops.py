@@ -19,6 +19,7 @@ import xarray as xr
 from insarcloud.errors import CubeError
 from insarcloud.io import open_cube, write_stage_output
 
+from .borrow import BORROW_DEFAULT, BorrowFit, Donor, borrow_class, donor_of
 from .classes import ClassKind, segment_velocity, tile_side
 from .cofactors import epochs_to_days
 from .estimate import MODEL_NAMES, SLOTS, estimate_class
@@ -26,7 +27,8 @@ from .spatial import lonlat_to_local_m
 
 log = logging.getLogger(__name__)
 
-PIXEL_FIELDS = ("velocity", "velocity_std", "velocity_std_white", "series_std", "series_std_std", "class_id")
+PIXEL_FIELDS = ("velocity", "velocity_std", "velocity_std_white", "series_std", "series_std_std", "class_id",
+                "model_source")
 CLASS_FIELDS = (("model", "sigma_white", "sigma_ar1", "sigma_flicker", "sigma_white_std", "sigma_ar1_std",
                  "sigma_flicker_std", "negative_white", "negative_ar1", "negative_flicker", "alpha", "alpha_std",
                  "lrt_p_white", "lrt_p_ar1", "lrt_p_flicker", "c0", "c0_mm2", "d", "n_iter", "converged", "n_valid",
@@ -35,6 +37,9 @@ CLASS_FIELDS = (("model", "sigma_white", "sigma_ar1", "sigma_flicker", "sigma_wh
                 + tuple(f"reml_{k}" for k in range(len(MODEL_NAMES))))
 FIELDS = PIXEL_FIELDS + CLASS_FIELDS
 MODEL_CODES = {name: i for i, name in enumerate(MODEL_NAMES)}  # -1 = "none"
+#: What a class lends of its model (:class:`.borrow.Donor`), read from the class fields of the sampled classes
+REC_FIELDS = ("class_id", "model", "sigma_white", "sigma_ar1", "sigma_flicker", "sigma_white_std", "sigma_ar1_std",
+              "sigma_flicker_std", "alpha", "alpha_std", "c0", "d", "n_valid")
 
 
 def _class_values(c: Any) -> list[float]:
@@ -44,14 +49,51 @@ def _class_values(c: Any) -> list[float]:
             + list(c.loglik) + list(c.reml))
 
 
+def sampled(n: int, stride: int) -> np.ndarray:
+    """Which of n classes along one axis of the tile grid run the full model search: every ``stride``-th,
+    starting at ``stride // 2`` so that every other class is at most ``stride // 2`` classes from one (the
+    middle one when n is too small for that)."""
+    i = np.arange(n)
+    off = min(stride // 2, (n - 1) // 2)
+    return (i >= off) & ((i - off) % stride == 0)
+
+
+def _put(out: np.ndarray, idx: np.ndarray, nx: int, c: Any, cid: int, src: int) -> None:
+    iy, ix = np.divmod(idx, nx)
+    for j, arr in enumerate((c.velocity, c.velocity_std, c.velocity_std_white, c.series_std, c.series_std_std)):
+        out[j, iy, ix] = arr
+    out[5, iy, ix] = cid
+    out[6, iy, ix] = src
+    out[len(PIXEL_FIELDS):, iy, ix] = np.asarray(_class_values(c))[:, None]
+
+
+def _where(block: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+           block_info: dict | None) -> tuple[np.ndarray, np.ndarray, int, int, int, int]:
+    """The block's pixels (date, r), their local coordinates (m), its block indices and its block grid."""
+    m, ny, nx = block.shape
+    if block_info is not None:
+        (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
+        by, bx = block_info[0]["chunk-location"][1:]
+        nby, nbx = block_info[0]["num-chunks"][1:]
+    else:
+        y0, y1, x0, x1, by, bx, nby, nbx = 0, ny, 0, nx, 0, 0, 1, 1
+    la, lo = np.meshgrid(lat[y0:y1], lon[x0:x1], indexing="ij")
+    return block.reshape(m, -1).astype(np.float64), lonlat_to_local_m(lo.ravel(), la.ravel()), by, bx, nby, nbx
+
+
 def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                classes: ClassKind, class_size: int, opts: dict, block_info: dict | None = None) -> np.ndarray:
+                classes: ClassKind, class_size: int, opts: dict, stride: int = 1, fit: BorrowFit = BORROW_DEFAULT,
+                sampled_only: bool = False, block_info: dict | None = None) -> np.ndarray:
     """One Dask block: estimate every class inside it.
 
     Parameters
     ----------
     block : (date, y, x) float32 mm ;  vel : (1, y, x) float32 mm/yr (for segments)
     days : (date,) float64 ; lat : (Y,) ; lon : (X,)  the full coordinate vectors (degrees)
+    stride : int  ``model_stride``. Tiles: with ``sampled_only`` a block off the :func:`sampled` lattice
+        returns NaN (its class is done by :func:`borrow_block`). Segments: the segments of the block whose
+        label is a multiple of stride^2 run the full model search, every other segment borrows the model of
+        the nearest of them by centroid (:func:`.borrow.borrow_class` with ``fit``)
 
     Returns
     -------
@@ -59,35 +101,69 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
     """
     m, ny, nx = block.shape
     out = np.full((len(FIELDS), ny, nx), np.nan)
-    if block_info is not None:
-        (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
-        by, bx = block_info[0]["chunk-location"][1:]
-        nbx = block_info[0]["num-chunks"][2]
-    else:
-        y0, y1, x0, x1, by, bx, nbx = 0, ny, 0, nx, 0, 0, 1
-    la, lo = np.meshgrid(lat[y0:y1], lon[x0:x1], indexing="ij")
-    xy = lonlat_to_local_m(lo.ravel(), la.ravel())
-    Y = block.reshape(m, -1).astype(np.float64)
+    Y, xy, by, bx, nby, nbx = _where(block, lat, lon, block_info)
+    if sampled_only and not (sampled(nby, stride)[by] and sampled(nbx, stride)[bx]):
+        return out
     if classes == "tiles":
         labels = np.zeros(ny * nx, np.int64)
     else:
         labels = segment_velocity(vel[0], class_size).ravel()
     base = (by * nbx + bx) * 65536
-    for k in np.unique(labels[labels >= 0]):
+    ks = np.unique(labels[labels >= 0])
+    every = stride * stride if classes == "segments" else 1
+    donors: list[tuple[np.ndarray, Any]] = []
+    for k in ks[ks % every == 0]:
         idx = np.flatnonzero(labels == k)
         c = estimate_class(Y[:, idx], days, xy[idx], **opts)
-        iy, ix = np.divmod(idx, nx)
-        for j, arr in enumerate((c.velocity, c.velocity_std, c.velocity_std_white, c.series_std,
-                                 c.series_std_std)):
-            out[j, iy, ix] = arr
-        out[5, iy, ix] = base + k
-        out[len(PIXEL_FIELDS):, iy, ix] = np.asarray(_class_values(c))[:, None]
+        _put(out, idx, nx, c, base + k, base + k)
+        if c.model != "none":
+            donors.append((xy[idx].mean(axis=0), donor_of(c, base + k)))
         log.debug("class %d: %s, %d/%d pixels", base + k, c.model, c.n_valid, idx.size)
+    for k in ks[ks % every != 0]:
+        idx = np.flatnonzero(labels == k)
+        if donors:
+            dist = [float(np.sum((xy[idx].mean(axis=0) - cen) ** 2)) for cen, _ in donors]
+            dn = donors[int(np.argmin(dist))][1]
+            c = borrow_class(Y[:, idx], days, xy[idx], dn, fit=fit, **opts)
+            _put(out, idx, nx, c, base + k, dn.class_id)
+        else:
+            _put(out, idx, nx, estimate_class(Y[:, idx], days, xy[idx], **opts), base + k, base + k)
+    return out
+
+
+def borrow_block(block: np.ndarray, vel: np.ndarray, first: np.ndarray, rec: np.ndarray, *, days: np.ndarray,
+                 lat: np.ndarray, lon: np.ndarray, opts: dict, stride: int, fit: BorrowFit,
+                 block_info: dict | None = None) -> np.ndarray:
+    """One Dask block of the tiles mode with ``model_stride`` > 1: a sampled block returns its full estimate
+    (``first``, from :func:`noise_block` with ``sampled_only``), any other block borrows the model of the
+    nearest sampled class that has one (``rec``: :data:`REC_FIELDS` x block rows x block columns, NaN off the
+    lattice) and estimates its own amplitudes, velocities and precisions (:func:`.borrow.borrow_class`); a
+    class with no sampled class to borrow from runs the full search itself.
+    """
+    m, ny, nx = block.shape
+    Y, xy, by, bx, nby, nbx = _where(block, lat, lon, block_info)
+    if sampled(nby, stride)[by] and sampled(nbx, stride)[bx]:
+        return first
+    out = np.full((len(FIELDS), ny, nx), np.nan)
+    idx = np.arange(ny * nx)
+    cid = (by * nbx + bx) * 65536
+    f = {name: rec[i] for i, name in enumerate(REC_FIELDS)}
+    ok = np.argwhere(f["model"] >= 0)  # NaN (off the lattice) compares False
+    if ok.size == 0:
+        _put(out, idx, nx, estimate_class(Y, days, xy, **opts), cid, cid)
+        return out
+    dy, dx = ok[int(np.argmin((ok[:, 0] - by) ** 2 + (ok[:, 1] - bx) ** 2))]
+    g = {k: v[dy, dx] for k, v in f.items()}
+    dn = Donor(MODEL_NAMES[int(g["model"])], np.array([g["sigma_white"], g["sigma_ar1"], g["sigma_flicker"]]),
+               np.array([g["sigma_white_std"], g["sigma_ar1_std"], g["sigma_flicker_std"]]), float(g["alpha"]),
+               float(g["alpha_std"]), float(g["c0"]), float(g["d"]), int(g["n_valid"]), int(g["class_id"]))
+    _put(out, idx, nx, borrow_class(Y, days, xy, dn, fit=fit, **opts), cid, dn.class_id)
     return out
 
 
 def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: int = 1000,
-                  opts: dict | None = None) -> xr.Dataset:
+                  opts: dict | None = None, model_stride: int = 1,
+                  borrow: BorrowFit = BORROW_DEFAULT) -> xr.Dataset:
     """Lazy ``noise`` dataset of a ts group (Dask-backed; nothing is computed here).
 
     Parameters
@@ -95,7 +171,13 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     ts : xarray.Dataset  a ``ts_<weights>`` group: ``displacement`` (date, y, x) mm, ``velocity`` (y, x)
     classes : "tiles" or "segments" ; class_size : int  pixels per class
     opts : dict  keyword arguments of :func:`insarcloud.noise.estimate.estimate_class`
+    model_stride : int  the full model search on every stride-th class along each axis of the tile grid
+        (:func:`sampled`; segments: every stride^2-th segment of a block), the other classes borrow the
+        nearest one's model (``NoiseParams.model_stride``, docs/noise.md); 1 = every class
+    borrow : what a borrowing class estimates itself (:func:`.borrow.borrow_class`'s ``fit``)
     """
+    if model_stride < 1:
+        raise CubeError(f"model_stride must be >= 1, got {model_stride}")
     if "displacement" not in ts:
         raise CubeError(f"ts group has no 'displacement' variable (has {sorted(ts.data_vars)})")
     disp = ts["displacement"].transpose("date", "y", "x")
@@ -110,9 +192,21 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         v = da.full((1,) + d.shape[1:], np.nan, chunks=((1,),) + d.chunks[1:])
     lat = np.asarray(ts["y"].values, dtype=np.float64)
     lon = np.asarray(ts["x"].values, dtype=np.float64)
-    out = da.map_blocks(noise_block, d, v, days=days, lat=lat, lon=lon, classes=classes, class_size=class_size,
-                        opts=dict(opts or {}), chunks=((len(FIELDS),),) + d.chunks[1:], dtype=np.float64,
-                        meta=np.empty((0, 0, 0), np.float64))
+    kw = dict(days=days, lat=lat, lon=lon, opts=dict(opts or {}), chunks=((len(FIELDS),),) + d.chunks[1:],
+              dtype=np.float64, meta=np.empty((0, 0, 0), np.float64))
+    if classes == "tiles" and model_stride > 1:
+        # pass 1: the full search on the sampled lattice (other blocks: NaN); pass 2: every other block borrows
+        # from the nearest sampled class, whose model fields (a small table, one row per tile) every pass-2
+        # task receives whole (a Delayed: pass 2 starts once pass 1 is done)
+        first = da.map_blocks(noise_block, d, v, classes=classes, class_size=class_size, stride=model_stride,
+                              sampled_only=True, **kw)
+        rec = first[[FIELDS.index(n) for n in REC_FIELDS]][:, ::side, ::side].rechunk(-1)
+        # optimize_graph=False: an optimised Delayed would fuse (and so recompute) the sampled blocks' estimates
+        table = rec.to_delayed(optimize_graph=False).ravel()[0]
+        out = da.map_blocks(borrow_block, d, v, first, table, stride=model_stride, fit=borrow, **kw)
+    else:
+        out = da.map_blocks(noise_block, d, v, classes=classes, class_size=class_size, stride=model_stride,
+                            fit=borrow, **kw)
     coords = {"y": ts["y"], "x": ts["x"]}
     if "spatial_ref" in ts.coords:
         coords["spatial_ref"] = ts["spatial_ref"]
@@ -133,6 +227,9 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         "series_std": "per-series noise std sqrt(Sigma_ii mean(diag Q)) (eq. 11)",
         "series_std_std": "precision of series_std (eq. 11)",
         "class_id": "class of the pixel (block index * 65536 + class within block); -1 none",
+        "model_source": ("class_id of the class whose noise model (components, alpha) was used: the pixel's own "
+                         "class_id where the full model search ran on it, a sampled class's where the model was "
+                         "borrowed and only the amplitudes re-fitted (attrs model_stride); -1 none"),
         "model": "chosen noise model: index into attrs model_names; -1 = not estimated",
         "alpha": "AR(1) time-scale, exp(-alpha tau) with tau in days",
         "alpha_std": "std of alpha from the joint REML Fisher information (NaN: not fitted by likelihood)",
@@ -145,7 +242,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     }
     data: dict[str, xr.DataArray] = {}
     for name in PIXEL_FIELDS + CLASS_FIELDS[:18]:
-        dt = np.int32 if name in ("class_id", "n_iter", "n_valid", "n_epochs") else (
+        dt = np.int32 if name in ("class_id", "model_source", "n_iter", "n_valid", "n_epochs") else (
             np.int8 if name in ("model", "converged", "negative_white", "negative_ar1", "negative_flicker")
             else np.float32)
         arr = field(name, np.float64)
@@ -169,6 +266,10 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
             ds[f"class_{name}"] = xr.DataArray(sl[j], dims=("class_y", "class_x"),
                                                coords={"class_y": cy, "class_x": cx},
                                                attrs={"units": units[name]} if name in units else {})
+        src = xr.DataArray(out[FIELDS.index("model_source"), ::side, ::side], dims=("class_y", "class_x"),
+                           coords={"class_y": cy, "class_x": cx}, attrs={"long_name": desc["model_source"]})
+        ds["class_model_source"] = src.fillna(-1).astype(np.int32)
+        ds["class_model_source"].attrs = dict(src.attrs)
         ds["class_loglik"] = xr.DataArray(sl[k0:k0 + nm].transpose(1, 2, 0), dims=("class_y", "class_x", "model_index"),
                                           coords=ccoords, attrs={"long_name": "log-likelihood eq. 7 (Table 2)"})
         ds["class_reml"] = xr.DataArray(sl[k0 + nm:k0 + 2 * nm].transpose(1, 2, 0),
@@ -180,6 +281,16 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         "model_names": list(MODEL_NAMES), "component_slots": list(SLOTS),
         "sigma_normalisation": "Sigma (r x r) has unit mean diagonal per class; sigma_k carry mm^2",
         "classes": classes, "class_size": int(class_size), "tile_side_px": int(side),
+        "model_stride": int(model_stride),
+        "model_sampling": ("full noise-model search on every model_stride-th class along each axis of the tile grid "
+                           "(segments: every model_stride^2-th segment of a block); the other classes use the "
+                           "nearest such class's model (which components, alpha) with their own amplitudes "
+                           + {"scale": "rescaled by their own variance factor",
+                              "model": "re-fitted by one LS-VCE fit of that model",
+                              "all": "re-fitted by one LS-VCE fit of all three components",
+                              "subset": "re-fitted by one LS-VCE fit of all three components on a 200-pixel subset, "
+                                        "then rescaled by their own variance factor"}[borrow]
+                           + "; see model_source") if model_stride > 1 else "full noise-model search on every class",
         "los_sign_convention": ts.attrs.get("los_sign_convention", "LOS positive toward the satellite"),
         "cofactor_lag_unit": "day", "functional_model": "y0 + v t + annual + semi-annual (eq. 13), t in years",
     })
@@ -187,7 +298,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
 
 
 def noise_cube(url: str, *, ts_group: str | None = None, group: str = "noise", classes: ClassKind = "tiles",
-               class_size: int = 1000, opts: dict | None = None,
+               class_size: int = 1000, opts: dict | None = None, model_stride: int = 1,
                storage_options: dict | None = None) -> tuple[str, bool]:
     """Run the noise stage on a cube (needs an active distributed Client for a cluster run).
 
@@ -199,7 +310,7 @@ def noise_cube(url: str, *, ts_group: str | None = None, group: str = "noise", c
 
     # ts_group None: the invert stage's current output; a name: its current output of that kind (docs/STAGES.md)
     ts_group = stages.input_group(url, "invert", ts_group, storage_options)
-    params = {"classes": classes, "class_size": int(class_size),
+    params = {"classes": classes, "class_size": int(class_size), "model_stride": int(model_stride),
               **{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (opts or {}).items()}}
     plan = stages.plan_stage(url, "noise", group, params,
                              upstream={"invert": stages.group_fingerprint(url, ts_group, storage_options)},
@@ -208,7 +319,7 @@ def noise_cube(url: str, *, ts_group: str | None = None, group: str = "noise", c
         stages.finish_stage(url, plan, storage_options, base=group)
         return plan.group, True
     ts = open_cube(url, storage_options, group=ts_group)
-    ds = noise_dataset(ts, classes=classes, class_size=class_size, opts=opts)
+    ds = noise_dataset(ts, classes=classes, class_size=class_size, opts=opts, model_stride=model_stride)
     ds.attrs["source_group"] = ts_group
     write_stage_output(ds, url, plan.group, stage="noise", params=plan.identity, storage_options=storage_options)
     from insarcloud.plot import stage_quicklooks  # noise model maps beside the group

@@ -41,6 +41,14 @@ class NoiseParams(ParamsModel):
         "Test level of selection lrt (the chance of keeping an absent component)."))
     functional: NoiseFunctional = Field("seasonal", description="Functional model: seasonal (eq. 13) or linear "
                                         "(offset + rate).")
+    model_stride: int = Field(6, ge=1, le=1000, description=(
+        "Noise model on a sample of classes: the full model search (model choice, alpha, components, Sigma) runs "
+        "on every model_stride-th class along each axis of the tile grid (segments: every model_stride^2-th "
+        "segment of a processing block); every other class takes the nearest sampled class's alpha, fits its own "
+        "white, AR(1) and flicker amplitudes (one LS-VCE fit on 200 of its pixels) and its own per-pixel GLS "
+        "velocities and precisions; 1 = every class. Why: the multivariate LS-VCE already assumes one temporal "
+        "model for ~1,000 pixels and the model varies slowly in space, while the search is nearly all of the stage's "
+        "CPU; 6 = the smallest stride within issue 20's 0.3 core-hours per frame (docs/noise.md)"))
 
 
 Params = NoiseParams
@@ -57,5 +65,5 @@ def run_stage(cube_url: str, params: NoiseParams, ctx: StageContext) -> StageRes
                      ctx.storage_options)
     (group, _), plan = run_planned(cube_url, NAME, lambda: noise_cube(
         cube_url, ts_group=ts, classes=params.classes, class_size=params.class_size, opts=noise_opts(params),
-        storage_options=ctx.storage_options))
+        model_stride=params.model_stride, storage_options=ctx.storage_options))
     return stage_result(NAME, plan, {"ts_group": ts}, group)

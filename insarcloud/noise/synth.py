@@ -74,3 +74,66 @@ def simulate_class(rng: np.random.Generator, days: np.ndarray, coords_m: np.ndar
     Z = rng.standard_normal((days.size, r))
     Y = A @ X + np.linalg.cholesky(Q) @ Z @ np.linalg.cholesky(Sigma).T
     return SimClass(Y, np.asarray(days, dtype=np.float64), coords_m, X, Sigma, Q)
+
+
+class SimTiles(NamedTuple):
+    """A simulated ts group whose noise truth varies smoothly across its tiles (:func:`simulate_tiles`).
+
+    Attributes
+    ----------
+    ts : xarray.Dataset  ``displacement`` (date, y, x) mm (zero at the first date, the SBAS convention) and
+        ``velocity`` (y, x) mm/yr: the true velocity
+    components : dict name -> (tiles_y, tiles_x) float64  the true variance components of each tile (mm^2)
+    """
+
+    ts: object
+    components: dict[str, np.ndarray]
+
+
+def simulate_tiles(rng: np.random.Generator, tiles: tuple[int, int], side: int, days: np.ndarray,
+                   components: dict[str, float], *, gradient: float = 0.3, alpha: float | None = None,
+                   rho0: float = 0.5, d_m: float = 300.0, spacing_deg: float = 0.001) -> SimTiles:
+    """A ts group of ``tiles`` square tiles of ``side`` pixels, one noise model family everywhere, its
+    amplitudes changing smoothly across the tiles: component k of the tile at grid position (i, j) is
+    ``components[k] * (1 + gradient * (u_k (i - ci) / ny + v_k (j - cj) / nx))`` with a fixed direction
+    (u_k, v_k) per component (so the ratios between components change too).
+
+    Parameters
+    ----------
+    rng ;  tiles : (tiles_y, tiles_x) ;  side : pixels per tile side ;  days : (date,) float64
+    components : dict name -> variance (mm^2) at the centre ;  gradient : relative change over the grid
+    alpha : AR(1) time-scale (1/day) when "ar1" is present ;  rho0, d_m : the Gaussian Sigma of every tile
+    """
+    import pandas as pd
+    import xarray as xr
+
+    from .spatial import lonlat_to_local_m
+
+    nty, ntx = tiles
+    ny, nx = nty * side, ntx * side
+    m = days.size
+    lat = 35.0 - spacing_deg * np.arange(ny)
+    lon = 51.0 + spacing_deg * np.arange(nx)
+    disp = np.zeros((m, ny, nx), np.float32)
+    vel = np.zeros((ny, nx), np.float32)
+    direction = {k: (np.cos(2.1 * j + 0.3), np.sin(2.1 * j + 0.3)) for j, k in enumerate(components)}
+    truth = {k: np.zeros(tiles) for k in components}
+    for i in range(nty):
+        for j in range(ntx):
+            comp = {k: v * (1.0 + gradient * (direction[k][0] * (i - (nty - 1) / 2) / nty
+                                             + direction[k][1] * (j - (ntx - 1) / 2) / ntx))
+                    for k, v in components.items()}
+            ys, xs = slice(i * side, (i + 1) * side), slice(j * side, (j + 1) * side)
+            la, lo = np.meshgrid(lat[ys], lon[xs], indexing="ij")
+            s = simulate_class(rng, days, lonlat_to_local_m(lo.ravel(), la.ravel()), comp, alpha=alpha, rho0=rho0,
+                               d_m=d_m)
+            disp[:, ys, xs] = (s.Y - s.Y[:1]).reshape(m, side, side)
+            vel[ys, xs] = s.X[1].reshape(side, side)
+            for k, v in comp.items():
+                truth[k][i, j] = v
+    dates = pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D")
+    ts = xr.Dataset({"displacement": (("date", "y", "x"), disp, {"units": "mm"}),
+                     "velocity": (("y", "x"), vel, {"units": "mm/yr"})},
+                    coords={"date": dates.values, "y": lat, "x": lon},
+                    attrs={"los_sign_convention": "LOS positive toward the satellite"})
+    return SimTiles(ts, truth)
