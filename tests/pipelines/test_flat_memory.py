@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import dask
 import numpy as np
-import pandas as pd
 import pytest
 
 from insarcloud.io import mm_to_phase, open_cube, pair_name
@@ -37,7 +36,8 @@ def traced_peak(fn: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-def chain_pairs(n_date: int, neighbours: int, step_days: int = 12) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def chain_pairs(n_date: int, neighbours: int, step_days: int = 12
+                ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Each epoch paired with its next ``neighbours``: names, primary and secondary indices, dates."""
     dates = np.datetime64("2020-01-05", "ns") + np.arange(n_date) * np.timedelta64(step_days, "D")
     ij = [(i, i + j) for i in range(n_date) for j in range(1, neighbours + 1) if i + j < n_date]
