@@ -102,8 +102,9 @@ def _unwrap_peak(url: str) -> int:
 
 
 @pytest.mark.xfail(reason="issue 20 (open): the tiled unwrapping persists every tile of every pair (float64, with "
-                   "halos) until the final write: measured 1.6 -> 4.5 MB for 4x the pixels and 1.6 -> 3.7 MB for "
-                   "4x the pairs (stack 0.2 MB at 128 px x 3 pairs), i.e. ~3x the phase stack held at once",
+                   "halos) until the final write: measured 1.5 -> 4.4 MB for 4x the pixels and 1.5 -> 3.25 MB for "
+                   "4x the pairs (phase stack 0.2 -> 0.8 MB), i.e. ~3x the phase stack held at once; the tiled "
+                   "path is taken above 16 Mpx per pair (unwrap_cube's max_whole_pixels)",
                    strict=False)
 def test_unwrap_tiled_peak_memory_flat_as_frame_grows(tmp_path):
     """The tiled unwrapping's traced peak grows far less than the frame: 4x the pixels (3 pairs) and 4x the
@@ -112,7 +113,7 @@ def test_unwrap_tiled_peak_memory_flat_as_frame_grows(tmp_path):
     for key, side, n_date, nb in (("warm", 64, 3, 2), ("base", 128, 3, 2), ("pixels", 256, 3, 2),
                                   ("pairs", 128, 6, 3)):
         url = str(tmp_path / f"c{key}.zarr")
-        names, _ = frame_cube(url, side, side, n_date=n_date, neighbours=nb)
+        names, _ = frame_cube(url, side, side, n_date=n_date, neighbours=nb, chunk=128)
         stack[key] = 4 * len(names) * side * side  # phase float32
         peaks[key] = _unwrap_peak(url)
     assert stack["pixels"] == stack["pairs"] == 4 * stack["base"]
