@@ -78,6 +78,7 @@ def _invert_peak(url: str, out: str) -> int:
     return traced_peak(run)
 
 
+@pytest.mark.slow
 def test_invert_peak_memory_flat_as_frame_grows(tmp_path):
     """The inversion's traced peak (inputs read, weights, kernel temporaries, outputs written) grows far less
     than the frame: 4x the pixels at 42 pairs. Measured: 5.1 -> 7.3 MB (1.43x); with ``open_cube(...).load()``
