@@ -298,15 +298,13 @@ def _quality_peak(tmp_path, url: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 20 (open): each window call reads through the Dask graph of the whole cube "
-                   "variable (open_cube's dask-backed dataset, one key per stored chunk and pair): measured 2.72 -> "
-                   "3.76 MB for 4x the pixels (+1.03 MB against +2.36 MB of phase + coh); the same worker on the "
-                   "cube opened without Dask (xr.open_zarr(chunks=None)) measured 2.52 -> 2.59 MB", strict=False)
 def test_quality_inference_peak_memory_flat_as_frame_grows(tmp_path):
     """Quality inference window by window (each call reads its window's pairs, infers, writes its regions): the
     traced peak (numpy; torch's buffers are not traced) grows far less than the frame, 4x the pixels at 6
-    pairs. With ``QualityWorker._read`` patched to read the whole stack and slice it: 2.67 -> 5.35 MB, which
-    fails both assertions."""
+    pairs. It grew by the Dask graph of the whole cube (2.72 -> 3.76 MB) while the actor opened the cube with
+    Dask; opened without (``open_cube(dask=False)``) it is flat (2.52 -> 2.59 MB). With
+    ``QualityWorker._read`` patched to read the whole stack and slice it: 2.67 -> 5.35 MB, which fails both
+    assertions."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     peaks, stack = {}, {}
