@@ -200,8 +200,6 @@ def test_stored_group_smaller_than_cube(tmp_path) -> None:
                                    atol=1e-7, err_msg=name)
 
 
-@pytest.mark.xfail(reason="issue 20 (open): QC's traced peak still grows with the frame (10.7 -> 28.9 MB for 4x the "
-                   "pixels, measured here); flat memory is the goal, not yet met", strict=False)
 def test_qc_peak_memory_flat_as_frame_grows(tmp_path, monkeypatch) -> None:
     """QC's traced peak (numpy allocations) grows far less than the frame (4x in pixels): the tasks hold
     blocks of the stack, not the stack."""
