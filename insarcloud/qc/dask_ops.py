@@ -7,10 +7,11 @@ Plan (two passes, both spatially chunked; no task ever holds more than one spati
 2. Pass 1 (small reductions, computed at once on the workers): per-loop closure partials (integer-cycle
    histogram, sums) and LiCSBAS step-11 partials, summed over blocks -> per-loop offsets ``2 pi k``
    and RMS, step-11/12 verdicts (exactly the whole-frame numbers, see ``finalize_partials``).
-3. Pass 2 (lazy, written by the workers straight to Zarr): windowed statistics by ``map_overlap`` (halo
-   ``window // 2``), then one ``map_blocks`` task per block computes every per-pixel product into a
-   packed float32 block that the output variables slice; per-ifg label fractions are lazy reductions of
-   the label array, so everything is computed in the single ``to_zarr`` of ``write_stage_output``.
+3. Pass 2 (lazy, written by the workers straight to Zarr): one task per block takes the block with its
+   ``window // 2`` halo (``da.overlap.overlap``, or views of a numpy-backed cube), computes the windowed
+   statistics and every per-pixel product into a packed float32 block that the output variables slice
+   (docs/qc.md); per-ifg label fractions are per-block counts summed as a tree, so everything is computed in
+   the single ``to_zarr`` of ``write_stage_output``.
 """
 
 from __future__ import annotations
