@@ -7,23 +7,28 @@ Plan (two passes, both spatially chunked; no task ever holds more than one spati
 2. Pass 1 (small reductions, computed at once on the workers): per-loop closure partials (integer-cycle
    histogram, sums) and LiCSBAS step-11 partials, summed over blocks -> per-loop offsets ``2 pi k``
    and RMS, step-11/12 verdicts (exactly the whole-frame numbers, see ``finalize_partials``).
-3. Pass 2 (lazy, written by the workers straight to Zarr): windowed statistics by ``map_overlap`` (halo
-   ``window // 2``), then one ``map_blocks`` task per block computes every per-pixel product into a
-   packed float32 block that the output variables slice; per-ifg label fractions are lazy reductions of
-   the label array, so everything is computed in the single ``to_zarr`` of ``write_stage_output``.
+3. Pass 2 (lazy, written by the workers straight to Zarr): one task per block takes the block with its
+   ``window // 2`` halo (``da.overlap.overlap``, or views of a numpy-backed cube), computes the windowed
+   statistics and every per-pixel product into a packed float32 block that the output variables slice
+   (docs/qc.md); per-ifg label fractions are per-block counts summed as a tree, so everything is computed in
+   the single ``to_zarr`` of ``write_stage_output``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import time
+import uuid
+from itertools import product
 from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.array.core import normalize_chunks
 
 from insarcloud.errors import CubeError
 from insarcloud.qc import closure, labels, stats
@@ -152,14 +157,16 @@ def pass1_partials(phase: da.Array, coh: da.Array, unw: da.Array | None, trip: T
 
 
 class Layout:
-    """Row layout of the packed per-block float32 array (what one task computes once)."""
+    """Row layout of the packed per-block float32 array (what one task computes once): every per-pixel product
+    of a block, the windowed statistics included (the per-loop maps, not stored by default, are separate lazy
+    arrays: see :func:`closure_maps`)."""
 
     def __init__(self, n_pairs: int, n_triplets: int, has_unw: bool) -> None:
         self.rows: dict[str, tuple[int, int]] = {}
         pos = 0
-        spec = [("closure", n_triplets if has_unw else 0), ("closure_wrapped", n_triplets),
-                ("n_loop_err", 1), ("n_loops", 1), ("pair_closure", n_pairs if has_unw else 0),
-                ("pair_closure_wrapped", n_pairs), ("label", n_pairs), ("reason", n_pairs)]
+        spec = [("phase_std", n_pairs), ("coh_mean", n_pairs), ("n_loop_err", 1), ("n_loops", 1),
+                ("pair_closure", n_pairs if has_unw else 0), ("pair_closure_wrapped", n_pairs if n_triplets else 0),
+                ("label", n_pairs), ("reason", n_pairs), ("n_valid", 1)]
         for name, n in spec:
             if n:
                 self.rows[name] = (pos, pos + n)
@@ -167,23 +174,62 @@ class Layout:
         self.n = pos
 
 
-def _pack_block(phase: np.ndarray, coh: np.ndarray, unw: np.ndarray | None, std: np.ndarray, cm: np.ndarray,
-                *, trip: Triplets, offset_k: np.ndarray | None, thresholds: labels.RuleThresholds,
-                layout: Layout) -> np.ndarray:
-    bp = block_products(phase, coh, unw, trip, offset_k, phase_std=std, coh_mean=cm, thresholds=thresholds)
+def _pack_block(phase_h: np.ndarray, coh_h: np.ndarray, *unw: np.ndarray, window: int, trip: Triplets,
+                offset_k: np.ndarray | None, thresholds: labels.RuleThresholds, layout: Layout,
+                block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    """Every per-pixel product of one block in one task: the windowed statistics of the block's halo'd phase
+    and coherence (``z_h``: phase + 1j coh, ``da.overlap.overlap``, depth ``window // 2``, no halo at the
+    frame's edges), cropped to
+    the block, then :func:`block_products`, packed as :class:`Layout` rows. The same values as
+    ``map_overlap(window_stats)`` followed by a ``map_blocks`` of the products, without the intermediate
+    arrays, their tasks and their copies."""
+    assert block_info is not None
+    out_info = block_info[None]
+    (_, by, bx), loc = out_info["chunk-shape"], out_info["chunk-location"]
+    h = window // 2
+    y0, x0 = (h if loc[1] > 0 else 0), (h if loc[2] > 0 else 0)
+    crop = (slice(y0, y0 + by), slice(x0, x0 + bx))
+    w = stats.window_stats(phase_h, coh_h, window, crop=crop)
+    phase, coh = phase_h[:, crop[0], crop[1]], coh_h[:, crop[0], crop[1]]
+    bp = block_products(phase, coh, unw[0] if unw else None, trip, offset_k, phase_std=w.phase_std,
+                        coh_mean=w.coh_mean, thresholds=thresholds)
+    return _packed(bp, phase, unw[0] if unw else None, layout)
+
+
+def _packed(bp: Any, phase: np.ndarray, unw: np.ndarray | None, layout: Layout) -> np.ndarray:
     out = np.empty((layout.n,) + phase.shape[1:], np.float32)
     for name, (a, b) in layout.rows.items():
+        if name == "n_valid":  # step 11's validity count (exact in float32 below 2**24 pairs)
+            out[a] = np.isfinite(unw if unw is not None else phase).sum(axis=0)
+            continue
         v = getattr(bp, name)
         out[a:b] = v if v.ndim == 3 else v[None]
     return out
 
 
-def _pack_block_unw(phase, coh, unw, std, cm, **kw):  # type: ignore[no-untyped-def]
-    return _pack_block(phase, coh, unw, std, cm, **kw)
+def _wrapped_closure_block(phase: np.ndarray, trip: Triplets) -> np.ndarray:
+    return closure.wrapped_closure(phase, trip)
 
 
-def _pack_block_nounw(phase, coh, std, cm, **kw):  # type: ignore[no-untyped-def]
-    return _pack_block(phase, coh, None, std, cm, **kw)
+def _closure_block(unw: np.ndarray, trip: Triplets, offset_k: np.ndarray) -> np.ndarray:
+    return closure.correct_closure(closure.raw_closure(unw, trip), offset_k)
+
+
+def closure_maps(phase: da.Array, unw: da.Array | None, trip: Triplets,
+                 offset_k: np.ndarray | None) -> tuple[da.Array | None, da.Array | None]:
+    """The per-loop (triplet, y, x) float32 maps, lazily: wrapped closure, and the unwrapped closure with each
+    loop's ``2 pi k`` removed (None without loops / unw). Separate tasks, computed only when written."""
+    if not trip.n_triplets:
+        return None, None
+    chunks = ((trip.n_triplets,), phase.chunks[1], phase.chunks[2])
+    wc = da.map_blocks(_wrapped_closure_block, phase, dtype=np.float32, chunks=chunks, trip=trip,
+                       meta=np.empty((0, 0, 0), np.float32))
+    cu = None
+    if unw is not None:
+        k = np.zeros(trip.n_triplets, np.int64) if offset_k is None else offset_k
+        cu = da.map_blocks(_closure_block, unw, dtype=np.float32, chunks=chunks, trip=trip, offset_k=k,
+                           meta=np.empty((0, 0, 0), np.float32))
+    return wc, cu
 
 
 #: Without a distributed client, rechunked inputs up to this size are kept in memory between the passes.
@@ -250,6 +296,7 @@ class Inputs(NamedTuple):
     phase, coh, unw : (pair, y, x) float32 (unw None without unwrapped products).
     has_landmask : the cube has a (y, x) ``landmask`` (applied).
     n_land : land pixels (None without landmask).
+    halo : phase and coh blocks with a ``halo``-pixel border (numpy-backed cubes only; else None).
     """
 
     phase: da.Array
@@ -257,32 +304,67 @@ class Inputs(NamedTuple):
     unw: da.Array | None
     has_landmask: bool
     n_land: int | None
+    halo: tuple[da.Array, da.Array] | None = None
 
 
-def prepare_inputs(ds: xr.Dataset, b: int) -> Inputs:
-    """The cube's phase, coh (and unw) rechunked to (pair=all, y=b, x=b), water (landmask 0) no data."""
+def numpy_blocks(x: np.ndarray, b: int, halo: int = 0) -> da.Array:
+    """A (pair, y, x) numpy array as a Dask array of (pair=all, y=b, x=b) views, without a copy.
+
+    ``da.from_array`` copies its input first (to guard against later mutation): a whole-stack copy per
+    variable held by the graph for the whole run, which is what made QC's memory grow with a numpy-backed
+    frame. The cube is not mutated while QC runs, so the blocks are plain slices of it. With ``halo`` each
+    spatial block extends ``halo`` pixels into its neighbours (not beyond the array): the blocks
+    ``da.overlap.overlap(depth=halo, boundary="none")`` makes, without its strip and concatenation tasks.
+    """
+    name = f"qc-numpy-{uuid.uuid4().hex}"
+    chunks = normalize_chunks((-1, b, b) if x.ndim == 3 else (b, b), x.shape)
+    sp = x.ndim - 2  # the first spatial axis
+    dsk: dict[Any, Any] = {}
+    out_chunks = [list(c) for c in chunks]
+    for idx in product(*(range(len(c)) for c in chunks)):
+        sl = []
+        for ax, (c, i) in enumerate(zip(chunks, idx, strict=True)):
+            lo, hi = sum(c[:i]), sum(c[:i + 1])
+            if halo and ax >= sp:  # the block with its halo: views of the neighbours' edges, no strip tasks
+                lo, hi = max(0, lo - halo), min(x.shape[ax], hi + halo)
+                out_chunks[ax][i] = hi - lo
+            sl.append(slice(lo, hi))
+        dsk[(name, *idx)] = (operator.getitem, x, tuple(sl))
+    return da.Array(dsk, name, tuple(tuple(c) for c in out_chunks), dtype=x.dtype)
+
+
+def prepare_inputs(ds: xr.Dataset, b: int, halo: int = 0) -> Inputs:
+    """The cube's phase, coh (and unw) rechunked to (pair=all, y=b, x=b), water (landmask 0) no data; with
+    ``halo`` and a numpy-backed cube, also phase and coh blocks with their halo (:func:`numpy_blocks`)."""
     chunks = {0: -1, 1: b, 2: b}
 
-    def arr(name: str) -> da.Array:
+    def arr(name: str, h: int = 0) -> da.Array:
         a = ds[name].data
-        a = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=(1, b, b))
+        if h:
+            return numpy_blocks(np.asarray(a), b, h).astype(np.float32)
+        a = a if isinstance(a, da.Array) else numpy_blocks(np.asarray(a), b)
         return a.astype(np.float32).rechunk(chunks)
 
     phase, coh = arr("phase"), arr("coh")
     unw = arr("unw") if _has_unw(ds) else None
+    numpy_backed = not any(isinstance(ds[v].data, da.Array) for v in ("phase", "coh", "landmask") if v in ds)
+    hal = (arr("phase", halo), arr("coh", halo)) if halo and numpy_backed else None
     # water (LiCSAR landmask 0) is no data for every product: statistics and labels over land only
     has_lm = "landmask" in ds.data_vars and ds["landmask"].dims == ("y", "x")
     n_land = None
     if has_lm:
         lmv = ds["landmask"].data
-        lmv = lmv if isinstance(lmv, da.Array) else da.from_array(np.asarray(lmv), chunks=(b, b))
+        lmv = lmv if isinstance(lmv, da.Array) else numpy_blocks(np.asarray(lmv), b)
         water = (lmv == 0).rechunk((b, b))[None]
         phase, coh = da.where(water, np.float32(np.nan), phase), da.where(water, np.float32(np.nan), coh)
         unw = None if unw is None else da.where(water, np.float32(np.nan), unw)
+        if hal is not None:
+            wh = (numpy_blocks(np.asarray(ds["landmask"].data), b, halo) == 0)[None]
+            hal = (da.where(wh, np.float32(np.nan), hal[0]), da.where(wh, np.float32(np.nan), hal[1]))
         n_land = int(da.sum(~water).compute())
         log.info("landmask: %d of %d pixels are land; water is no data for qc", n_land,
                  ds.sizes["y"] * ds.sizes["x"])
-    return Inputs(phase, coh, unw, has_lm, n_land)
+    return Inputs(phase, coh, unw, has_lm, n_land, hal)
 
 
 def window_arrays(phase: da.Array, coh: da.Array, window: int) -> tuple[da.Array, da.Array]:
@@ -294,6 +376,37 @@ def window_arrays(phase: da.Array, coh: da.Array, window: int) -> tuple[da.Array
     # map_blocks input and the declared output chunks agree
     win = win.rechunk(phase.chunks)
     return win.real.astype(np.float32), win.imag.astype(np.float32)
+
+
+def pass2_pack(phase: da.Array, coh: da.Array, unw: da.Array | None, trip: Triplets, offset_k: np.ndarray | None,
+               window: int, thresholds: labels.RuleThresholds, layout: Layout,
+               halo: tuple[da.Array, da.Array] | None = None) -> da.Array:
+    """(layout.n, y, x) float32: every per-pixel product, one :func:`_pack_block` task per spatial block."""
+    h = window // 2
+    kw: dict[str, Any] = dict(window=window, trip=trip, offset_k=offset_k, thresholds=thresholds, layout=layout)
+    out_chunks = ((layout.n,), phase.chunks[1], phase.chunks[2])
+    if h and min(min(phase.chunks[1]), min(phase.chunks[2])) < h:
+        # a block thinner than the halo: let map_overlap's chunk handling make the halos, then crop nothing
+        std, cm = window_arrays(phase, coh, window)
+        return da.map_blocks(_pack_block_presmoothed, phase, coh, std, cm, *([unw] if unw is not None else []),
+                             dtype=np.float32, chunks=out_chunks, meta=np.empty((0, 0, 0), np.float32), **kw)
+    # phase and coherence travel as one complex64 array (exact: float32 real and imaginary parts), so the
+    # halo exchange is one set of strip tasks, not two
+    args = list(halo) if halo is not None else [da.overlap.overlap(a, depth={0: 0, 1: h, 2: h}, boundary="none")
+                                                for a in (phase, coh)]
+    if unw is not None:
+        args.append(unw)
+    # the halo'd blocks and the plain ones correspond one to one (map_blocks pairs blocks by index, no rechunk)
+    return da.map_blocks(_pack_block, *args, dtype=np.float32, chunks=out_chunks,
+                         meta=np.empty((0, 0, 0), np.float32), **kw)
+
+
+def _pack_block_presmoothed(phase: np.ndarray, coh: np.ndarray, std: np.ndarray, cm: np.ndarray, *unw: np.ndarray,
+                            window: int, trip: Triplets, offset_k: np.ndarray | None,
+                            thresholds: labels.RuleThresholds, layout: Layout) -> np.ndarray:
+    bp = block_products(phase, coh, unw[0] if unw else None, trip, offset_k, phase_std=std, coh_mean=cm,
+                        thresholds=thresholds)
+    return _packed(bp, phase, unw[0] if unw else None, layout)
 
 
 def valid_count(phase: da.Array, unw: da.Array | None) -> da.Array:
@@ -334,10 +447,23 @@ class LoopPieces(NamedTuple):
     s11: stats.IfgStats
 
 
+def _label_counts_block(lab: np.ndarray) -> np.ndarray:
+    counts = [(lab == v).sum(axis=(1, 2), dtype=np.int64) for v in (labels.GOOD, labels.BAD, labels.UNCERTAIN)]
+    return np.stack(counts)[:, :, None, None]
+
+
 def label_counts_lazy(label: da.Array) -> tuple[da.Array, da.Array, da.Array]:
-    """(pair,) int64 counts of good, bad and uncertain pixels of a lazy (pair, y, x) label array."""
-    return tuple(da.sum(label == v, axis=(1, 2)).astype(np.int64).rechunk(-1)  # type: ignore[return-value]
-                 for v in (labels.GOOD, labels.BAD, labels.UNCERTAIN))
+    """(pair,) int64 counts of good, bad and uncertain pixels of a lazy (pair, y, x) label array.
+
+    One task per block counts the three labels ((3, pair, 1, 1) int64), summed over the blocks as a tree on
+    the workers (exact integers): one task per block instead of three reductions' worth.
+    """
+    nby, nbx = len(label.chunks[1]), len(label.chunks[2])
+    per_block = da.map_blocks(_label_counts_block, label, new_axis=[0], dtype=np.int64,
+                              chunks=((3,), label.chunks[0], (1,) * nby, (1,) * nbx),
+                              meta=np.empty((0, 0, 0, 0), np.int64))
+    total = per_block.sum(axis=(2, 3), split_every=8, dtype=np.int64).rechunk({0: 1, 1: -1})
+    return total[0], total[1], total[2]
 
 
 def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
@@ -364,7 +490,7 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     n_pairs, ny, nx = ds["phase"].shape
     b = p.block or choose_block(n_pairs, trip.n_triplets, ny, nx, p.block_mem_mb)
     th = p.rules.thresholds()
-    inp = prepare_inputs(ds, b)
+    inp = prepare_inputs(ds, b, halo=p.window // 2)
     phase, coh, unw = inp.phase, inp.coh, inp.unw
     n_ep = len(epochs(pairs))
     t0 = time.perf_counter()
@@ -379,16 +505,11 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
     log.info("qc pass 1 (loop and step-11 reductions) over %d blocks of %d px, inputs %s: %.1fs",
              phase.npartitions, b, how, time.perf_counter() - t0)
 
-    # ---- pass 2: lazy per-pixel products
-    std, cm = window_arrays(phase, coh, p.window)
+    # ---- pass 2: lazy per-pixel products, one task per block (windowed statistics on the halo'd block,
+    # closures, counts, labels), sliced into the output variables
     layout = Layout(n_pairs, trip.n_triplets, has_unw and trip.n_triplets > 0)
-    kw: dict[str, Any] = dict(trip=trip, offset_k=None if loops is None else loops.offset_k, thresholds=th,
-                              layout=layout)
-    out_chunks = ((layout.n,), phase.chunks[1], phase.chunks[2])
-    if unw is not None:
-        pack = da.map_blocks(_pack_block_unw, phase, coh, unw, std, cm, dtype=np.float32, chunks=out_chunks, **kw)
-    else:
-        pack = da.map_blocks(_pack_block_nounw, phase, coh, std, cm, dtype=np.float32, chunks=out_chunks, **kw)
+    offset_k = None if loops is None else loops.offset_k
+    pack = pass2_pack(phase, coh, unw, trip, offset_k, p.window, th, layout, halo=inp.halo)
 
     def rows(name: str) -> da.Array | None:
         if name not in layout.rows:
@@ -397,10 +518,12 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
         return pack[a:bb]
 
     label = rows("label").astype(np.uint8)  # type: ignore[union-attr]
-    px = PixelPieces(std, cm, label, rows("reason").astype(np.uint8),  # type: ignore[union-attr]
+    wc, cu = closure_maps(phase, unw, trip, offset_k)
+    px = PixelPieces(rows("phase_std"), rows("coh_mean"), label,  # type: ignore[arg-type]
+                     rows("reason").astype(np.uint8),  # type: ignore[union-attr]
                      rows("pair_closure_wrapped"), rows("pair_closure"),
                      rows("n_loop_err")[0].astype(np.int16), rows("n_loops")[0].astype(np.int16),  # type: ignore[index]
-                     valid_count(phase, unw), rows("closure_wrapped"), rows("closure"))
+                     rows("n_valid")[0].astype(np.int16), wc, cu)  # type: ignore[index]
     lp = LoopPieces(loops, loops_w, stats.finalize_step11(s11p, p.cov_thre, p.coh_thre))
     return assemble(ds, p, pairs, trip, px, lp, block=b, has_landmask=inp.has_landmask, n_land=inp.n_land)
 

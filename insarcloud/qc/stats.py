@@ -166,15 +166,20 @@ def mask_water(a: np.ndarray, landmask: np.ndarray | None) -> np.ndarray:
     return np.where(water, np.float32(np.nan), a).astype(np.result_type(a.dtype, np.float32), copy=False)
 
 
-def _box_sum(a: np.ndarray, window: int) -> np.ndarray:
-    """Sum over a window x window box on the last two axes, zero outside the array."""
+def _box_sum(a: np.ndarray, window: int, crop: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Sum over a window x window box on the last two axes, zero outside the array; ``crop`` (rows, columns):
+    only those outputs (a contiguous copy, so the pointwise work after it runs on the kept pixels only)."""
     # two 1-D passes over the image axes only (uniform_filter would also pass over the pair axis)
     a = ndimage.uniform_filter1d(a, window, axis=-1, mode="constant", cval=0.0)
     a = ndimage.uniform_filter1d(a, window, axis=-2, mode="constant", cval=0.0)
-    return a * float(window * window)
+    if crop is not None:
+        a = np.ascontiguousarray(a[..., crop[0], crop[1]])
+    a *= float(window * window)
+    return a
 
 
-def window_stats(phase: np.ndarray, coh: np.ndarray, window: int = 5) -> WindowStats:
+def window_stats(phase: np.ndarray, coh: np.ndarray, window: int = 5, *,
+                 crop: tuple[slice, slice] | None = None) -> WindowStats:
     """Windowed circular phase std and mean coherence (NaN-aware; windows truncated at array edges).
 
     Parameters
@@ -185,6 +190,9 @@ def window_stats(phase: np.ndarray, coh: np.ndarray, window: int = 5) -> WindowS
         (..., y, x) float32 coherence 0..1, NaN = no data.
     window : int
         Odd window size in pixels.
+    crop : (slice, slice), optional
+        Rows and columns of the result wanted (a block's interior inside its halo): the same values as
+        cropping the whole result, without computing the rest.
 
     Returns
     -------
@@ -198,16 +206,34 @@ def window_stats(phase: np.ndarray, coh: np.ndarray, window: int = 5) -> WindowS
         raise InputArrayError(f"phase {phase.shape} and coh {coh.shape} must be equal (..., y, x) shapes")
     ok = np.isfinite(phase)
     p0 = np.where(ok, phase, np.float32(0)).astype(np.float32)
-    n = _box_sum(ok.astype(np.float64), window)
+    n = _box_sum(ok.astype(np.float64), window, crop)
     # cos/sin in float32 (the phase is float32), sums in float64
-    sc = _box_sum(np.where(ok, np.cos(p0), np.float32(0)).astype(np.float64), window)
-    ss = _box_sum(np.where(ok, np.sin(p0), np.float32(0)).astype(np.float64), window)
+    t32 = np.cos(p0)
+    np.copyto(t32, np.float32(0), where=~ok)
+    sc = _box_sum(t32.astype(np.float64), window, crop)
+    np.sin(p0, out=t32)
+    np.copyto(t32, np.float32(0), where=~ok)
+    ss = _box_sum(t32.astype(np.float64), window, crop)
+    del t32, p0
     cok = np.isfinite(coh)
-    nc = _box_sum(cok.astype(np.float64), window)
-    scoh = _box_sum(np.where(cok, coh, 0.0).astype(np.float64), window)
-    enough = ok & (np.rint(n) >= MIN_WINDOW_PIXELS)
+    nc = _box_sum(cok.astype(np.float64), window, crop)
+    scoh = _box_sum(np.where(cok, coh, 0.0).astype(np.float64), window, crop)
+    if crop is not None:
+        ok = ok[..., crop[0], crop[1]]
+    # the pointwise tail in place (the same float64 operations, in the same order, as
+    # ``where(enough, sqrt(-2 log(clip(hypot(sc, ss) / n, R_MIN, 1))), nan)``)
+    enough = np.rint(n) >= MIN_WINDOW_PIXELS
+    enough &= ok
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.clip(np.hypot(sc, ss) / n, _R_MIN, 1.0)
-        std = np.where(enough, np.sqrt(-2.0 * np.log(r)), np.nan)
-        cm = np.where(enough & (np.rint(nc) >= 1), np.clip(scoh / nc, 0.0, 1.0), np.nan)
-    return WindowStats(std.astype(np.float32), cm.astype(np.float32))
+        r = np.hypot(sc, ss, out=sc)
+        r /= n
+        np.clip(r, _R_MIN, 1.0, out=r)
+        np.log(r, out=r)
+        r *= -2.0
+        np.sqrt(r, out=r)
+        std = np.where(enough, r, np.float32(np.nan)).astype(np.float32)
+        enough &= np.rint(nc) >= 1
+        scoh /= nc
+        np.clip(scoh, 0.0, 1.0, out=scoh)
+        cm = np.where(enough, scoh, np.nan).astype(np.float32)
+    return WindowStats(std, cm)
