@@ -211,9 +211,14 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     if "spatial_ref" in ts.coords:
         coords["spatial_ref"] = ts["spatial_ref"]
     wchunk = side * max(1, 512 // side)
+    # The per-class blocks are merged into write chunks once, and every field is a slice of those: slicing,
+    # casting and rechunking each of the ~30 fields from the per-class blocks made ~75 tasks per class and
+    # field, a graph of ~500,000 tasks (3.7 GB in the driver) for a real frame's ~6,800 classes (docs/scale.md
+    # "Full frame"). Same values: only the order of the slice and the merge changed.
+    stacked = out.rechunk((len(FIELDS), wchunk, wchunk))
 
     def field(name: str, dtype: Any = np.float32) -> xr.DataArray:
-        a = out[FIELDS.index(name)].astype(dtype).rechunk((wchunk, wchunk))
+        a = stacked[FIELDS.index(name)].astype(dtype)
         return xr.DataArray(a, dims=("y", "x"), coords=coords)
 
     units = {"velocity": "mm/yr", "velocity_std": "mm/yr", "velocity_std_white": "mm/yr", "series_std": "mm",
@@ -255,7 +260,9 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     ds = xr.Dataset(data)
     if classes == "tiles":
         # one row per tile: the values at each tile's first pixel (all class fields are constant in a tile)
-        sl = out[len(PIXEL_FIELDS):, ::side, ::side]
+        # one small task gathers the table (all fields x classes) instead of one task per class and field
+        table = out[:, ::side, ::side].rechunk(-1)
+        sl = table[len(PIXEL_FIELDS):]
         cy = np.asarray(ts["y"].values[::side], dtype=np.float64)
         cx = np.asarray(ts["x"].values[::side], dtype=np.float64)
         # model names live in attrs["model_names"]: zarr v3 has no stable string dtype yet
@@ -266,7 +273,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
             ds[f"class_{name}"] = xr.DataArray(sl[j], dims=("class_y", "class_x"),
                                                coords={"class_y": cy, "class_x": cx},
                                                attrs={"units": units[name]} if name in units else {})
-        src = xr.DataArray(out[FIELDS.index("model_source"), ::side, ::side], dims=("class_y", "class_x"),
+        src = xr.DataArray(table[FIELDS.index("model_source")], dims=("class_y", "class_x"),
                            coords={"class_y": cy, "class_x": cx}, attrs={"long_name": desc["model_source"]})
         ds["class_model_source"] = src.fillna(-1).astype(np.int32)
         ds["class_model_source"].attrs = dict(src.attrs)
