@@ -271,9 +271,9 @@ FRAME_CLUSTER_MEMORY = 3 * 2**30
 
 
 def frames_in_flight(client: Any, n_frames: int, configured: int | None = None) -> int:
-    """How many frames run at once: ``configured`` (``engines.max_parallel_frames``) if set, else the workers'
-    summed ``memory_limit`` / :data:`FRAME_CLUSTER_MEMORY` (at least 1); never more than ``n_frames``.
-    Workers without a limit (memory_limit 0) count as one frame each."""
+    """How many frames run at once: ``configured`` (``engines.max_parallel_frames``) if set, else each worker's
+    ``memory_limit`` in whole :data:`FRAME_CLUSTER_MEMORY`s, summed over the workers (a worker with less, or
+    with no limit, counts as one frame); never more than ``n_frames``."""
     if configured:
         return max(1, min(configured, n_frames))
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
