@@ -54,10 +54,8 @@ def local_memory_limit(requested: str | int | None, n_workers: int, total: int |
 
     total = total or _system_memory()
     share = total // max(1, n_workers)
-    if requested in (None, "auto"):
-        want = share if requested == "auto" else parse_bytes(WORKER_MEMORY_LIMIT)
-    else:
-        want = parse_bytes(requested)
+    requested = WORKER_MEMORY_LIMIT if requested is None else requested
+    want = share if requested == "auto" else parse_bytes(requested)
     if want > share:
         log.info("worker memory_limit %s capped to %s (%s of memory / %d workers)", format_bytes(want),
                  format_bytes(share), format_bytes(total), n_workers)

@@ -303,10 +303,10 @@ def run_area(cfg: AreaJobConfig, *, max_parallel_frames: int | None = None) -> A
             def progress(frame: str, stage: str) -> None:  # one line per frame and stage (kubectl logs)
                 bar.note(f"{frame}: {stage} started (stage {order.index(stage) + 1}/{len(order)})")
 
-            n_flight = frames_in_flight(client, len(frames), max_parallel_frames or cfg.engines.max_parallel_frames)
+            cap = max_parallel_frames or cfg.engines.max_parallel_frames
+            n_flight = frames_in_flight(client, len(frames), cap)
             log.info("area %s: %d of %d frames at a time (%s)", cfg.area.name, n_flight, len(frames),
-                     "engines.max_parallel_frames" if max_parallel_frames or cfg.engines.max_parallel_frames
-                     else "the Dask workers' memory")
+                     "engines.max_parallel_frames" if cap else "the Dask workers' memory")
             with ThreadPoolExecutor(max_workers=n_flight) as pool:
                 futs = {pool.submit(run_frame, cfg, f, ctx, progress): f for f in frames}
                 for fut in as_completed(futs):
