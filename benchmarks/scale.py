@@ -331,6 +331,9 @@ def main() -> None:
     ap.add_argument("--stages", nargs="*", default=list(CHAIN), choices=CHAIN)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="2GiB", help="memory_limit of every Dask worker")
+    ap.add_argument("--worker-malloc", choices=("project", "dask"), default="project",
+                    help="glibc thresholds of the Dask workers: the project's (insarcloud.engines."
+                         "WORKER_MALLOC_THRESHOLD) or Dask's own, for a before/after")
     ap.add_argument("--unwrap-pairs", type=int, default=4)
     ap.add_argument("--frame-pixels", type=float, default=7e6)
     ap.add_argument("--frame-pairs", type=float, default=700)
@@ -349,7 +352,11 @@ def main() -> None:
         summarize(cases, [s for s in CHAIN if any(s in c["stages"] for c in cases)], args, t0,
                   sources=args.refit)
         return
+    from insarcloud import engines
     from insarcloud.engines import dask_client, init_ray, shutdown_ray
+
+    if args.worker_malloc == "dask":
+        engines.WORKER_MALLOC_THRESHOLD = None
     from insarcloud.pipelines.local_s3 import local_s3
 
     cases: list[dict[str, Any]] = []
@@ -406,7 +413,7 @@ def summarize(cases: list[dict[str, Any]], stages: list[str], args: argparse.Nam
         "benchmark": "scale",
         "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": os.getloadavg()[0],
                     "note": "shared machine under load: compare stages within this run, not with other runs"},
-        "workers": args.workers, "memory_limit": args.memory_limit,
+        "workers": args.workers, "memory_limit": args.memory_limit, "worker_malloc": args.worker_malloc,
         "cases": cases,
         "cost_model": models,
         "projection": project({k: v for k, v in models.items() if v}, args),

@@ -46,6 +46,30 @@ def ray_address(address: str | None = None) -> str | None:
 WORKER_MEMORY_LIMIT = "4GiB"
 
 
+#: glibc's trim and mmap thresholds for every Dask worker process, in bytes (environment variables glibc reads when
+#: the process starts). Dask sets ``MALLOC_TRIM_THRESHOLD_`` = 64 KiB in its workers
+#: (``distributed.nanny.pre-spawn-environ``) so freed memory goes back to the OS at once; setting a threshold also
+#: turns off glibc's dynamic mmap threshold (glibc manual, "Malloc Tunable Parameters"), which then stays at 128 KiB.
+#: So every NumPy array above 128 KiB is a fresh ``mmap`` (or heap top re-grown after a trim) whose pages the kernel
+#: faults in and zeroes: ~500 page faults per 2 MiB array, and ~40 % of QC's worker CPU in the kernel
+#: (docs/scale.md "Worker processes and glibc's allocator"). With both at 32 MiB, the ceiling glibc's own dynamic
+#: threshold grows to on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``), block-sized arrays are reused from the heap, larger
+#: ones are still mmap'd and returned on free, and at most 32 MiB of free heap top is kept per malloc arena.
+WORKER_MALLOC_THRESHOLD: int | None = 32 * 2**20  # None: Dask's own setting (benchmarks/scale.py --worker-malloc)
+
+
+def worker_pre_spawn_environ(current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dask's ``distributed.nanny.pre-spawn-environ`` (or ``current``) with glibc's trim and mmap thresholds set to
+    :data:`WORKER_MALLOC_THRESHOLD` (the chart sets the same through ``dask.worker.mallocThreshold``)."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) if current is None else current)
+    if WORKER_MALLOC_THRESHOLD is None:
+        return env
+    env.update({"MALLOC_TRIM_THRESHOLD_": WORKER_MALLOC_THRESHOLD, "MALLOC_MMAP_THRESHOLD_": WORKER_MALLOC_THRESHOLD})
+    return env
+
+
 def local_memory_limit(requested: str | int | None, n_workers: int, total: int | None = None) -> int:
     """Bytes of ``memory_limit`` for each of ``n_workers`` local workers: ``requested`` (default
     :data:`WORKER_MEMORY_LIMIT`; "auto" = Dask's system memory / workers), at most the machine's memory divided
@@ -97,10 +121,12 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
 
     The LocalCluster uses worker processes, one thread each: the kernels are NumPy/GDAL code that holds
     the GIL in places, and processes make the local run behave like the Kubernetes one. Each worker's
-    ``memory_limit`` is fixed (:func:`local_memory_limit`), not Dask's machine-dependent "auto". Its workers get
+    ``memory_limit`` is fixed (:func:`local_memory_limit`), not Dask's machine-dependent "auto", and glibc's
+    allocator thresholds are set before they start (:func:`worker_pre_spawn_environ`). Its workers get
     the log redaction of :mod:`insarcloud.logs`. Errors while closing the client or the cluster are
     warnings (:func:`close_quietly`).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     addr = dask_address(address)
@@ -115,8 +141,10 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
     n = n_workers or max(1, min(4, os.cpu_count() or 1))
     limit = local_memory_limit(memory_limit, n)
     log.info("starting a Dask LocalCluster of %d worker processes, memory_limit %.1f GiB each", n, limit / 2**30)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=":0", memory_limit=limit)
+    # the nannies read pre-spawn-environ when they spawn the workers, i.e. inside LocalCluster()
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_pre_spawn_environ()}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=":0", memory_limit=limit)
     try:
         client = Client(cluster)
     except BaseException:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
 from insarcloud.engines import started_actors
 
 
@@ -128,12 +132,54 @@ def test_local_worker_memory_limit_is_fixed_not_machine_dependent() -> None:
     assert engines.local_memory_limit("auto", 2, total=64 * gib) == 32 * gib
 
 
-def test_local_cluster_workers_get_the_limit_asked_for() -> None:
+def _page_faults_per_array() -> float:
+    """Minor page faults per 2 MiB NumPy array allocated and freed in a loop (this process, this thread)."""
+    import resource
+
+    for _ in range(3):
+        a = np.ones(2**18)
+        del a
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        a = np.ones(2**18)
+        del a
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50
+
+
+_FAULTS_SCRIPT = "from tests.test_engines import _page_faults_per_array as f; print(f())"
+
+
+def test_local_cluster_workers_get_the_limit_and_reuse_freed_arrays() -> None:
+    """The memory_limit asked for, and glibc's thresholds set before the workers start (engines.
+    WORKER_MALLOC_THRESHOLD): a freed block-sized array is reused, not page-faulted in again for every task."""
+    import os
+    import subprocess
+    import sys
+
     from insarcloud import engines
 
     with engines.dask_client(n_workers=1, memory_limit="768MiB") as client:
         limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
+        faults = client.submit(_page_faults_per_array, pure=False).result()
     assert limits == [768 * 2**20]
+    assert faults < 8, f"{faults} page faults per 2 MiB array in a worker task"
+    # Dask's own worker environment (MALLOC_TRIM_THRESHOLD_=64 KiB) faults every page of every array in again:
+    # what the setting above removes
+    import dask
+
+    env = {**os.environ, **{k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()}}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True,
+                         check=True, cwd=str(Path(__file__).resolve().parents[1]))
+    assert float(out.stdout) > 400, out.stdout  # 512 pages of 4 KiB per array
+
+
+def test_worker_environ_keeps_dasks_other_variables() -> None:
+    from insarcloud import engines
+
+    env = engines.worker_pre_spawn_environ({"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1})
+    assert env == {"MALLOC_TRIM_THRESHOLD_": engines.WORKER_MALLOC_THRESHOLD, "OMP_NUM_THREADS": 1,
+                   "MALLOC_MMAP_THRESHOLD_": engines.WORKER_MALLOC_THRESHOLD}
 
 
 def test_area_config_memory_limit_is_validated() -> None:

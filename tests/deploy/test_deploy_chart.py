@@ -671,3 +671,22 @@ def test_dask_worker_memory_limit_is_its_containers_limit_stated(rendered, name)
     over = render(_merge(_values(name), {"dask": {"worker": {"resources": {"limits": {"memory": "6Gi"}}}}}))
     args = _worker_container(over)["args"]
     assert args[args.index("--memory-limit") + 1] == "6Gi"
+
+
+@pytest.mark.parametrize("name", ["defaults", "no-operator-no-gpu"])
+def test_dask_workers_get_glibcs_thresholds_through_dasks_config(rendered, name):
+    """The worker's nanny sets glibc's trim/mmap thresholds before the worker process starts (insarcloud.engines:
+    Dask's own 64 KiB trim threshold makes every NumPy array a fresh page-faulted mmap); 0 leaves Dask's."""
+    import dask.config
+
+    want = _effective(name)["dask"]["worker"]["mallocThreshold"]
+    env = {e["name"]: e["value"] for e in _worker_container(rendered[name])["env"] if "value" in e}
+    cfg = dask.config.collect_env({k: v for k, v in env.items() if k.startswith("DASK_")})
+    pre = dask.config.get("distributed.nanny.pre-spawn-environ", config=cfg)  # as dask-worker reads it
+    assert pre == {"MALLOC_TRIM_THRESHOLD_": want, "MALLOC_MMAP_THRESHOLD_": want}
+    from insarcloud.engines import WORKER_MALLOC_THRESHOLD
+
+    assert want == WORKER_MALLOC_THRESHOLD  # the chart's workers and the local ones run alike
+    off = render(_merge(_values(name), {"dask": {"worker": {"mallocThreshold": 0}}}))
+    assert not any(e["name"].startswith("DASK_DISTRIBUTED__NANNY") for e in _worker_container(off)["env"])
+

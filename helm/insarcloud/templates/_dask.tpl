@@ -102,6 +102,12 @@ containers:
           fieldRef:
             fieldPath: metadata.name
       {{- end }}
+      {{- with .Values.dask.worker.mallocThreshold }}
+      # Dask's configuration, read by the nanny: it sets these in the worker process's environment before the
+      # process starts (glibc reads them only then), merged with Dask's other pre-spawn variables (OMP_NUM_THREADS)
+      - name: DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON
+        value: {{ printf "{\"MALLOC_TRIM_THRESHOLD_\": %d, \"MALLOC_MMAP_THRESHOLD_\": %d}" (. | int64) (. | int64) | quote }}
+      {{- end }}
       {{- include "insarcloud.storageEnv" . | nindent 6 }}
     readinessProbe:
       httpGet:
