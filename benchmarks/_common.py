@@ -6,6 +6,7 @@ Imported by the scripts in this folder (``python benchmarks/X.py`` puts the fold
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -17,7 +18,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psutil  # noqa: E402
+try:  # the CPU meters need it (the "bench" extra); write_json does not
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
+
+def write_json(path: str | Path | None, data: Any, **dumps: Any) -> None:
+    """Write a benchmark's result to ``path`` (folders made; nothing when ``path`` is empty), one space indent."""
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, **dumps))
+    print("wrote", path)
+
 
 #: Process kinds whose CPU is the job's compute (the S3 server is the store, reported apart).
 COMPUTE_KINDS = ("driver", "dask_worker", "ray", "dask", "other")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import embedded_s3  # noqa: E402
+from _common import embedded_s3, write_json  # noqa: E402
 
 from insarcloud.pipelines.demo import (  # noqa: E402
     BUCKET,
@@ -64,9 +64,7 @@ def main() -> None:
         out["truth_verdict"] = truth_verdict(result.truth)
     out["wall_s"]["benchmark_total"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

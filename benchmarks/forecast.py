@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from _common import write_json  # noqa: E402
 
 from insarcloud.forecast.dataset import prepare, transform_for_inference  # noqa: E402
 from insarcloud.forecast.harmonic import (  # noqa: E402
@@ -272,10 +273,7 @@ def merge(paths, out_path):
                 raise SystemExit(f"runs differ in config: {cfg_a} vs {cfg_b}")
     out["config"] = dict(base["config"], regions=",".join(sorted({row["region"] for row in rows})))
     print_table(out["summary"])
-    if out_path:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(json.dumps(out, indent=1))
-        print("wrote", out_path)
+    write_json(out_path, out)
     return 0
 
 
@@ -357,9 +355,7 @@ def main(argv=None) -> int:
         kw = {"side": 16, "train_pixels": 100, "max_seconds": 5.0} if args.quick else {}
         out = {"demo_stage": demo_stage(**kw), "torch": torch.__version__, "cpu_count": os.cpu_count()}
         print(json.dumps(out, indent=1))
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
         return 0
     # defaults sized for 2 shared CPU cores: training budgets in CPU seconds, so that a busy machine changes
     # the wall time but not the results
@@ -412,10 +408,7 @@ def main(argv=None) -> int:
            "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "ef_models": list(EF_MODELS), "timings": timings, "summary": summary, "rows": rows,
            "wall_seconds": time.perf_counter() - t0}
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
-        print("wrote", args.json)
+    write_json(args.json, out)
     return 0
 
 

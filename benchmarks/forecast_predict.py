@@ -22,7 +22,6 @@ otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from _common import write_json  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from insarcloud.forecast.models import ModelConfig, build_model  # noqa: E402
@@ -151,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     out["gpu"] = gpu_run(args)
     print("GPU:", {k: v for k, v in out["gpu"].items()})
     out["load_average_end"] = os.getloadavg()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
-        print("wrote", args.json)
+    write_json(args.json, out)
     return 0
 
 

@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import write_json  # noqa: E402
+
 from insarcloud.forecast.serve import train_from_arrays  # noqa: E402
 from insarcloud.forecast.sources import factors_on_grid, open_factors  # noqa: E402
 from insarcloud.simulate.factors import simulate_region, write_factor_stack  # noqa: E402
@@ -89,9 +91,7 @@ def main() -> None:
     out = {"benchmark": "forecast_warm", "args": vars(args), "rows": rows, "summary": summary,
            "load_avg_1m_at_end": round(os.getloadavg()[0], 1)}
     print(json.dumps(summary, indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from _common import write_json  # noqa: E402
+
 from insarcloud.pipelines.local_s3 import local_s3  # noqa: E402  (the one moto start-up of the project)
 
 REAL = ROOT.parent / "shared" / "data" / "licsar"
@@ -221,9 +223,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
 
 
 def _run(args: argparse.Namespace, frame_dir: Path, tmp: Path) -> dict:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_json  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FRAMES = (("012A_05443_131313", 0, 0.0), ("012A_05441_131313", 1, 3.0), ("121D_05442_131313", 0, -2.0),
@@ -144,10 +146,8 @@ def main() -> None:
                     row[mode]["above_imports_mb"] = round(float(row[mode]["peak_rss_mb"]) - floor, 1)  # type: ignore[index]
             print(json.dumps(row), flush=True)
             rows.append(row)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"rows": rows, "note": "shared machine under load: times are "
-                                               "comparable within this run only"}, indent=1))
+    write_json(args.json, {"rows": rows, "note": "shared machine under load: times are comparable within this "
+                                                 "run only"})
 
 
 if __name__ == "__main__":

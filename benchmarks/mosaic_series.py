@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_json  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -104,9 +106,7 @@ def main() -> None:
                    "seconds_with_series": round(res["series"]["seconds"], 2), "tiles": res["series"]["tiles"]}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
+    write_json(args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_json  # noqa: E402
 
 
 def read_frame(frame_dir: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         res[name] = frame_qc(pairs, ph, cc, landmask=mask)
         out[name] = summary(res[name], pairs)
         out[name + "_cpu_s"] = time.process_time() - t0
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(out, indent=1))
+    write_json(a.json, out)
     print(f"{out['frame']}: {out['shape']}, land {out['land_fraction']:.3f}")
     print(f"{'pair':20s} {'mask':9s} {'cov':>5s} {'coh':>5s} s11 s12 {'good':>5s} {'bad':>5s} label")
     for p in pairs:

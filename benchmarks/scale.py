@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-from _common import classify  # noqa: E402
+from _common import classify, write_json  # noqa: E402
 
 BUCKET = "s3://insarcloud-scale"
 FRAME = "012A_05443_131313"
@@ -435,8 +435,7 @@ def summarize(cases: list[dict[str, Any]], stages: list[str], args: argparse.Nam
 
 
 def write(path: str, data: dict[str, Any]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=1, default=str))
+    write_json(path, data, default=str)
 
 
 if __name__ == "__main__":

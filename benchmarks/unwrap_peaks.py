@@ -15,7 +15,6 @@ and every speed goal is a ratio measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_json  # noqa: E402
 
 from insarcloud.simulate.peaks import make_peaks_case
 from insarcloud.unwrap import unwrap
@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.png:
         result["figures"] = plots(Path(args.png), maps, grad, noise, case)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
     print(f"{'method':10s} {'RMSE rad':>9s} {'off>pi':>8s} {'wall s':>8s} {'cpu s':>8s}")
     for m, r in table.items():
         print(f"{m:10s} {r['rmse_rad']:9.3f} {100 * r['frac_off_pi']:7.2f}% {r['seconds']:8.2f} {r['cpu_s']:8.2f}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import os
 import resource
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_json  # noqa: E402
 from scipy import ndimage
 
 from insarcloud.unwrap import unwrap, wrap
@@ -265,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         fig.savefig(f, dpi=80)
         plt.close(fig)
         out["figures"] = [str(f)]
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     print(f"window {out['window']}")
     print(f"{'method':10s} {'cpu s/Mpx':>8s} {'sig RMSE':>9s} {'cyc err':>8s} {'misclos':>8s}")
     for m, r in results.items():

@@ -40,7 +40,6 @@ Sets: ``window`` = the 256-px coastal window (most valid pixels among windows <=
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -52,6 +51,7 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 from unwrap_real import DEFAULT_DIR, _cpu, best_window, load  # noqa: E402
 
 from insarcloud.unwrap import unwrap, wrap  # noqa: E402
@@ -209,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     out["machine"] = {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
                       "note": "shared 2-core machine: times are CPU seconds (process + children)"}
     out["elapsed_s"] = time.time() - t_start
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
     for sname, sub in out["sets"].items():
         print(f"\n{sname} {sub['shape']} ({sub.get('rows', '')} {sub.get('cols', '')})")
         print(f"{'method':18s} {'off>pi':>7s} {'region':>7s} {'RMSE':>6s} {'cpu s/Mpx':>9s}  "

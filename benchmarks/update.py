@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import CpuMeter, cpu_delta, embedded_s3, per_stage_cpu  # noqa: E402
+from _common import CpuMeter, cpu_delta, embedded_s3, per_stage_cpu, write_json  # noqa: E402
 
 BUCKET = "s3://bench-update"
 FRAME = "012A_05443_131313"
@@ -152,9 +152,7 @@ def main() -> None:
             ((s, m["cpu_share_of_full_run"]) for s, m in r["stages"].items()), key=lambda t: -t[1])
     print(table(out))
     print(json.dumps({k: v for k, v in out.items() if k.startswith(("goal", "plus1_stages", "load"))}, indent=1))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    write_json(args.json, out)
 
 
 if __name__ == "__main__":
