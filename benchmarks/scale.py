@@ -331,9 +331,9 @@ def main() -> None:
     ap.add_argument("--stages", nargs="*", default=list(CHAIN), choices=CHAIN)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="2GiB", help="memory_limit of every Dask worker")
-    ap.add_argument("--worker-malloc", choices=("project", "dask"), default="project",
-                    help="glibc thresholds of the Dask workers: the project's (insarcloud.engines."
-                         "WORKER_MALLOC_THRESHOLD) or Dask's own, for a before/after")
+    ap.add_argument("--malloc-threshold", type=int, default=0,
+                    help="glibc trim and mmap thresholds of the Dask workers in bytes (0: Dask's setting; "
+                         "insarcloud.engines.MALLOC_THRESHOLD is the value measured in docs/scale.md)")
     ap.add_argument("--unwrap-pairs", type=int, default=4)
     ap.add_argument("--frame-pixels", type=float, default=7e6)
     ap.add_argument("--frame-pairs", type=float, default=700)
@@ -352,11 +352,7 @@ def main() -> None:
         summarize(cases, [s for s in CHAIN if any(s in c["stages"] for c in cases)], args, t0,
                   sources=args.refit)
         return
-    from insarcloud import engines
     from insarcloud.engines import dask_client, init_ray, shutdown_ray
-
-    if args.worker_malloc == "dask":
-        engines.WORKER_MALLOC_THRESHOLD = None
     from insarcloud.pipelines.local_s3 import local_s3
 
     cases: list[dict[str, Any]] = []
@@ -366,7 +362,8 @@ def main() -> None:
         so = {"endpoint_url": endpoint}
         s3fs.S3FileSystem(**so).mkdir(BUCKET.removeprefix("s3://"))
         progress(f"starting {args.workers} Dask workers (memory_limit {args.memory_limit}) and local Ray")
-        with dask_client(None, n_workers=args.workers, memory_limit=args.memory_limit) as client:
+        with dask_client(None, n_workers=args.workers, memory_limit=args.memory_limit,
+                         malloc_threshold=args.malloc_threshold) as client:
             worker_pids = set(client.run(os.getpid).values())
             ray_up = False
             if any(s in stages for s in ("quality", "forecast")):
@@ -413,7 +410,7 @@ def summarize(cases: list[dict[str, Any]], stages: list[str], args: argparse.Nam
         "benchmark": "scale",
         "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": os.getloadavg()[0],
                     "note": "shared machine under load: compare stages within this run, not with other runs"},
-        "workers": args.workers, "memory_limit": args.memory_limit, "worker_malloc": args.worker_malloc,
+        "workers": args.workers, "memory_limit": args.memory_limit, "malloc_threshold": args.malloc_threshold,
         "cases": cases,
         "cost_model": models,
         "projection": project({k: v for k, v in models.items() if v}, args),

@@ -46,28 +46,40 @@ def ray_address(address: str | None = None) -> str | None:
 WORKER_MEMORY_LIMIT = "4GiB"
 
 
-#: glibc's trim and mmap thresholds for every Dask worker process, in bytes (environment variables glibc reads when
-#: the process starts). Dask sets ``MALLOC_TRIM_THRESHOLD_`` = 64 KiB in its workers
-#: (``distributed.nanny.pre-spawn-environ``) so freed memory goes back to the OS at once; setting a threshold also
-#: turns off glibc's dynamic mmap threshold (glibc manual, "Malloc Tunable Parameters"), which then stays at 128 KiB.
-#: So every NumPy array above 128 KiB is a fresh ``mmap`` (or heap top re-grown after a trim) whose pages the kernel
-#: faults in and zeroes: ~500 page faults per 2 MiB array, and ~40 % of QC's worker CPU in the kernel
-#: (docs/scale.md "Worker processes and glibc's allocator"). With both at 32 MiB, the ceiling glibc's own dynamic
-#: threshold grows to on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``), block-sized arrays are reused from the heap, larger
-#: ones are still mmap'd and returned on free, and at most 32 MiB of free heap top is kept per malloc arena.
-WORKER_MALLOC_THRESHOLD: int | None = 32 * 2**20  # None: Dask's own setting (benchmarks/scale.py --worker-malloc)
+#: glibc's trim and mmap thresholds for Dask worker processes when asked for (``dask_client(malloc_threshold=)``,
+#: ``engines.local_malloc_threshold`` in the area config, the chart's ``dask.worker.mallocThreshold``); off by
+#: default. Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` = 64 KiB, which also turns off glibc's dynamic mmap
+#: threshold (glibc manual, "Malloc Tunable Parameters"): every NumPy array above 128 KiB is then a fresh mapping
+#: whose pages the kernel faults in and zeroes for every task. Raising both saved ~20 % of the stages' worker CPU
+#: but raised the inversion's worker peak at 670 pairs from 2.8 to 3.9 GB, at the edge of the 4 GiB budget (a
+#: worker was restarted once): docs/scale.md "Worker processes and glibc's allocator". This value is the one
+#: measured (the ceiling of glibc's own dynamic threshold on 64-bit).
+MALLOC_THRESHOLD = 32 * 2**20
 
 
-def worker_pre_spawn_environ(current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Dask's ``distributed.nanny.pre-spawn-environ`` (or ``current``) with glibc's trim and mmap thresholds set to
-    :data:`WORKER_MALLOC_THRESHOLD` (the chart sets the same through ``dask.worker.mallocThreshold``)."""
-    import dask
+def malloc_environ(malloc_threshold: int | None) -> dict[str, str]:
+    """The environment variables that set glibc's trim and mmap thresholds to ``malloc_threshold`` bytes (none for
+    None or 0: Dask's own setting)."""
+    if not malloc_threshold:
+        return {}
+    return {"MALLOC_TRIM_THRESHOLD_": str(int(malloc_threshold)), "MALLOC_MMAP_THRESHOLD_": str(int(malloc_threshold))}
 
-    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) if current is None else current)
-    if WORKER_MALLOC_THRESHOLD is None:
-        return env
-    env.update({"MALLOC_TRIM_THRESHOLD_": WORKER_MALLOC_THRESHOLD, "MALLOC_MMAP_THRESHOLD_": WORKER_MALLOC_THRESHOLD})
-    return env
+
+@contextlib.contextmanager
+def _spawn_environ(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in this process's environment while the workers are spawned, as the nannies read it: a variable
+    already in the environment overrides Dask's ``pre-spawn-environ`` (``distributed.nanny._get_env_variables``),
+    and an earlier LocalCluster's nannies leave Dask's ``MALLOC_TRIM_THRESHOLD_`` there. Restored afterwards."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def local_memory_limit(requested: str | int | None, n_workers: int, total: int | None = None) -> int:
@@ -116,13 +128,15 @@ def close_quietly(what: str, close: Any, *args: Any, **kwargs: Any) -> bool:
 
 @contextlib.contextmanager
 def dask_client(address: str | None = None, *, n_workers: int | None = None,
-                threads_per_worker: int = 1, memory_limit: str | int | None = None) -> Iterator[Any]:
+                threads_per_worker: int = 1, memory_limit: str | int | None = None,
+                malloc_threshold: int | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: to ``address`` (or $INSARCLOUD_DASK_SCHEDULER), else a LocalCluster.
 
     The LocalCluster uses worker processes, one thread each: the kernels are NumPy/GDAL code that holds
     the GIL in places, and processes make the local run behave like the Kubernetes one. Each worker's
-    ``memory_limit`` is fixed (:func:`local_memory_limit`), not Dask's machine-dependent "auto", and glibc's
-    allocator thresholds are set before they start (:func:`worker_pre_spawn_environ`). Its workers get
+    ``memory_limit`` is fixed (:func:`local_memory_limit`), not Dask's machine-dependent "auto"; with
+    ``malloc_threshold`` (bytes) glibc's allocator thresholds are set before they start
+    (:func:`malloc_environ`, :data:`MALLOC_THRESHOLD`). Its workers get
     the log redaction of :mod:`insarcloud.logs`. Errors while closing the client or the cluster are
     warnings (:func:`close_quietly`).
     """
@@ -141,8 +155,11 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
     n = n_workers or max(1, min(4, os.cpu_count() or 1))
     limit = local_memory_limit(memory_limit, n)
     log.info("starting a Dask LocalCluster of %d worker processes, memory_limit %.1f GiB each", n, limit / 2**30)
-    # the nannies read pre-spawn-environ when they spawn the workers, i.e. inside LocalCluster()
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_pre_spawn_environ()}):
+    # the nannies read their pre-spawn environment when they are made, i.e. inside LocalCluster(); in Dask's
+    # configuration too, so a worker the nanny restarts later gets it as well
+    env = malloc_environ(malloc_threshold)
+    pre_spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **env}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn}), _spawn_environ(env):
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                                dashboard_address=":0", memory_limit=limit)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 
@@ -146,40 +146,30 @@ def _page_faults_per_array() -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 50
 
 
-_FAULTS_SCRIPT = "from tests.test_engines import _page_faults_per_array as f; print(f())"
-
-
-def test_local_cluster_workers_get_the_limit_and_reuse_freed_arrays() -> None:
-    """The memory_limit asked for, and glibc's thresholds set before the workers start (engines.
-    WORKER_MALLOC_THRESHOLD): a freed block-sized array is reused, not page-faulted in again for every task."""
-    import os
-    import subprocess
-    import sys
-
+def test_local_cluster_workers_get_the_limit_and_the_malloc_thresholds_asked_for() -> None:
+    """The memory_limit asked for; by default Dask's worker environment (its 64 KiB trim threshold: every page of a
+    freed 2 MiB array is faulted in again), and with ``malloc_threshold`` glibc's thresholds set before the
+    workers start, so a freed block-sized array is reused (engines.MALLOC_THRESHOLD, docs/scale.md)."""
     from insarcloud import engines
 
     with engines.dask_client(n_workers=1, memory_limit="768MiB") as client:
         limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
-        faults = client.submit(_page_faults_per_array, pure=False).result()
+        default = client.submit(_page_faults_per_array, pure=False).result()
     assert limits == [768 * 2**20]
-    assert faults < 8, f"{faults} page faults per 2 MiB array in a worker task"
-    # Dask's own worker environment (MALLOC_TRIM_THRESHOLD_=64 KiB) faults every page of every array in again:
-    # what the setting above removes
-    import dask
-
-    env = {**os.environ, **{k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()}}
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True,
-                         check=True, cwd=str(Path(__file__).resolve().parents[1]))
-    assert float(out.stdout) > 400, out.stdout  # 512 pages of 4 KiB per array
+    assert default > 400, default  # 512 pages of 4 KiB per array
+    with engines.dask_client(n_workers=1, memory_limit="768MiB",
+                             malloc_threshold=engines.MALLOC_THRESHOLD) as client:
+        env = client.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+        raised = client.submit(_page_faults_per_array, pure=False).result()
+    assert list(env.values()) == [str(engines.MALLOC_THRESHOLD)]
+    assert raised < 8, f"{raised} page faults per 2 MiB array in a worker task"
 
 
-def test_worker_environ_keeps_dasks_other_variables() -> None:
+def test_malloc_environ() -> None:
     from insarcloud import engines
 
-    env = engines.worker_pre_spawn_environ({"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1})
-    assert env == {"MALLOC_TRIM_THRESHOLD_": engines.WORKER_MALLOC_THRESHOLD, "OMP_NUM_THREADS": 1,
-                   "MALLOC_MMAP_THRESHOLD_": engines.WORKER_MALLOC_THRESHOLD}
+    assert engines.malloc_environ(None) == engines.malloc_environ(0) == {}
+    assert engines.malloc_environ(2**22) == {"MALLOC_TRIM_THRESHOLD_": "4194304", "MALLOC_MMAP_THRESHOLD_": "4194304"}
 
 
 def test_area_config_memory_limit_is_validated() -> None:

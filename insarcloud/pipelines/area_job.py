@@ -155,7 +155,8 @@ def engines(cfg: AreaJobConfig, need_ray: bool) -> Iterator[Any]:
 
     e = cfg.engines
     with dask_client(e.resolved_dask_scheduler(), n_workers=e.local_workers,
-                     threads_per_worker=e.local_threads_per_worker, memory_limit=e.local_memory_limit) as client:
+                     threads_per_worker=e.local_threads_per_worker, memory_limit=e.local_memory_limit,
+                     malloc_threshold=e.local_malloc_threshold) as client:
         ray = init_ray(e.resolved_ray_address(), num_cpus=e.local_ray_cpus) if need_ray else None
         try:
             yield client

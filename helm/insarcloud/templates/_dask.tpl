@@ -103,10 +103,12 @@ containers:
             fieldPath: metadata.name
       {{- end }}
       {{- with .Values.dask.worker.mallocThreshold }}
-      # Dask's configuration, read by the nanny: it sets these in the worker process's environment before the
-      # process starts (glibc reads them only then), merged with Dask's other pre-spawn variables (OMP_NUM_THREADS)
-      - name: DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON
-        value: {{ printf "{\"MALLOC_TRIM_THRESHOLD_\": %d, \"MALLOC_MMAP_THRESHOLD_\": %d}" (. | int64) (. | int64) | quote }}
+      # read by glibc when a process starts; the nanny passes them on to the worker process it spawns (a variable
+      # in its environment wins over Dask's own pre-spawn MALLOC_TRIM_THRESHOLD_)
+      - name: MALLOC_TRIM_THRESHOLD_
+        value: {{ . | int64 | quote }}
+      - name: MALLOC_MMAP_THRESHOLD_
+        value: {{ . | int64 | quote }}
       {{- end }}
       {{- include "insarcloud.storageEnv" . | nindent 6 }}
     readinessProbe:
