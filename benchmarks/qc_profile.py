@@ -18,6 +18,12 @@ Usage::
 
     PYTHONPATH=. python benchmarks/qc_profile.py --json qc_profile.json --size 128 --epochs 120 --profile
     PYTHONPATH=. python benchmarks/qc_profile.py --json qc_compare.json --size 128 --epochs 120 --compare d288a9c
+    PYTHONPATH=. python benchmarks/qc_profile.py --json qc_cluster.json --size 256 --epochs 200 --compare 4a290ef \
+        --workers 2 --no-malloc-trim --repeat 2
+
+``--workers N`` (with ``--compare``): each tree also runs on a distributed ``LocalCluster`` of N worker processes,
+CPU of every process (driver with the scheduler, workers), beside its synchronous anchor (docs/qc.md, "On a
+cluster").
 """
 
 from __future__ import annotations
@@ -79,8 +85,13 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run_qc_once(root: Path, out: Path, block: int | None) -> dict[str, Any]:
-    """QC of ``root/cube.zarr`` into ``out`` (synchronous scheduler): CPU and wall seconds."""
+def run_qc_once(root: Path, out: Path, block: int | None, workers: int = 0, trim: bool = True) -> dict[str, Any]:
+    """QC of ``root/cube.zarr`` into ``out``: CPU and wall seconds. ``workers`` 0: Dask's synchronous scheduler in
+    this process; N: a distributed ``LocalCluster`` of N worker processes of one thread (``memory_limit`` 4 GiB,
+    the chart's worker), its scheduler and the client in this process; CPU of every process (driver and
+    workers) after the cluster has started. ``trim`` False drops distributed's ``MALLOC_TRIM_THRESHOLD_`` from the
+    workers' environment (it disables glibc's dynamic mmap threshold: every large array is mmap'd and
+    page-faulted)."""
     import dask
 
     from insarcloud import io
@@ -89,16 +100,46 @@ def run_qc_once(root: Path, out: Path, block: int | None) -> dict[str, Any]:
 
     url = str(root / "cube.zarr")
     shutil.rmtree(out, ignore_errors=True)
-    c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
-    with dask.config.set(scheduler="synchronous"):
+
+    def qc() -> None:
         ds = io.open_cube(url, chunks=dask_ops.read_chunks(io.open_cube(url, complete_only=False)))
         q = dask_ops.qc_dataset(ds, QCParams(block=block))
         q, enc = dask_ops.storable(q)
         q.to_zarr(str(out), mode="w", zarr_format=3, consolidated=False, encoding=enc)
+
+    if workers:
+        return _run_on_cluster(qc, workers, trim)
+    c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
+    with dask.config.set(scheduler="synchronous"):
+        qc()
     cpu, main = time.process_time() - c0, time.thread_time() - m0
     # zarr v3 decodes and encodes chunks on its own threads: process CPU minus this thread's
     return {"cpu_s": cpu, "wall_s": time.perf_counter() - t0, "main_thread_cpu_s": main,
             "other_threads_cpu_s": cpu - main}
+
+
+def _run_on_cluster(qc: Any, workers: int, trim: bool) -> dict[str, Any]:
+    import dask
+    import psutil
+    from distributed import Client, LocalCluster
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    if not trim:
+        env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit="4GiB",
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        procs = [psutil.Process()] + [psutil.Process(p) for p in client.run(os.getpid).values()]
+
+        def cpu() -> list[float]:
+            return [sum(p.cpu_times()[:4]) for p in procs]
+
+        c0, t0 = cpu(), time.perf_counter()
+        qc()
+        c1, wall = cpu(), time.perf_counter() - t0
+    per = [b - a for a, b in zip(c0, c1, strict=True)]
+    return {"cpu_s": sum(per), "wall_s": wall, "driver_cpu_s": per[0], "worker_cpu_s": per[1:],
+            "workers": workers, "malloc_trim_env": trim}
 
 
 def categorize(stats: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -188,33 +229,50 @@ def compare_groups(a: Path, b: Path) -> dict[str, Any]:
 
 def child(args: argparse.Namespace) -> int:
     """One timed run (in a subprocess for --compare): prints one JSON line."""
-    r = run_qc_once(Path(args.root), Path(args.out), args.block)
+    r = run_qc_once(Path(args.root), Path(args.out), args.block, args.workers, not args.no_malloc_trim)
     print(json.dumps(r))
     return 0
 
 
-def compare(root: Path, ref: str, repeat: int, block: int | None) -> dict[str, Any]:
+def compare(root: Path, ref: str, repeat: int, block: int | None, workers: int = 0,
+            trim: bool = True) -> dict[str, Any]:
+    """Both trees alternated ``repeat`` times in fresh subprocesses; with ``workers``, each tree's cluster run
+    beside its synchronous anchor (ratios against the anchor of the same tree and round)."""
     repo = Path(__file__).resolve().parent.parent
     base = root / "baseline_src"
     base.mkdir()
     tar = subprocess.run(["git", "-C", str(repo), "archive", ref, "insarcloud"], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
     trees = {"baseline": str(base), "current": str(repo)}
-    times: dict[str, list[dict[str, Any]]] = {k: [] for k in trees}
+    modes = ["sync"] + ([f"cluster{workers}"] if workers else [])
+    times: dict[str, list[dict[str, Any]]] = {f"{k}_{m}": [] for k in trees for m in modes}
     for i in range(repeat):
         for name, src in trees.items():
-            env = {**os.environ, "PYTHONPATH": src}
-            cmd = [sys.executable, __file__, "--child", "--root", str(root), "--out", str(root / f"qc_{name}.zarr"),
-                   "--json", "-"] + (["--block", str(block)] if block else [])
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=src)
-            if p.returncode:
-                raise RuntimeError(f"{name} run failed:\n{p.stderr[-3000:]}")
-            times[name].append(json.loads(p.stdout.strip().splitlines()[-1]))
-            print(f"  run {i + 1}/{repeat} {name}: {times[name][-1]['cpu_s']:.2f} CPU-s", flush=True)
+            for m in modes:
+                env = {**os.environ, "PYTHONPATH": src}
+                cmd = [sys.executable, __file__, "--child", "--root", str(root), "--out",
+                       str(root / f"qc_{name}_{m}.zarr"), "--json", "-"] + (["--block", str(block)] if block else [])
+                if m != "sync":
+                    cmd += ["--workers", str(workers)] + ([] if trim else ["--no-malloc-trim"])
+                p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=src)
+                if p.returncode:
+                    raise RuntimeError(f"{name} {m} run failed:\n{p.stderr[-3000:]}")
+                times[f"{name}_{m}"].append(json.loads(p.stdout.strip().splitlines()[-1]))
+                print(f"  run {i + 1}/{repeat} {name} {m}: {times[f'{name}_{m}'][-1]['cpu_s']:.2f} CPU-s", flush=True)
     best = {k: min(t["cpu_s"] for t in v) for k, v in times.items()}
-    return {"ref": ref, "runs": times, "best_cpu_s": best, "speedup_cpu": best["baseline"] / best["current"],
-            "outputs": compare_groups(root / "qc_baseline.zarr", root / "qc_current.zarr"),
-            "qc_group_bytes": {k: dir_bytes(root / f"qc_{k}.zarr") for k in trees}}
+    last = modes[-1]
+    res: dict[str, Any] = {
+        "ref": ref, "runs": times, "best_cpu_s": best,
+        "speedup_cpu": best[f"baseline_{last}"] / best[f"current_{last}"],
+        "outputs": compare_groups(root / f"qc_baseline_{last}.zarr", root / f"qc_current_{last}.zarr"),
+        "qc_group_bytes": {k: dir_bytes(root / f"qc_{k}_{last}.zarr") for k in trees}}
+    if workers:
+        # per round: the cluster run's CPU over the synchronous anchor run just before it (same tree)
+        res["cluster_over_sync"] = {k: [c["cpu_s"] / s["cpu_s"] for s, c in zip(times[f"{k}_sync"],
+                                                                                 times[f"{k}_{last}"], strict=True)]
+                                    for k in trees}
+        res["cluster_vs_sync_outputs"] = compare_groups(root / "qc_current_sync.zarr", root / f"qc_current_{last}.zarr")
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile split of one run")
     ap.add_argument("--compare", metavar="REF", help="git ref of the baseline code")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=0,
+                    help="with --compare: also run on a LocalCluster of this many worker processes (1 thread each)")
+    ap.add_argument("--no-malloc-trim", action="store_true",
+                    help="drop distributed's MALLOC_TRIM_THRESHOLD_ from the workers' environment")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -258,13 +320,16 @@ def main(argv: list[str] | None = None) -> int:
             for r in pr["top"][:15]:
                 print(f"  {r['self_s']:7.2f} s self {r['cum_s']:7.2f} cum  [{r['category']}] {r['function']}")
         if a.compare:
-            c = compare(root, a.compare, a.repeat, a.block)
+            c = compare(root, a.compare, a.repeat, a.block, a.workers, not a.no_malloc_trim)
             res["compare"] = c
             n = res["frame"]["pixel_pairs"]
             res["real_frame_core_h"] = {k: v / n * REAL_FRAME_PX_PAIRS / 3600 for k, v in c["best_cpu_s"].items()}
             print(f"best CPU-s: {c['best_cpu_s']}  speedup x{c['speedup_cpu']:.2f}; real frame core-h "
                   f"{res['real_frame_core_h']}; outputs bit-identical: {c['outputs']['bit_identical']} "
                   f"{c['outputs']['diffs'] or ''}; qc group bytes {c['qc_group_bytes']} vs cube {res['cube_bytes']}")
+            if a.workers:
+                print(f"cluster CPU / synchronous CPU per round: {c['cluster_over_sync']}; cluster vs synchronous "
+                      f"outputs bit-identical: {c['cluster_vs_sync_outputs']['bit_identical']}")
     res["elapsed_s"] = time.perf_counter() - t0
     with open(a.json, "w") as f:
         json.dump(res, f, indent=1, default=str)

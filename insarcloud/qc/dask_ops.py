@@ -35,6 +35,7 @@ from insarcloud.qc import closure, labels, stats
 from insarcloud.qc.config import QCParams
 from insarcloud.qc.network import Triplets, epochs, find_triplets
 from insarcloud.qc.products import block_products
+from insarcloud.qc.reuse import reuse_inputs
 
 log = logging.getLogger(__name__)
 
@@ -230,42 +231,6 @@ def closure_maps(phase: da.Array, unw: da.Array | None, trip: Triplets,
         cu = da.map_blocks(_closure_block, unw, dtype=np.float32, chunks=chunks, trip=trip, offset_k=k,
                            meta=np.empty((0, 0, 0), np.float32))
     return wc, cu
-
-
-#: Without a distributed client, rechunked inputs up to this size are kept in memory between the passes.
-LOCAL_REUSE_MB = 512
-#: With a client, the share of the workers' summed ``memory_limit`` the rechunked inputs may take to be kept.
-CLUSTER_REUSE_FRACTION = 0.3
-
-
-def reuse_inputs(arrays: list[da.Array]) -> tuple[list[da.Array], str]:
-    """The rechunked (and water-masked) inputs computed once and kept for both passes, when they fit.
-
-    Pass 1 and pass 2 read the same (pair=all, y=b, x=b) blocks; computed twice they cost two reads of the
-    cube and two rechunks. Kept in the workers' memory (a distributed client: at most
-    ``CLUSTER_REUSE_FRACTION`` of their summed ``memory_limit``, so the rest of the graph and the spill
-    thresholds keep their room) or in this process (no client: up to ``LOCAL_REUSE_MB``), they are read and
-    rechunked once. Larger inputs are recomputed by each pass (bounded memory wins over the second read).
-    Returns the arrays and how they were kept (``"cluster"``, ``"local"`` or ``"recompute"``).
-    """
-    nbytes = sum(a.nbytes for a in arrays)
-    try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
-    if client is not None:
-        # Not kept on the workers for now: persisted keys went missing from the passes' graphs in the test
-        # suite ("Missing dependency rechunk-merge-..."; cause not found), so with a client each pass reads
-        # again (correct, one more read). Keeping them on the cluster (CLUSTER_REUSE_FRACTION) is to be re-enabled
-        # with a test on a shared session client.
-        pass
-    elif nbytes <= LOCAL_REUSE_MB * 2**20:
-        return list(dask.persist(*arrays)), "local"
-    log.info("qc inputs (%.0f MB rechunked) are not kept between the passes: each pass reads the cube",
-             nbytes / 2**20)
-    return arrays, "recompute"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,10 +10,20 @@ import yaml
 
 from insarcloud import io
 from insarcloud.errors import CubeError
-from insarcloud.qc import dask_ops, labels, products
+from insarcloud.qc import dask_ops, labels, products, reuse
 from insarcloud.qc.config import QCParams
 
 from .conftest import synthetic_cube
+
+
+def qc_sync(ds, params: QCParams | None = None):  # type: ignore[no-untyped-def]
+    """The QC dataset built and computed on the synchronous scheduler (a QC dataset is computed on the scheduler
+    active when it was built: the session's client may exist, see ``insarcloud.qc.reuse``)."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        return dask_ops.qc_dataset(ds, params).compute()
+
 
 PIXEL_VARS = ["closure", "closure_wrapped", "pair_closure", "pair_closure_wrapped", "phase_std", "label", "reason",
               "n_loop_err", "n_loops"]
@@ -23,7 +33,7 @@ PIXEL_VARS = ["closure", "closure_wrapped", "pair_closure", "pair_closure_wrappe
 def test_chunked_equals_whole_array(block: int) -> None:
     s, ds = synthetic_cube(0)
     ref = products.frame_qc(s.pairs, s.phase, s.coh, s.unw)
-    q = dask_ops.qc_dataset(ds, QCParams(block=block)).compute(scheduler="synchronous")
+    q = qc_sync(ds, QCParams(block=block))
     for name in PIXEL_VARS:
         np.testing.assert_array_equal(q[name].values, getattr(ref.pixels, name), err_msg=name)
     np.testing.assert_allclose(q["coh_mean"].values, ref.pixels.coh_mean, atol=1e-6)
@@ -37,13 +47,13 @@ def test_chunked_equals_whole_array(block: int) -> None:
 
 def test_no_unw_no_triplets_and_dead_pair(caplog: pytest.LogCaptureFixture) -> None:
     s, ds = synthetic_cube(1, unw=False)
-    q = dask_ops.qc_dataset(ds, QCParams(block=64)).compute(scheduler="synchronous")
+    q = qc_sync(ds, QCParams(block=64))
     assert "closure" not in q and "closure_wrapped" in q and q.attrs["has_unw"] == 0
     assert q["step12_bad"].attrs["source"] == "wrapped"
     # a network without any closed loop: statistics and labels, a warning, no crash
     _, ds2 = synthetic_cube(1, pairs=["20240106_20240118", "20240118_20240130"])
     with caplog.at_level(logging.WARNING, logger="insarcloud.qc.dask_ops"):
-        q2 = dask_ops.qc_dataset(ds2).compute(scheduler="synchronous")
+        q2 = qc_sync(ds2)
     assert "no closed triplet" in caplog.text
     assert "triplet" not in q2.dims and q2["no_loop"].values.all()
     assert set(np.unique(q2["label"].values)) <= {0, 1, 2, 255}
@@ -51,7 +61,7 @@ def test_no_unw_no_triplets_and_dead_pair(caplog: pytest.LogCaptureFixture) -> N
     ds3 = ds.copy(deep=True)
     ds3["phase"][2] = np.nan
     ds3["coh"][2] = np.nan
-    q3 = dask_ops.qc_dataset(ds3).compute(scheduler="synchronous")
+    q3 = qc_sync(ds3)
     assert bool(q3["step11_bad"][2]) and float(q3["coverage"][2]) == 0.0
     assert q3["ifg_label"].values[2] == labels.NODATA
     with pytest.raises(CubeError, match="no 'phase'"):
@@ -159,19 +169,50 @@ def test_pass1_tree_reduction_equals_whole_array() -> None:
     assert layout.n == trip.n_triplets * (2 * (2 * closure.K_MAX + 1) + 6) + 1 + 3 * len(s.pairs)
 
 
-def test_inputs_rechunked_once_and_kept_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inputs_rechunked_once_and_kept_locally() -> None:
+    import dask
     import dask.array as da
-    import distributed
 
-    def no_client() -> None:
-        raise ValueError("no client")  # what distributed raises without one (another test's may be running)
-
-    monkeypatch.setattr(distributed, "get_client", no_client)
     s, _ = synthetic_cube(0)
     x = da.from_array(s.phase, chunks=(1, 50, 45)).rechunk((-1, 32, 32))
-    (kept,), how = dask_ops.reuse_inputs([x])
-    assert how == "local" and len(kept.__dask_graph__()) == kept.npartitions  # one computed key per block
-    np.testing.assert_array_equal(kept.compute(), s.phase)
+    with dask.config.set(scheduler="synchronous"):  # a local scheduler, whether or not a session client exists
+        assert reuse.active_client() is None
+        (kept,), how = dask_ops.reuse_inputs([x])
+        assert how == "local" and len(kept.__dask_graph__()) == kept.npartitions  # one computed key per block
+        np.testing.assert_array_equal(kept.compute(), s.phase)
+
+
+@pytest.mark.slow
+def test_inputs_kept_on_cluster_equal_local(dask_client: object, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """With the session's client as the scheduler the rechunked inputs are kept on the workers between the passes,
+    and the QC dataset equals the synchronous one in every variable and attribute. The test suite's sequence that
+    made persisted keys go missing ("Missing dependency rechunk-merge-...": a session client exists, a dataset is
+    computed synchronously) runs in between on the same client, then a cluster run that keeps nothing."""
+    import gc
+
+    import dask
+    import xarray as xr
+
+    s, ds = synthetic_cube(2, shape=(90, 80))
+    ds = ds.chunk({"pair": 1, "y": 48, "x": 48})
+    p = QCParams(block=32)
+    assert reuse.active_client() is dask_client
+    with caplog.at_level(logging.INFO, logger="insarcloud.qc.dask_ops"):
+        q = dask_ops.qc_dataset(ds, p)
+        gc.collect()  # the kept blocks' futures live in the dataset's graph, not in a local of qc_dataset
+        on_cluster = q.compute()
+    assert "inputs cluster" in caplog.text
+    with dask.config.set(scheduler="synchronous"):
+        assert reuse.active_client() is None
+        local = dask_ops.qc_dataset(ds, p).compute()
+    xr.testing.assert_identical(on_cluster, local)
+    caplog.clear()
+    monkeypatch.setattr(reuse, "CLUSTER_REUSE_FRACTION", 0.0)  # inputs too large for the workers: read twice
+    with caplog.at_level(logging.INFO, logger="insarcloud.qc.dask_ops"):
+        again = dask_ops.qc_dataset(ds, p).compute()
+    assert "inputs recompute" in caplog.text
+    xr.testing.assert_identical(again, local)
 
 
 def test_stored_group_smaller_than_cube(tmp_path) -> None:
@@ -213,7 +254,7 @@ def test_qc_peak_memory_flat_as_frame_grows(tmp_path, monkeypatch) -> None:
 
     from insarcloud.qc import synthetic
 
-    monkeypatch.setattr(dask_ops, "LOCAL_REUSE_MB", 0)  # the bounded path (no inputs kept between passes)
+    monkeypatch.setattr(reuse, "LOCAL_REUSE_MB", 0)  # the bounded path (no inputs kept between passes)
     peaks, stack = [], []
     for side in (48, 96, 192):  # 48: a warm-up (first-use allocations of zarr/xarray), not compared
         s = synthetic.make_stack(np.random.default_rng(5), shape=(side, side), n_epochs=8)
@@ -242,7 +283,7 @@ def test_pass2_paths_equal_whole_array(shape: tuple[int, int], block: int, dask_
     if dask_backed:
         ds = ds.chunk({"pair": 1, "y": 64, "x": 64})
     ref = products.frame_qc(s.pairs, s.phase, s.coh, s.unw)
-    q = dask_ops.qc_dataset(ds, QCParams(block=block)).compute(scheduler="synchronous")
+    q = qc_sync(ds, QCParams(block=block))
     for name in PIXEL_VARS:
         np.testing.assert_array_equal(q[name].values, getattr(ref.pixels, name), err_msg=name)
     # the box filter's running sums start at the block's halo, not at the frame's edge: float32 ulps
