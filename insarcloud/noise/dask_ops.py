@@ -72,14 +72,13 @@ def _put(out: np.ndarray, idx: np.ndarray, nx: int, c: Any, cid: int, src: int) 
 Loc = tuple[int, int, int, int, int, int]  # a class block: y0, x0 (pixels), by, bx, nby, nbx (the class-block grid)
 
 
-def _where(block: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-           loc: Loc) -> tuple[np.ndarray, np.ndarray, int, int, int, int]:
-    """A class block's pixels (date, r) as float64, their local coordinates (m, about the class block's own
-    mean latitude), its indices and its grid."""
+def _where(block: np.ndarray, lat: np.ndarray, lon: np.ndarray, loc: Loc) -> tuple[np.ndarray, np.ndarray]:
+    """A class block's pixels (date, r) as float64 and their local coordinates (m, about the class block's own
+    mean latitude, as when a class block was a Dask block: the same values bit for bit)."""
     m, ny, nx = block.shape
-    y0, x0, by, bx, nby, nbx = loc
+    y0, x0 = loc[:2]
     la, lo = np.meshgrid(lat[y0:y0 + ny], lon[x0:x0 + nx], indexing="ij")
-    return block.reshape(m, -1).astype(np.float64), lonlat_to_local_m(lo.ravel(), la.ravel()), by, bx, nby, nbx
+    return block.reshape(m, -1).astype(np.float64), lonlat_to_local_m(lo.ravel(), la.ravel())
 
 
 def _class_blocks(block: np.ndarray, side: int, block_info: dict | None) -> Iterator[tuple[slice, slice, Loc]]:
@@ -135,7 +134,7 @@ def _estimate_classes(block: np.ndarray, vel: np.ndarray, out: np.ndarray, loc: 
     _, _, by, bx, nby, nbx = loc
     if sampled_only and not (sampled(nby, stride)[by] and sampled(nbx, stride)[bx]):
         return
-    Y, xy, *_ = _where(block, lat, lon, loc)
+    Y, xy = _where(block, lat, lon, loc)
     if classes == "tiles":
         labels = np.zeros(ny * nx, np.int64)
     else:
@@ -188,7 +187,7 @@ def _borrow_tile(block: np.ndarray, out: np.ndarray, loc: Loc, f: dict[str, np.n
     _, _, by, bx, nby, nbx = loc
     if sampled(nby, stride)[by] and sampled(nbx, stride)[bx]:
         return
-    Y, xy, *_ = _where(block, lat, lon, loc)
+    Y, xy = _where(block, lat, lon, loc)
     idx = np.arange(ny * nx)
     cid = (by * nbx + bx) * 65536
     if ok.size == 0:
