@@ -31,7 +31,17 @@ accuracy: velocity z-scores against the truth, per-class differences to stride 1
 velocity in units of its std) and the borrowing classes' components against their truth.
 ``--variants scale,model,all``: what a borrowing class estimates itself (``insarcloud.noise.borrow``'s ``fit``).
 
-Usage: ``python benchmarks/noise_stage.py --json OUT [--sizes 64x60,64x120] [--profile] [--stride 2,3]``.
+Driver memory and graph size (``--driver PXxM --before DIR``; docs/noise.md "One task per write chunk"): one
+simulated ts group (rate, white, AR(1) and a spatially correlated part per epoch; chunks 256 px, as the
+inversion writes them), then ``noise_cube`` (the stage as the area job runs it, ``NoiseParams`` defaults) once
+with the code in DIR (e.g. ``git -C /work/main archive HEAD insarcloud | tar -x -C DIR``) and once with this
+tree, each in a child process that is the driver of a ``LocalCluster`` (``--workers`` processes,
+``--memory-limit``): the driver's peak RSS (scheduler included, sampled every 0.1 s), the workers' peaks, CPU
+seconds of every process, wall, and the tasks of ``noise_dataset``'s graph; and whether the two noise groups
+are equal, bit for bit.
+
+Usage: ``python benchmarks/noise_stage.py --json OUT [--sizes 64x60,64x120] [--profile] [--stride 2,3]``;
+``python benchmarks/noise_stage.py --json OUT --driver 1024x12 --before DIR [--workers 2 --memory-limit 4GiB]``.
 Timings under a loaded shared machine are not comparable to a quiet one: compare ratios from one machine.
 """
 
@@ -53,7 +63,8 @@ import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --driver runs each version of the code in a child process whose code folder is NOISE_STAGE_CODE
+sys.path.insert(0, os.environ.get("NOISE_STAGE_CODE") or str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -365,7 +376,17 @@ def main() -> None:
         "insarcloud.unwrap.semireal.real_noise; a random one of its 8 rotations/flips and sign) as the white "
         "part, plus AR(1) + flicker of twice and once the window's mean real noise variance, under the frame's "
         "real mask"))
+    ap.add_argument("--driver", metavar="PXxM", help="driver memory and graph size, --before's code against this")
+    ap.add_argument("--before", metavar="DIR", help="with --driver: the folder holding the code to compare")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memory-limit", default="4GiB")
+    ap.add_argument("--repeat", type=int, default=1, help="with --driver: before/after pairs to run")
+    ap.add_argument("--driver-child", metavar="CUBE", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.driver_child:
+        return driver_child(a)
+    if a.driver:
+        return driver_compare(a)
     strides = [int(v) for v in a.stride.split(",") if v]
     truth_kind = a.truth or ("smooth" if strides else "cycle")
     variants = [v for v in a.variants.split(",") if v]
@@ -476,6 +497,148 @@ def make_ts_real(frame_dir: str, tiles: int, class_size: int, m: int, seed: int)
     ts.attrs["window"] = [ys.start, ys.stop, xs.start, xs.stop]
     ts.attrs["valid_fraction"] = float(valid[ys, xs].mean())
     return ts
+
+
+def make_ts_fast(px: int, m: int, seed: int) -> xr.Dataset:
+    """A ts group of px x px pixels and m dates, simulated by whole epochs (the tile-by-tile simulators need
+    one Cholesky per class): a smooth rate, white noise (2 mm), AR(1) (2 mm, alpha 0.05/day) and per epoch a
+    Gaussian-smoothed field (2 mm, ~3 px), zero at the first epoch; the first pixel is the reference."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    days = regular_days(m)
+    yy, xx = np.mgrid[0:px, 0:px] / px
+    vel = (10.0 * np.sin(3 * yy) * np.cos(2 * xx)).astype(np.float32)
+    disp = np.empty((m, px, px), np.float32)
+    ar = rng.normal(0, 2.0, (px, px))
+    for e in range(m):
+        if e:
+            rho = np.exp(-ALPHA * (days[e] - days[e - 1]))
+            ar = rho * ar + np.sqrt(1 - rho**2) * rng.normal(0, 2.0, (px, px))
+        sp = gaussian_filter(rng.normal(0, 1, (px, px)), 3.0)
+        disp[e] = vel * days[e] / 365.25 + rng.normal(0, 2.0, (px, px)) + ar + 2.0 * sp / sp.std()
+    disp -= disp[:1]
+    disp[:, 0, 0] = 0.0
+    dates = pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D")
+    return xr.Dataset({"displacement": (("date", "y", "x"), disp, {"units": "mm"}),
+                       "velocity": (("y", "x"), vel, {"units": "mm/yr"})},
+                      coords={"date": dates.values, "y": 35.0 - 0.001 * np.arange(px),
+                              "x": 51.0 + 0.001 * np.arange(px)}, attrs={"weights": "quality"})
+
+
+def driver_child(a: argparse.Namespace) -> None:
+    """One ``noise_cube`` run on the cube ``a.driver_child`` with this process as the driver of a LocalCluster;
+    prints one JSON line (see the module text)."""
+    import gc
+    import threading
+
+    import psutil
+    from distributed import Client, LocalCluster
+
+    import insarcloud
+    from insarcloud.io import open_cube
+    from insarcloud.noise.command import noise_opts
+    from insarcloud.noise.stage import NoiseParams
+
+    p = NoiseParams(class_size=a.class_size)
+    me = psutil.Process()
+    peak: dict[int, int] = {}
+    last: dict[int, float] = {}
+    stop = threading.Event()
+
+    def procs() -> list[psutil.Process]:
+        return [me, *me.children(recursive=True)]
+
+    def cpu() -> dict[int, float]:
+        out = {}
+        for q in procs():
+            try:
+                t = q.cpu_times()
+                out[q.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+        return out
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            for q in procs():
+                try:
+                    peak[q.pid] = max(peak.get(q.pid, 0), q.memory_info().rss)
+                except psutil.Error:
+                    continue
+            last.update(cpu())
+
+    with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, memory_limit=a.memory_limit,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        workers = set(client.run(os.getpid).values())
+        gc.collect()
+        base = me.memory_info().rss
+        before = cpu()
+        th = threading.Thread(target=sample, daemon=True)
+        t0 = time.perf_counter()
+        th.start()
+        dask_ops.noise_cube(a.driver_child, ts_group="ts_quality", class_size=p.class_size, opts=noise_opts(p),
+                            model_stride=p.model_stride)
+        wall = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        after = {**last, **cpu()}
+    ts = open_cube(a.driver_child, group="ts_quality")
+    tasks = len(dask_ops.noise_dataset(ts, class_size=p.class_size, opts=noise_opts(p),
+                                       model_stride=p.model_stride).__dask_graph__())
+    kind = {pid: "driver" if pid == me.pid else "worker" if pid in workers else "other" for pid in after}
+    by_kind: dict[str, float] = defaultdict(float)
+    for pid, c in after.items():
+        by_kind[kind[pid]] += c - before.get(pid, 0.0)
+    print(json.dumps({
+        "code": str(Path(insarcloud.__file__).parent), "tasks": tasks, "wall_s": wall,
+        "cpu_s": sum(by_kind.values()), "cpu_s_by_kind": dict(by_kind), "driver_base_rss_mb": base / 2**20,
+        "driver_peak_rss_mb": peak.get(me.pid, base) / 2**20,
+        "worker_peak_rss_mb": sorted(peak[pid] / 2**20 for pid in workers if pid in peak),
+        "classes": int(np.prod([-(-ts.sizes[k] // tile_side(p.class_size)) for k in ("y", "x")])),
+        "model_stride": p.model_stride}))
+
+
+def driver_compare(a: argparse.Namespace) -> None:
+    """--driver: the same cube through ``--before``'s code and this tree's (see the module text)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from insarcloud.io import open_cube, write_stage_output
+
+    px, m = (int(v) for v in a.driver.split("x"))
+    ts = make_ts_fast(px, m, a.seed).chunk({"date": -1, "y": 256, "x": 256})
+    root = Path(tempfile.mkdtemp(prefix="noise_driver_"))
+    here = str(Path(__file__).resolve().parents[1])
+    runs, urls = [], {}
+    try:
+        for rep in range(a.repeat):
+            for label, code in (("before", str(Path(a.before).resolve())), ("after", here)):
+                url = str(root / f"{label}{rep}.zarr")
+                write_stage_output(ts, url, "ts_quality", stage="invert", params={"weights": "quality"})
+                env = {**os.environ, "NOISE_STAGE_CODE": code, "PYTHONPATH": code}
+                cmd = [sys.executable, __file__, "--json", "-", "--driver-child", url, "--class-size",
+                       str(a.class_size), "--workers", str(a.workers), "--memory-limit", a.memory_limit]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                r = {"version": label, "repeat": rep, **json.loads(out.stdout.strip().splitlines()[-1])}
+                runs.append(r)
+                urls.setdefault(label, url)
+                print(f"{label:>6} ({r['code']}): {r['tasks']:>6} tasks, driver peak {r['driver_peak_rss_mb']:.0f} "
+                      f"MB (at start {r['driver_base_rss_mb']:.0f}), workers {r['worker_peak_rss_mb']} MB, CPU "
+                      f"{r['cpu_s']:.1f} s {json.dumps({k: round(v, 1) for k, v in r['cpu_s_by_kind'].items()})}, "
+                      f"wall {r['wall_s']:.1f} s", flush=True)
+        b, f = (open_cube(urls[k], group="noise").load() for k in ("before", "after"))
+        differ = [k for k in b.data_vars if not np.array_equal(b[k].values, f[k].values, equal_nan=True)]
+        differ += [k for k in set(b.data_vars) ^ set(f.data_vars)]
+    finally:
+        shutil.rmtree(root)  # made by this run
+    print(f"noise groups before/after bit-identical: {not differ} {differ or ''}", flush=True)
+    out = {"runs": runs, "identical": not differ, "differ": differ, "pixels": px, "epochs": m,
+           "command": " ".join(sys.argv), "note": "shared loaded machine, nice 19: CPU and wall not quiet-machine "
+           "figures; compare before/after of the same run"}
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(out, indent=2))
 
 
 def _print(r: dict) -> None:

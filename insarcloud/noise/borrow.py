@@ -29,8 +29,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from .cofactors import ar1_cofactor_dlogalpha, build_cofactors, design_matrix
-from .estimate import MODEL_NAMES, MODELS, SLOTS, ClassNoise, FlickerForm, _empty, screen
+from .cofactors import ar1_cofactor_dlogalpha, build_cofactors
+from .estimate import MODEL_NAMES, MODELS, SLOTS, ClassNoise, FlickerForm, _empty, screened
 from .lsvce import _normal_matrix, _weights, multivariate_lsvce
 from .spatial import SigmaModel, make_pair_bins, scale_variance
 
@@ -94,13 +94,8 @@ def borrow_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None, d
     ClassNoise  ``model``/``alpha``/``alpha_std`` are the donor's; ``loglik``/``reml`` are set for that model
     only (a fit) or NaN; ``lrt_p`` NaN (no test ran)
     """
-    Y = np.asarray(Y, dtype=np.float64)
-    m_all, r = Y.shape
-    epoch_keep, pix = screen(Y)
-    Yv = Y[epoch_keep][:, pix]
-    d_v = np.asarray(days, dtype=np.float64)[epoch_keep]
+    r, pix, Yv, d_v, A = screened(Y, days, functional)
     m, rv = Yv.shape
-    A = design_matrix(d_v - (d_v[0] if m else 0.0), functional)  # type: ignore[arg-type]
     dof = m - A.shape[1]
     if rv < min_pixels or dof < 3:
         return _empty(r, m, rv)

@@ -1,15 +1,17 @@
-"""Thin Dask layer: every class is one task, the whole plateau one ``map_blocks`` over the ts cube.
+"""Thin Dask layer: one task per block of classes (a write chunk), the whole plateau one ``map_blocks``.
 
 The displacement (date, y, x) of a ``ts_<weights>`` group is rechunked so that one block holds all dates
-of one tile (tiles mode: one class) or of one processing block (segments mode: the segments inside it);
-each block returns a stack of per-pixel fields, and class-level numbers are broadcast over the class's
-pixels. In tiles mode the class table (class_y, class_x) is a strided view of the same blocks, so one
-compute writes both.
+of one write chunk (``task_side``); a task walks the class blocks inside it: tiles (tiles mode: one class)
+or processing blocks (segments mode: the segments inside each), so the graph grows with the write chunks,
+not with the classes (docs/noise.md "One task per write chunk"). Each block returns a stack of per-pixel
+fields, and class-level numbers are broadcast over the class's pixels. In tiles mode the class table
+(class_y, class_x) is a strided view of the same blocks, so one compute writes both.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import dask.array as da
@@ -67,31 +69,48 @@ def _put(out: np.ndarray, idx: np.ndarray, nx: int, c: Any, cid: int, src: int) 
     out[len(PIXEL_FIELDS):, iy, ix] = np.asarray(_class_values(c))[:, None]
 
 
-def _where(block: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-           block_info: dict | None) -> tuple[np.ndarray, np.ndarray, int, int, int, int]:
-    """The block's pixels (date, r), their local coordinates (m), its block indices and its block grid."""
+Loc = tuple[int, int, int, int, int, int]  # a class block: y0, x0 (pixels), by, bx, nby, nbx (the class-block grid)
+
+
+def _where(block: np.ndarray, lat: np.ndarray, lon: np.ndarray, loc: Loc) -> tuple[np.ndarray, np.ndarray]:
+    """A class block's pixels (date, r) as float64 and their local coordinates (m, about the class block's own
+    mean latitude, as when a class block was a Dask block: the same values bit for bit)."""
     m, ny, nx = block.shape
+    y0, x0 = loc[:2]
+    la, lo = np.meshgrid(lat[y0:y0 + ny], lon[x0:x0 + nx], indexing="ij")
+    return block.reshape(m, -1).astype(np.float64), lonlat_to_local_m(lo.ravel(), la.ravel())
+
+
+def _class_blocks(block: np.ndarray, side: int, block_info: dict | None) -> Iterator[tuple[slice, slice, Loc]]:
+    """The class blocks (tiles: one class; segments: one processing block) of side ``side`` inside one Dask
+    block whose origin is a multiple of ``side``: the block's slices and each class block's location."""
+    _, ny, nx = block.shape
     if block_info is not None:
-        (y0, y1), (x0, x1) = block_info[0]["array-location"][1:]
-        by, bx = block_info[0]["chunk-location"][1:]
-        nby, nbx = block_info[0]["num-chunks"][1:]
+        (y0, _), (x0, _) = block_info[0]["array-location"][1:]
+        Y, X = block_info[0]["shape"][1:]
     else:
-        y0, y1, x0, x1, by, bx, nby, nbx = 0, ny, 0, nx, 0, 0, 1, 1
-    la, lo = np.meshgrid(lat[y0:y1], lon[x0:x1], indexing="ij")
-    return block.reshape(m, -1).astype(np.float64), lonlat_to_local_m(lo.ravel(), la.ravel()), by, bx, nby, nbx
+        y0, x0, Y, X = 0, 0, ny, nx
+    nby, nbx = -(-Y // side), -(-X // side)
+    for i in range(0, ny, side):
+        for j in range(0, nx, side):
+            yield (slice(i, i + side), slice(j, j + side),
+                   (y0 + i, x0 + j, (y0 + i) // side, (x0 + j) // side, nby, nbx))
 
 
 def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                classes: ClassKind, class_size: int, opts: dict, stride: int = 1, fit: BorrowFit = BORROW_DEFAULT,
-                sampled_only: bool = False, block_info: dict | None = None) -> np.ndarray:
-    """One Dask block: estimate every class inside it.
+                classes: ClassKind, class_size: int, opts: dict, side: int, stride: int = 1,
+                fit: BorrowFit = BORROW_DEFAULT, sampled_only: bool = False,
+                block_info: dict | None = None) -> np.ndarray:
+    """One Dask block (a block of classes, by default one write chunk): estimate every class inside it.
 
     Parameters
     ----------
     block : (date, y, x) float32 mm ;  vel : (1, y, x) float32 mm/yr (for segments)
     days : (date,) float64 ; lat : (Y,) ; lon : (X,)  the full coordinate vectors (degrees)
-    stride : int  ``model_stride``. Tiles: with ``sampled_only`` a block off the :func:`sampled` lattice
-        returns NaN (its class is done by :func:`borrow_block`). Segments: the segments of the block whose
+    side : int  the class blocks' side (tiles: one class; segments: the processing block the segments are cut
+        in); the block's origin is a multiple of it
+    stride : int  ``model_stride``. Tiles: with ``sampled_only`` a class off the :func:`sampled` lattice
+        is left NaN (it is done by :func:`borrow_block`). Segments: the segments of a processing block whose
         label is a multiple of stride^2 run the full model search, every other segment borrows the model of
         the nearest of them by centroid (:func:`.borrow.borrow_class` with ``fit``)
 
@@ -99,11 +118,23 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
     -------
     (field, y, x) float64 in the order of :data:`FIELDS`.
     """
+    out = np.full((len(FIELDS),) + block.shape[1:], np.nan)
+    for ys, xs, loc in _class_blocks(block, side, block_info):
+        _estimate_classes(block[:, ys, xs], vel[:, ys, xs], out[:, ys, xs], loc, days=days, lat=lat, lon=lon,
+                          classes=classes, class_size=class_size, opts=opts, stride=stride, fit=fit,
+                          sampled_only=sampled_only)
+    return out
+
+
+def _estimate_classes(block: np.ndarray, vel: np.ndarray, out: np.ndarray, loc: Loc, *, days: np.ndarray,
+                      lat: np.ndarray, lon: np.ndarray, classes: ClassKind, class_size: int, opts: dict,
+                      stride: int, fit: BorrowFit, sampled_only: bool) -> None:
+    """The classes of one class block into ``out`` (a (field, y, x) view of the Dask block's output)."""
     m, ny, nx = block.shape
-    out = np.full((len(FIELDS), ny, nx), np.nan)
-    Y, xy, by, bx, nby, nbx = _where(block, lat, lon, block_info)
+    _, _, by, bx, nby, nbx = loc
     if sampled_only and not (sampled(nby, stride)[by] and sampled(nbx, stride)[bx]):
-        return out
+        return
+    Y, xy = _where(block, lat, lon, loc)
     if classes == "tiles":
         labels = np.zeros(ny * nx, np.int64)
     else:
@@ -128,42 +159,51 @@ def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np
             _put(out, idx, nx, c, base + k, dn.class_id)
         else:
             _put(out, idx, nx, estimate_class(Y[:, idx], days, xy[idx], **opts), base + k, base + k)
-    return out
 
 
 def borrow_block(block: np.ndarray, vel: np.ndarray, first: np.ndarray, rec: np.ndarray, *, days: np.ndarray,
-                 lat: np.ndarray, lon: np.ndarray, opts: dict, stride: int, fit: BorrowFit,
+                 lat: np.ndarray, lon: np.ndarray, opts: dict, side: int, stride: int, fit: BorrowFit,
                  block_info: dict | None = None) -> np.ndarray:
-    """One Dask block of the tiles mode with ``model_stride`` > 1: a sampled block returns its full estimate
-    (``first``, from :func:`noise_block` with ``sampled_only``), any other block borrows the model of the
-    nearest sampled class that has one (``rec``: :data:`REC_FIELDS` x block rows x block columns, NaN off the
-    lattice) and estimates its own amplitudes, velocities and precisions (:func:`.borrow.borrow_class`); a
-    class with no sampled class to borrow from runs the full search itself.
+    """One Dask block of the tiles mode with ``model_stride`` > 1: a sampled class keeps its full estimate
+    (``first``, the same block from :func:`noise_block` with ``sampled_only``), every other class borrows the
+    model of the nearest sampled class that has one (``rec``: :data:`REC_FIELDS` x class rows x class
+    columns, NaN off the lattice) and estimates its own amplitudes, velocities and precisions
+    (:func:`.borrow.borrow_class`); a class with no sampled class to borrow from runs the full search itself.
     """
-    m, ny, nx = block.shape
-    Y, xy, by, bx, nby, nbx = _where(block, lat, lon, block_info)
-    if sampled(nby, stride)[by] and sampled(nbx, stride)[bx]:
-        return first
-    out = np.full((len(FIELDS), ny, nx), np.nan)
-    idx = np.arange(ny * nx)
-    cid = (by * nbx + bx) * 65536
+    out = first.copy()  # ``first`` is an input of other tasks too (the donor table): never written in place
     f = {name: rec[i] for i, name in enumerate(REC_FIELDS)}
     ok = np.argwhere(f["model"] >= 0)  # NaN (off the lattice) compares False
+    for ys, xs, loc in _class_blocks(block, side, block_info):
+        _borrow_tile(block[:, ys, xs], out[:, ys, xs], loc, f, ok, days=days, lat=lat, lon=lon, opts=opts,
+                     stride=stride, fit=fit)
+    return out
+
+
+def _borrow_tile(block: np.ndarray, out: np.ndarray, loc: Loc, f: dict[str, np.ndarray], ok: np.ndarray, *,
+                 days: np.ndarray, lat: np.ndarray, lon: np.ndarray, opts: dict, stride: int,
+                 fit: BorrowFit) -> None:
+    """One tile of :func:`borrow_block` into ``out`` (a (field, y, x) view of the Dask block's output)."""
+    m, ny, nx = block.shape
+    _, _, by, bx, nby, nbx = loc
+    if sampled(nby, stride)[by] and sampled(nbx, stride)[bx]:
+        return
+    Y, xy = _where(block, lat, lon, loc)
+    idx = np.arange(ny * nx)
+    cid = (by * nbx + bx) * 65536
     if ok.size == 0:
         _put(out, idx, nx, estimate_class(Y, days, xy, **opts), cid, cid)
-        return out
+        return
     dy, dx = ok[int(np.argmin((ok[:, 0] - by) ** 2 + (ok[:, 1] - bx) ** 2))]
     g = {k: v[dy, dx] for k, v in f.items()}
     dn = Donor(MODEL_NAMES[int(g["model"])], np.array([g["sigma_white"], g["sigma_ar1"], g["sigma_flicker"]]),
                np.array([g["sigma_white_std"], g["sigma_ar1_std"], g["sigma_flicker_std"]]), float(g["alpha"]),
                float(g["alpha_std"]), float(g["c0"]), float(g["d"]), int(g["n_valid"]), int(g["class_id"]))
     _put(out, idx, nx, borrow_class(Y, days, xy, dn, fit=fit, **opts), cid, dn.class_id)
-    return out
 
 
 def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: int = 1000,
                   opts: dict | None = None, model_stride: int = 1,
-                  borrow: BorrowFit = BORROW_DEFAULT) -> xr.Dataset:
+                  borrow: BorrowFit = BORROW_DEFAULT, task_side: int | None = None) -> xr.Dataset:
     """Lazy ``noise`` dataset of a ts group (Dask-backed; nothing is computed here).
 
     Parameters
@@ -175,6 +215,9 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         (:func:`sampled`; segments: every stride^2-th segment of a block), the other classes borrow the
         nearest one's model (``NoiseParams.model_stride``, docs/noise.md); 1 = every class
     borrow : what a borrowing class estimates itself (:func:`.borrow.borrow_class`'s ``fit``)
+    task_side : int, optional  pixels per side of one task's block of classes, a multiple of the class
+        block's side (default: the write chunk, so the graph grows with the write chunks, not with the
+        classes; docs/noise.md "One task per write chunk"); the class block's side gives one task per class
     """
     if model_stride < 1:
         raise CubeError(f"model_stride must be >= 1, got {model_stride}")
@@ -183,8 +226,12 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     disp = ts["displacement"].transpose("date", "y", "x")
     days = epochs_to_days(ts["date"].values)
     side = tile_side(class_size) if classes == "tiles" else tile_side(4 * class_size)
+    wchunk = side * max(1, 512 // side)
+    task_side = wchunk if task_side is None else int(task_side)
+    if task_side < side or task_side % side:
+        raise CubeError(f"task_side must be a multiple of the class block's side {side}, got {task_side}")
     d = disp.data if isinstance(disp.data, da.Array) else da.from_array(disp.data)
-    d = d.rechunk({0: -1, 1: side, 2: side})
+    d = d.rechunk({0: -1, 1: task_side, 2: task_side})
     if "velocity" in ts:
         v = ts["velocity"].data
         v = (v if isinstance(v, da.Array) else da.from_array(v))[None].rechunk({0: 1, 1: d.chunks[1], 2: d.chunks[2]})
@@ -192,7 +239,7 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
         v = da.full((1,) + d.shape[1:], np.nan, chunks=((1,),) + d.chunks[1:])
     lat = np.asarray(ts["y"].values, dtype=np.float64)
     lon = np.asarray(ts["x"].values, dtype=np.float64)
-    kw = dict(days=days, lat=lat, lon=lon, opts=dict(opts or {}), chunks=((len(FIELDS),),) + d.chunks[1:],
+    kw = dict(days=days, lat=lat, lon=lon, opts=dict(opts or {}), side=side, chunks=((len(FIELDS),),) + d.chunks[1:],
               dtype=np.float64, meta=np.empty((0, 0, 0), np.float64))
     if classes == "tiles" and model_stride > 1:
         # pass 1: the full search on the sampled lattice (other blocks: NaN); pass 2: every other block borrows
@@ -210,12 +257,10 @@ def noise_dataset(ts: xr.Dataset, *, classes: ClassKind = "tiles", class_size: i
     coords = {"y": ts["y"], "x": ts["x"]}
     if "spatial_ref" in ts.coords:
         coords["spatial_ref"] = ts["spatial_ref"]
-    wchunk = side * max(1, 512 // side)
-    # The per-class blocks are merged into write chunks once, and every field is a slice of those: slicing,
-    # casting and rechunking each of the ~30 fields from the per-class blocks made ~75 tasks per class and
-    # field, a graph of ~500,000 tasks (3.7 GB in the driver) for a real frame's ~6,800 classes (docs/scale.md
-    # "Full frame"). Same values: only the order of the slice and the merge changed.
-    stacked = out.rechunk((len(FIELDS), wchunk, wchunk))
+    # One task per block of classes (a write chunk by default) and every field a slice of those blocks: one
+    # task per class made ~57,700 tasks and a 1.1 GB driver for a real frame's ~6,800 classes (docs/scale.md
+    # "Full frame"; docs/noise.md "One task per write chunk"). A smaller task_side: merged into write chunks.
+    stacked = out if task_side == wchunk else out.rechunk((len(FIELDS), wchunk, wchunk))
 
     def field(name: str, dtype: Any = np.float32) -> xr.DataArray:
         a = stacked[FIELDS.index(name)].astype(dtype)

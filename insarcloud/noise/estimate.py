@@ -134,6 +134,34 @@ def screen(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return epoch_keep, pix
 
 
+class Screened(NamedTuple):
+    """A class's data as the multivariate model uses it (:func:`screened`).
+
+    Attributes
+    ----------
+    r : int  pixels of the class ;  pix : (r,) bool  the pixels kept (:func:`screen`)
+    Yv : (m, rv) float64 mm  the kept epochs x kept pixels ;  days : (m,) float64  the kept epochs' days
+    A : (m, n) float64  the functional model's design matrix, time from the first kept epoch
+    """
+
+    r: int
+    pix: np.ndarray
+    Yv: np.ndarray
+    days: np.ndarray
+    A: np.ndarray
+
+
+def screened(Y: np.ndarray, days: np.ndarray, functional: str = "seasonal") -> Screened:
+    """:func:`screen` applied to a class (Y: (date, r) mm, days: (date,)) and the design matrix of what is kept;
+    the common start of :func:`estimate_class` and :func:`.borrow.borrow_class`."""
+    Y = np.asarray(Y, dtype=np.float64)
+    epoch_keep, pix = screen(Y)
+    Yv = Y[epoch_keep][:, pix]
+    d_v = np.asarray(days, dtype=np.float64)[epoch_keep]
+    A = design_matrix(d_v - (d_v[0] if d_v.size else 0.0), functional)  # type: ignore[arg-type]
+    return Screened(Y.shape[1], pix, Yv, d_v, A)
+
+
 def _empty(r: int, m: int, n_valid: int) -> ClassNoise:
     nan = np.full(r, np.nan)
     k = len(MODEL_NAMES)
@@ -242,13 +270,8 @@ def estimate_class(Y: np.ndarray, days: np.ndarray, coords_m: np.ndarray | None 
     -------
     ClassNoise
     """
-    Y = np.asarray(Y, dtype=np.float64)
-    m_all, r = Y.shape
-    epoch_keep, pix = screen(Y)
-    Yv = Y[epoch_keep][:, pix]
-    d_v = np.asarray(days, dtype=np.float64)[epoch_keep]
+    r, pix, Yv, d_v, A = screened(Y, days, functional)
     m, rv = Yv.shape
-    A = design_matrix(d_v - (d_v[0] if m else 0.0), functional)
     if rv < min_pixels or m - A.shape[1] < 3:
         logger.debug("class skipped: %d valid pixels, %d epochs", rv, m)
         return _empty(r, m, rv)
