@@ -354,15 +354,15 @@ def _noise_peak(url: str, out: str, class_size: int) -> int:
     return traced_peak(run)
 
 
-@pytest.mark.xfail(reason="issue 20 (open): the noise stage's traced peak grows ~10x faster than the displacement it "
-                   "reads at these sizes: measured 6.5 -> 9.9 MB for 32 -> 64 px and 9.2 -> 24.3 MB for 64 -> 128 px "
-                   "at 30 dates (+15 MB against +1.5 MB of displacement): every class task returns a (36 field, y, "
-                   "x) float64 block (288 B/px) that is merged into the 512 px write chunks; below one write chunk "
-                   "the whole frame of them is held at once. At a real frame's size the merge is bounded by a write "
-                   "chunk (~75 MB): the full-frame run's largest worker peaked at 2.3 GB (docs/scale.md)",
+@pytest.mark.xfail(reason="issue 20 (open): below one 512 px write chunk the noise stage's traced peak grows ~10x "
+                   "faster than the displacement it reads: measured 6.5 -> 9.9 MB for 32 -> 64 px and 9.2 -> 24.3 MB "
+                   "for 64 -> 128 px at 30 dates with one task per class. Now one task per write chunk (docs/noise.md "
+                   "'One task per write chunk') holds its chunk's (37 field, y, x) float64 output stack (296 B/px), "
+                   "which at these sizes is the whole frame: bounded by a write chunk (~75 MB) only at real sizes "
+                   "(the full-frame run's largest worker: 2.3 GB, docs/scale.md)",
                    strict=False)
 def test_noise_peak_memory_flat_as_frame_grows(tmp_path):
-    """The noise stage (one task per class tile, its fields written by chunks): the traced peak grows far less
+    """The noise stage (one task per write chunk of class tiles, its fields written by chunks): the peak grows far less
     than the frame, 4x the pixels at 30 dates (classes of 16 x 16 px)."""
     peaks, stack = {}, {}
     for side in (16, 32, 64):  # 16: warm-up, not compared
