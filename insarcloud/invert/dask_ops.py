@@ -116,12 +116,12 @@ def _weights_array(mode: str, root: xr.Dataset, extra: xr.Dataset | None, pairs:
     return var.sel(pair=pairs)
 
 
-def _blocks(a: Any, spatial: tuple[tuple[int, ...], ...]) -> da.Array:
-    """A (pair, y, x) array as Dask blocks of every pair on the given spatial chunks (a (y, x) array gets a
-    leading axis of 1)."""
+def _blocks(a: Any, spatial: tuple[tuple[int, ...], ...] | None = None) -> da.Array:
+    """A (pair, y, x) array as Dask blocks of every pair, on the given spatial chunks or (None) its own (a
+    (y, x) array gets a leading axis of 1)."""
     d = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
     d = d[None] if d.ndim == 2 else d
-    return d.rechunk({0: -1, 1: spatial[0], 2: spatial[1]})
+    return d.rechunk({0: -1} if spatial is None else {0: -1, 1: spatial[0], 2: spatial[1]})
 
 
 def _count_task(unw: np.ndarray, *land: np.ndarray) -> np.ndarray:
@@ -157,8 +157,8 @@ def select_reference(unw: xr.DataArray, coh: xr.DataArray | None, *, land: xr.Da
         count = da.map_blocks(_count_task, *args, dtype=np.int32, chunks=out_chunks)[0]
     else:
         count = n_valid.data if isinstance(n_valid.data, da.Array) else da.from_array(np.asarray(n_valid.values))
-    mean = None if coh is None else da.map_blocks(_mean_task, _blocks(coh.data, spatial), dtype=np.float32,
-                                                  chunks=out_chunks)[0]
+    cb = None if coh is None else _blocks(coh.data)  # on its own chunks: the mean needs no alignment with unw
+    mean = None if cb is None else da.map_blocks(_mean_task, cb, dtype=np.float32, chunks=((1,), *cb.chunks[1:]))[0]
     nv, mean_coh = da.compute(count, count if mean is None else mean)
     nv = np.asarray(nv).astype(np.int64)
     return choose_reference(nv, nv.astype(np.float32) if mean is None else np.asarray(mean_coh))
