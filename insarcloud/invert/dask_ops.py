@@ -21,7 +21,7 @@ from insarcloud.errors import ConfigError, CubeError
 from insarcloud.invert.closure import CLOSURE_HALO, CLOSURE_THRESHOLD, CLOSURE_WINDOW, closure_weights, loop_triplets
 from insarcloud.invert.correct import CORRECTION_HALO, CORRECTION_METHODS, CORRECTION_WINDOW, correction_block
 from insarcloud.invert.network import analyse_network, build_network
-from insarcloud.invert.reference import ReferencePoint, choose_reference
+from insarcloud.invert.reference import ReferencePoint, choose_reference, temporal_mean, valid_count
 from insarcloud.invert.sbas import DEFAULT_GAMMA, invert_pixels
 from insarcloud.invert.weights import QUALITY_FLOOR, coherence_weights, quality_weights, variable_weights
 from insarcloud.io import LOS_SIGN_CONVENTION, WAVELENGTH_M, phase_to_mm
@@ -116,12 +116,82 @@ def _weights_array(mode: str, root: xr.Dataset, extra: xr.Dataset | None, pairs:
     return var.sel(pair=pairs)
 
 
-def select_reference(unw: xr.DataArray, coh: xr.DataArray | None) -> ReferencePoint:
-    """LiCSBAS/MintPy-style automatic reference from cheap (y, x) summaries (one pass over the inputs)."""
-    n_valid = unw.notnull().sum("pair")
-    mean_coh = coh.mean("pair") if coh is not None else n_valid.astype("float32")
-    n_valid_np, coh_np = da.compute(n_valid.data, mean_coh.data)
-    return choose_reference(np.asarray(n_valid_np), np.asarray(coh_np))
+def _blocks(a: Any, spatial: tuple[tuple[int, ...], ...] | None = None) -> da.Array:
+    """A (pair, y, x) array as Dask blocks of every pair, on the given spatial chunks or (None) its own (a
+    (y, x) array gets a leading axis of 1)."""
+    d = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
+    d = d[None] if d.ndim == 2 else d
+    return d.rechunk({0: -1} if spatial is None else {0: -1, 1: spatial[0], 2: spatial[1]})
+
+
+def _count_task(unw: np.ndarray, *land: np.ndarray) -> np.ndarray:
+    return valid_count(unw, land[0][0] if land else None)[None]
+
+
+def _mean_task(coh: np.ndarray) -> np.ndarray:
+    return temporal_mean(coh)[None]
+
+
+def select_reference(unw: xr.DataArray, coh: xr.DataArray | None, *, land: xr.DataArray | None = None,
+                     n_valid: xr.DataArray | None = None) -> ReferencePoint:
+    """LiCSBAS/MintPy-style automatic reference from (y, x) summaries (:func:`choose_reference`).
+
+    One task per spatial block and variable reads every pair once and returns its (y, x) summary
+    (:func:`insarcloud.invert.reference.valid_count`, :func:`~insarcloud.invert.reference.temporal_mean`);
+    only those maps reach the driver, in one compute. The variables stay in separate tasks so that a task's
+    peak is one variable's block (coherence decodes through float64), as before.
+
+    Parameters
+    ----------
+    unw : (pair, y, x) the unwrapped phase the inversion uses (NaN = not valid), Dask- or numpy-backed.
+    coh : (pair, y, x) coherence of the same pairs, or None (then the valid count ranks the pixels).
+    land : (y, x) bool, optional: False (water) pixels count no valid pair (``unw`` is then the unmasked
+        stack: the mask is applied to the count, not by a masked copy of every block).
+    n_valid : (y, x) valid count already known for these pairs (the qc group's, :func:`qc_valid_count`):
+        ``unw`` is then not read, only ``coh``.
+    """
+    spatial = unw.data.chunks[1:] if isinstance(unw.data, da.Array) else tuple((n,) for n in unw.shape[1:])
+    out_chunks = ((1,), *spatial)
+    if n_valid is None:
+        args = [_blocks(unw.data, spatial)] + ([_blocks(land.data, spatial)] if land is not None else [])
+        count = da.map_blocks(_count_task, *args, dtype=np.int32, chunks=out_chunks)[0]
+    else:
+        count = n_valid.data if isinstance(n_valid.data, da.Array) else da.from_array(np.asarray(n_valid.values))
+    cb = None if coh is None else _blocks(coh.data)  # on its own chunks: the mean needs no alignment with unw
+    mean = None if cb is None else da.map_blocks(_mean_task, cb, dtype=np.float32, chunks=((1,), *cb.chunks[1:]))[0]
+    nv, mean_coh = da.compute(count, count if mean is None else mean)
+    nv = np.asarray(nv).astype(np.int64)
+    return choose_reference(nv, nv.astype(np.float32) if mean is None else np.asarray(mean_coh))
+
+
+#: The qc group's stored valid count and the version of its meaning (:mod:`insarcloud.qc.incremental`'s state:
+#: pairs whose unw is finite, water (landmask 0) none; a new meaning bumps ``qc_state_version``).
+QC_VALID_COUNT, QC_STATE_VERSION = "state_n_valid", 1
+
+
+def qc_valid_count(qc: xr.Dataset | None, pairs: np.ndarray, shape: tuple[int, int], *, water_masked: bool
+                   ) -> tuple[xr.DataArray | None, str]:
+    """The qc group's per-pixel valid count when it counted exactly what the reference needs, else None; and
+    why (one phrase for the log).
+
+    It must have counted the root ``unw`` (``has_unw``) of the same pairs in the same order, on the same
+    grid, with water masked as this inversion masks it. (Infinite unw values, which no LiCSAR product has,
+    count as valid here and not in qc.)
+    """
+    if qc is None:
+        return None, "no qc group"
+    a = qc.attrs
+    if QC_VALID_COUNT not in qc.data_vars or qc[QC_VALID_COUNT].dims != ("y", "x"):
+        return None, f"the qc group has no (y, x) {QC_VALID_COUNT}"
+    if int(a.get("qc_state_version", -1)) != QC_STATE_VERSION or not int(a.get("has_unw", 0)):
+        return None, "the qc group did not count unw (or counts another way)"
+    if int(a.get("landmask_applied", 0)) != int(water_masked):
+        return None, "the qc group masked water differently"
+    if tuple(qc[QC_VALID_COUNT].shape) != tuple(shape):
+        return None, "the qc group is on another grid"
+    if "pair" not in qc.coords or [str(p) for p in qc["pair"].values] != [str(p) for p in pairs]:
+        return None, "the qc group has other pairs"
+    return qc[QC_VALID_COUNT], "qc counted the same pairs"
 
 
 def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "unw",
@@ -129,7 +199,7 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
                    gamma: float = DEFAULT_GAMMA, ref_yx: tuple[int, int] | None = None,
                    ref_latlon: tuple[float, float] | None = None, chunk: int | None = None,
                    quality_floor: float | None = None, mask_water: bool = True, correct_unwrap: str = "none",
-                   gacos_ds: xr.Dataset | None = None, gacos_missing: str = "keep"
+                   gacos_ds: xr.Dataset | None = None, gacos_missing: str = "keep", qc_ds: xr.Dataset | None = None
                    ) -> tuple[xr.Dataset, InversionPlan]:
     """Lazy ``ts_<weights>`` dataset from an opened cube.
 
@@ -154,6 +224,9 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         by ``gacos[secondary] - gacos[primary]`` (LiCSBAS step 03).
     gacos_missing : "keep" (pairs touching an epoch without GACOS stay uncorrected) or "drop" (they are
         not used); either way the epochs are logged by date and recorded in the attributes.
+    qc_ds : the cube's current qc group, optional: the automatic reference takes its per-pixel valid count
+        from it when it counted the same pairs of the root ``unw`` (:func:`qc_valid_count`), so only the
+        coherence is read for the reference; else it counts them in the same pass. Same pixel either way.
     """
     if correct_unwrap not in CORRECTION_METHODS:
         raise ConfigError(f"correct_unwrap must be one of {', '.join(CORRECTION_METHODS)}, got {correct_unwrap!r}")
@@ -166,6 +239,7 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
     if unw.dims != ("pair", "y", "x"):
         raise CubeError(f"source {source!r} must have dims (pair, y, x), has {unw.dims}")
     water_masked = mask_water and "landmask" in root.data_vars
+    raw, land = unw, (root["landmask"] != 0 if water_masked else None)
     if water_masked:
         # LiCSAR landmask (1 land, 0 water): water pixels are not fitted (NaN out) and never the reference
         unw = unw.where(root["landmask"] != 0)
@@ -193,11 +267,17 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         iy, ix = ref_yx
         if not (0 <= iy < unw.sizes["y"] and 0 <= ix < unw.sizes["x"]):
             raise CubeError(f"reference pixel (y={iy}, x={ix}) is outside the frame {unw.sizes['y']}x{unw.sizes['x']}")
-        nv = int(unw.isel(y=iy, x=ix).notnull().sum())
-        ref = ReferencePoint(iy, ix, nv, float("nan"))
+        ref = ReferencePoint(iy, ix, -1, float("nan"))  # its valid count comes with its series, below
     else:
         coh = root["coh"].sel(pair=pairs) if "coh" in root else None
-        ref = select_reference(unw, coh)
+        counted, why = (None, "this inversion's own pass (GACOS or another source)")
+        if gacos_ds is None and src is root:
+            counted, why = qc_valid_count(qc_ds, pairs, (unw.sizes["y"], unw.sizes["x"]), water_masked=water_masked)
+            why = "the qc group" if counted is not None else f"this inversion's own pass ({why})"
+        log.info("reference: valid pairs per pixel from %s", why)
+        # without GACOS the unmasked stack and the land mask: the count masks water itself (no masked copy)
+        ref = select_reference(raw if gacos_ds is None else unw, coh, n_valid=counted,
+                               land=land if gacos_ds is None else None)
     cy = chunk or task_side(unw.chunks[1][0] if unw.chunks else 512, len(pairs))
     cx = chunk or task_side(unw.chunks[2][0] if unw.chunks else 512, len(pairs))
     unw_d = unw.data if isinstance(unw.data, da.Array) else da.from_array(unw.values)
@@ -209,13 +289,22 @@ def invert_dataset(root: xr.Dataset, *, weights: str = "none", source: str = "un
         cycles = da.map_overlap(correction_block, unw_d, depth={0: 0, 1: CORRECTION_HALO, 2: CORRECTION_HALO},
                                 boundary="none", dtype=np.int8, trip=loop_triplets(net), window=CORRECTION_WINDOW)
         unw_d = unw_d - np.float32(2 * np.pi) * cycles.astype(np.float32)
-    ref_series = np.asarray(unw_d[:, ref.y, ref.x].compute(), np.float32)
-    dropped = [str(p) for p in pairs[~np.isfinite(ref_series)]]
+    if ref_yx is None and ref.n_valid == len(pairs):
+        # every pair has data at the automatic reference: nothing is dropped, and its series is a task of this
+        # graph (the reference's block is read once, by the inversion, instead of once more here)
+        ref_d = unw_d[:, ref.y, ref.x].astype(np.float32)
+        dropped: list[str] = []
+    else:
+        ref_series = np.asarray(unw_d[:, ref.y, ref.x].compute(), np.float32)
+        ref_d = da.from_array(ref_series, chunks=-1)
+        dropped = [str(p) for p in pairs[~np.isfinite(ref_series)]]
+        if ref_yx is not None:
+            ref = ref._replace(n_valid=int((~np.isnan(ref_series)).sum()))
     if dropped:
         log.warning("reference pixel has no data in %d pair(s); they are unusable: %s", len(dropped),
                     ", ".join(dropped[:5]))
     # LiCSBAS/MintPy reference every interferogram to the reference pixel before the inversion
-    unw_d = unw_d - da.from_array(ref_series, chunks=-1)[:, None, None]
+    unw_d = unw_d - ref_d[:, None, None]
     nd = net.n_date
     floor = resolve_quality_floor(quality_floor, weight_ds.attrs if weight_ds is not None else {})
     w_d = None
@@ -407,10 +496,16 @@ def invert_cube(url: str, *, weights: str = DEFAULT_INVERT_WEIGHTS, source: str 
         stages.finish_stage(url, plan, storage_options, base=target)
         return plan.group, None
     source_ds = None if source == "unw" else open_cube(url, storage_options, group=source, chunks=pairs_whole)
+    qc_ds = None
+    if ref is None and source == "unw" and not gacos:
+        # the automatic reference's valid count, when qc already counted it (qc_valid_count checks that it did);
+        # not an input of the result (the count is the same either way), so not in the fingerprint
+        qc_group = stages.current_group(url, "qc", storage_options)
+        qc_ds = open_cube(url, storage_options, group=qc_group) if qc_group else None
     ds, info = invert_dataset(root, weights=weights, source=source, source_ds=source_ds, weight_ds=weight_ds,
                               gamma=gamma, ref_yx=ref_yx, ref_latlon=ref_latlon, chunk=chunk, quality_floor=floor,
                               mask_water=mask_water, correct_unwrap=correct_unwrap, gacos_ds=gacos_ds,
-                              gacos_missing=gacos_missing)
+                              gacos_missing=gacos_missing, qc_ds=qc_ds)
     log.info("inverting %s (%d pairs, %d dates, %s) into %s", url, root.sizes.get("pair", 0),
              ds.sizes["date"], weights, plan.group)
     write_stage_output(ds, url, plan.group, stage="invert", params=plan.identity, storage_options=storage_options)

@@ -6,6 +6,10 @@ maximum average spatial coherence among pixels valid in every interferogram. We 
 importing the qc stage: candidates are the pixels with the most valid pairs; among them the one whose
 window-averaged mean coherence is highest (a high-coherence *area*, not an isolated bright pixel) wins;
 ties go to the smallest residual proxy when given (e.g. a loop-closure RMS map from qc).
+
+The (y, x) summaries it needs are :func:`valid_count` and :func:`temporal_mean` of each block's pairs; the valid
+count may also come from the qc group when it counted the same pairs (docs/invert.md, "Reference without an
+extra pass").
 """
 
 from __future__ import annotations
@@ -16,6 +20,39 @@ import numpy as np
 from scipy.ndimage import uniform_filter
 
 from insarcloud.errors import InputArrayError
+
+
+def valid_count(unw: np.ndarray, land: np.ndarray | None = None) -> np.ndarray:
+    """(y, x) int32 number of pairs whose value is not NaN (``notnull``), 0 where ``land`` is False.
+
+    Parameters
+    ----------
+    unw : (pair, y, x) float, unwrapped phase (rad).
+    land : (y, x) bool, optional; False = water (no pair counts there).
+    """
+    n = np.zeros(unw.shape[1:], np.int32)
+    for row in unw:  # row by row: no (pair, y, x) temporary
+        n += ~np.isnan(row)
+    if land is not None:
+        n *= land
+    return n
+
+
+def temporal_mean(x: np.ndarray) -> np.ndarray:
+    """(y, x) float32 mean over pairs of the non-NaN values of ``x`` (pair, y, x) float32 (NaN where none).
+
+    The float32 sum runs in pair order, as ``numpy.nansum(x, axis=0, dtype=float32)`` (and xarray's / Dask's
+    ``nanmean`` of one pair chunk) adds the rows, so the result is the same bits, without their
+    whole-block copies.
+    """
+    acc = np.zeros(x.shape[1:], np.float32)
+    cnt = np.zeros(x.shape[1:], np.int32)
+    for row in x:
+        ok = ~np.isnan(row)
+        np.add(acc, row, out=acc, where=ok)
+        cnt += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.divide(acc, cnt.astype(np.float32), dtype=np.float32)
 
 
 class ReferencePoint(NamedTuple):
