@@ -33,6 +33,17 @@ def write_json(path: str | Path | None, data: Any, **dumps: Any) -> None:
     print("wrote", path)
 
 
+def export_tree(repo: str | Path, ref: str, dest: Path) -> Path:
+    """``ref``'s ``insarcloud`` package of the git repository ``repo`` unpacked into ``dest`` (made): a "before"
+    tree to put on ``PYTHONPATH`` beside this one."""
+    import subprocess
+
+    dest.mkdir(parents=True)
+    tar = subprocess.run(["git", "-C", str(repo), "archive", ref, "insarcloud"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar.stdout, check=True)
+    return dest
+
+
 #: Process kinds whose CPU is the job's compute (the S3 server is the store, reported apart).
 COMPUTE_KINDS = ("driver", "dask_worker", "ray", "dask", "other")
 

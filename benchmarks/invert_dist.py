@@ -40,6 +40,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _common import export_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": 33554432}
@@ -189,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trees = {"after": str(HERE.parent)}
         if args.before:
-            tar = subprocess.run(["git", "-C", args.repo, "archive", args.before, "insarcloud"], check=True,
-                                 capture_output=True)
-            (base / "before").mkdir()
-            subprocess.run(["tar", "-x", "-C", str(base / "before")], input=tar.stdout, check=True)
-            trees = {"before": str(base / "before"), **trees}
+            trees = {"before": str(export_tree(args.repo, args.before, base / "before")), **trees}
         src = args.cube
         shape: dict[str, Any] = {}
         if src is None:

@@ -46,6 +46,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _common import export_tree  # noqa: E402
 
 FRAME = "012A_05850_131313"
 REAL_FRAME_PX_PAIRS = 7e6 * 700  # docs/scale.md: one LiCSAR frame, 7e6 px x ~700 pairs
@@ -239,10 +240,7 @@ def compare(root: Path, ref: str, repeat: int, block: int | None, workers: int =
     """Both trees alternated ``repeat`` times in fresh subprocesses; with ``workers``, each tree's cluster run
     beside its synchronous anchor (ratios against the anchor of the same tree and round)."""
     repo = Path(__file__).resolve().parent.parent
-    base = root / "baseline_src"
-    base.mkdir()
-    tar = subprocess.run(["git", "-C", str(repo), "archive", ref, "insarcloud"], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(base)], input=tar.stdout, check=True)
+    base = export_tree(repo, ref, root / "baseline_src")
     trees = {"baseline": str(base), "current": str(repo)}
     modes = ["sync"] + ([f"cluster{workers}"] if workers else [])
     times: dict[str, list[dict[str, Any]]] = {f"{k}_{m}": [] for k in trees for m in modes}
