@@ -190,11 +190,21 @@ def _pack_block(phase_h: np.ndarray, coh_h: np.ndarray, *unw: np.ndarray, window
     h = window // 2
     y0, x0 = (h if loc[1] > 0 else 0), (h if loc[2] > 0 else 0)
     crop = (slice(y0, y0 + by), slice(x0, x0 + bx))
+    return pack_halo_block(phase_h, coh_h, unw[0] if unw else None, crop, window=window, trip=trip,
+                           offset_k=offset_k, thresholds=thresholds, layout=layout)
+
+
+def pack_halo_block(phase_h: np.ndarray, coh_h: np.ndarray, unw: np.ndarray | None, crop: tuple[slice, slice], *,
+                    window: int, trip: Triplets, offset_k: np.ndarray | None, thresholds: labels.RuleThresholds,
+                    layout: Layout) -> np.ndarray:
+    """(layout.n, by, bx) float32 products of one block from its halo'd phase and coherence (P, by + halo,
+    bx + halo) float32, ``crop`` the block inside them, and its unw (P, by, bx) or None: the one kernel of
+    both the block path and the tile path (:mod:`insarcloud.qc.tile_tasks`)."""
     w = stats.window_stats(phase_h, coh_h, window, crop=crop)
     phase, coh = phase_h[:, crop[0], crop[1]], coh_h[:, crop[0], crop[1]]
-    bp = block_products(phase, coh, unw[0] if unw else None, trip, offset_k, phase_std=w.phase_std,
+    bp = block_products(phase, coh, unw, trip, offset_k, phase_std=w.phase_std,
                         coh_mean=w.coh_mean, thresholds=thresholds)
-    return _packed(bp, phase, unw[0] if unw else None, layout)
+    return _packed(bp, phase, unw, layout)
 
 
 def _packed(bp: Any, phase: np.ndarray, unw: np.ndarray | None, layout: Layout) -> np.ndarray:
@@ -412,7 +422,7 @@ class LoopPieces(NamedTuple):
     s11: stats.IfgStats
 
 
-def _label_counts_block(lab: np.ndarray) -> np.ndarray:
+def label_counts_block(lab: np.ndarray) -> np.ndarray:
     counts = [(lab == v).sum(axis=(1, 2), dtype=np.int64) for v in (labels.GOOD, labels.BAD, labels.UNCERTAIN)]
     return np.stack(counts)[:, :, None, None]
 
@@ -424,7 +434,7 @@ def label_counts_lazy(label: da.Array) -> tuple[da.Array, da.Array, da.Array]:
     the workers (exact integers): one task per block instead of three reductions' worth.
     """
     nby, nbx = len(label.chunks[1]), len(label.chunks[2])
-    per_block = da.map_blocks(_label_counts_block, label, new_axis=[0], dtype=np.int64,
+    per_block = da.map_blocks(label_counts_block, label, new_axis=[0], dtype=np.int64,
                               chunks=((3,), label.chunks[0], (1,) * nby, (1,) * nbx),
                               meta=np.empty((0, 0, 0, 0), np.int64))
     total = per_block.sum(axis=(2, 3), split_every=8, dtype=np.int64).rechunk({0: 1, 1: -1})
@@ -497,11 +507,34 @@ def qc_dataset(ds: xr.Dataset, params: QCParams | None = None) -> xr.Dataset:
 #: with another version (or none) makes the next update a full recompute.
 STATE_VERSION = 1
 
+#: The per-ifg variables derived from the label counts (pass 2's only frame-wide reduction).
+IFG_VARIABLES = ("ifg_label", "frac_good", "frac_bad", "frac_uncertain")
+
+
+def ifg_variables(cnt: tuple[da.Array, ...], s11: Any, s12: Any, th: labels.RuleThresholds, *, has_unw: bool,
+                  unwrapped: bool) -> dict[str, tuple[tuple[str], da.Array, dict[str, Any]]]:
+    """The :data:`IFG_VARIABLES` (pair,) from the (pair,) counts of good, bad and uncertain pixels, lazily."""
+    def _ifg(g: np.ndarray, bd: np.ndarray, u: np.ndarray, which: int) -> np.ndarray:
+        r = labels.ifg_labels(labels.LabelCounts(g.astype(np.int64), bd.astype(np.int64), u.astype(np.int64)),
+                              step11_bad=s11.bad, step12_bad=s12.bad if unwrapped else None,
+                              no_loop=s12.no_loop if has_unw else None, thresholds=th)
+        return np.asarray(r[which])
+
+    out: dict[str, tuple[tuple[str], da.Array, dict[str, Any]]] = {}
+    for which, (name, dt) in enumerate(zip(IFG_VARIABLES, (np.uint8, np.float32, np.float32, np.float32),
+                                           strict=True)):
+        out[name] = (("pair",), da.map_blocks(_ifg, *cnt, dtype=dt, which=which).astype(dt), {})
+    out["ifg_label"][2].update(flag_values=[0, 1, 2, 255], flag_meanings="good bad uncertain nodata")
+    return out
+
+
 def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: PixelPieces, lp: LoopPieces, *,
-             block: int, has_landmask: bool, n_land: int | None) -> xr.Dataset:
-    """The qc dataset from its pieces (shared by the full run and the incremental update, so both write the
-    same variables, dtypes and attributes). Frame-wide verdicts (step 11, step 12, ifg labels) are derived
-    here from the per-loop and per-pair pieces."""
+             block: int, has_landmask: bool, n_land: int | None,
+             counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> xr.Dataset:
+    """The qc dataset from its pieces (shared by the full run, the tile path and the incremental update, so all
+    write the same variables, dtypes and attributes). Frame-wide verdicts (step 11, step 12, ifg labels) are
+    derived here from the per-loop and per-pair pieces; ``counts`` (good, bad, uncertain per pair), when
+    known, replace the label counts of ``px.label``."""
     th = p.rules.thresholds()
     has_unw = _has_unw(ds)
     loops, loops_w = lp.loops, lp.loops_w
@@ -544,19 +577,8 @@ def assemble(ds: xr.Dataset, p: QCParams, pairs: list[str], trip: Triplets, px: 
                               {"long_name": "unwrapped loop closure, per-loop 2 pi k removed", "units": "rad"})
         out["pair_closure"] = (("pair", *yx), stack(px.pair_closure, np.float32),
                                {"long_name": "mean |unwrapped closure| over the pair's loops", "units": "rad"})
-    cnt = label_counts_lazy(px.label)  # per-ifg label fractions: lazy reductions of the labels
-
-    def _ifg(g: np.ndarray, bd: np.ndarray, u: np.ndarray, which: int) -> np.ndarray:
-        r = labels.ifg_labels(labels.LabelCounts(g.astype(np.int64), bd.astype(np.int64), u.astype(np.int64)),
-                              step11_bad=s11.bad, step12_bad=s12.bad if loops is not None else None,
-                              no_loop=s12.no_loop if has_unw else None, thresholds=th)
-        return np.asarray(r[which])
-
-    ifg_vars = {"ifg_label": (0, np.uint8), "frac_good": (1, np.float32), "frac_bad": (2, np.float32),
-                "frac_uncertain": (3, np.float32)}
-    for name, (which, dt) in ifg_vars.items():
-        out[name] = (("pair",), da.map_blocks(_ifg, *cnt, dtype=dt, which=which).astype(dt), {})
-    out["ifg_label"][2].update(flag_values=[0, 1, 2, 255], flag_meanings="good bad uncertain nodata")
+    cnt = label_counts_lazy(px.label) if counts is None else tuple(da.from_array(c) for c in counts)
+    out.update(ifg_variables(cnt, s11, s12, th, has_unw=has_unw, unwrapped=loops is not None))
     out["coverage"] = (("pair",), s11.coverage.astype(np.float32), {"long_name": "LiCSBAS step-11 coverage"})
     out["coh_avg"] = (("pair",), s11.coh_avg.astype(np.float32), {"long_name": "mean coherence (valid area)"})
     out["step11_bad"] = (("pair",), s11.bad, {"long_name": f"coverage < {p.cov_thre} or coh_avg < {p.coh_thre}"})
@@ -661,12 +683,19 @@ def run_qc(url: str, params: QCParams | None = None, storage_options: dict[str, 
     out, why = incremental.try_update(url, ds, p, plan.identity["params"], prev, plan.group, storage_options)
     if out is None:
         log.info("qc: full computation of %s: %s", plan.group, why)
-        out = qc_dataset(ds, p)
-        out.attrs["qc_update"] = json.dumps({"mode": "full", "reason": why})
-    out.attrs["source_url"] = url
-    out, enc = storable(out)
-    io.write_stage_output(out, url, plan.group, stage=STAGE, params=marker, storage_options=storage_options,
-                          encoding=enc)
+        from insarcloud.qc.tile_run import run_tiled  # the tile path builds on this module
+
+        written = run_tiled(url, ds, p, plan.group, marker, storage_options, why=why)
+        if not written:
+            out = qc_dataset(ds, p)
+            out.attrs["qc_update"] = json.dumps({"mode": "full", "reason": why})
+    else:
+        written = False
+    if not written:
+        out.attrs["source_url"] = url
+        out, enc = storable(out)
+        io.write_stage_output(out, url, plan.group, stage=STAGE, params=marker, storage_options=storage_options,
+                              encoding=enc)
     from insarcloud.plot import stage_quicklooks  # network, coherence matrix, loop closure PNGs beside the group
 
     stage_quicklooks(url, plan.group, storage_options)
