@@ -165,6 +165,36 @@ def test_local_cluster_workers_get_the_limit_and_the_malloc_thresholds_asked_for
     assert raised < 8, f"{raised} page faults per 2 MiB array in a worker task"
 
 
+def _faults_inside_and_after_task_heap() -> tuple[bool, float, float, float]:
+    from insarcloud.core.allocator import task_heap
+
+    with task_heap() as changed:
+        inside = _page_faults_per_array()
+    from insarcloud.core.allocator import _start_environ
+
+    trim = float(_start_environ().get("MALLOC_TRIM_THRESHOLD_", "-1"))
+    return changed, inside, _page_faults_per_array(), trim
+
+
+def test_task_heap_in_a_dask_worker_and_restored_after() -> None:
+    """``core.allocator.task_heap``: inside, a worker of Dask's default environment reuses a freed 2 MiB array from
+    the heap; after it, Dask's thresholds are back (every array faulted in again); in this process (no variable
+    set: glibc's dynamic thresholds) it changes nothing."""
+    from insarcloud import engines
+    from insarcloud.core.allocator import task_heap
+
+    with engines.dask_client(n_workers=1, memory_limit="768MiB") as client:
+        changed, inside, after, trim = client.submit(_faults_inside_and_after_task_heap, pure=False).result()
+    assert changed and trim == 65536, (changed, trim)
+    assert inside < 8, f"{inside} page faults per 2 MiB array inside task_heap"
+    assert after > 400, f"{after} page faults per 2 MiB array after task_heap: Dask's setting not restored"
+    from insarcloud.core.allocator import _start_environ
+
+    if not {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"} & set(_start_environ()):
+        with task_heap() as here:  # this process: the nanny wrote the variable into os.environ, glibc never read it
+            assert not here
+
+
 def test_malloc_environ() -> None:
     from insarcloud import engines
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from insarcloud.core.allocator import task_heap
 from insarcloud.qc import dask_ops, labels
 from insarcloud.qc.network import Triplets
 from insarcloud.qc.tiles import Edges, TileSource, decode_coh, read_tile, sub_blocks
@@ -28,6 +29,12 @@ def tile_pass1(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], *, n_p
                trip: Triplets, n_epochs: int, layout: dask_ops.PartialsLayout) -> tuple[np.ndarray, Edges | None]:
     """Pass 1 of one tile: the summed pass-1 partials of its blocks ((layout.n,) float64) and its border strips
     (None without a halo)."""
+    with task_heap():  # its block temporaries reused from the heap, not page-faulted per block in a Dask worker
+        return _pass1(src, ys, xs, n_pairs=n_pairs, b=b, halo=halo, trip=trip, n_epochs=n_epochs, layout=layout)
+
+
+def _pass1(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], *, n_pairs: int, b: int, halo: int,
+           trip: Triplets, n_epochs: int, layout: dask_ops.PartialsLayout) -> tuple[np.ndarray, Edges | None]:
     t = read_tile(src, ys, xs, n_pairs=n_pairs)
     vec = np.zeros(layout.n, np.float64)
     for sy, sx in sub_blocks(ys, xs, b):
@@ -106,6 +113,15 @@ def tile_pass2(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], nb: di
                out: OutputSpec) -> np.ndarray:
     """Pass 2 of one tile: every block's products written into the group's chunks; returns the tile's
     (3, P) int64 counts of good, bad and uncertain pixels per pair."""
+    with task_heap():
+        return _pass2(src, ys, xs, nb, frame=frame, n_pairs=n_pairs, b=b, window=window, trip=trip,
+                      offset_k=offset_k, thresholds=thresholds, layout=layout, out=out)
+
+
+def _pass2(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], nb: dict[str, Edges], *,
+           frame: tuple[int, int], n_pairs: int, b: int, window: int, trip: Triplets,
+           offset_k: np.ndarray | None, thresholds: labels.RuleThresholds, layout: dask_ops.Layout,
+           out: OutputSpec) -> np.ndarray:
     from insarcloud import io
     from insarcloud.io.cube import open_zarr_group
 
