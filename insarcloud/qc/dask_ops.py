@@ -1,5 +1,10 @@
 """The thin Dask layer: QC kernels mapped over spatial blocks of a frame cube, and the ``qc`` group writer.
 
+``run_qc`` computes a full group by stored tile where the cube's chunks allow (:mod:`insarcloud.qc.tile_run`:
+one task per stored chunk column reads every pair itself, no rechunk; docs/qc.md "By stored tile"); the block
+path below is the rest: numpy-backed cubes, the lazy ``qc_dataset`` (tests, the per-loop maps), chunks that are
+not a multiple of the block.
+
 Plan (two passes, both spatially chunked; no task ever holds more than one spatial block of the stack):
 
 1. Inputs are rechunked to ``(pair=all, y=b, x=b)`` blocks, ``b`` a divisor/multiple of the cube's 512

@@ -104,7 +104,9 @@ def run_tiled(url: str, ds: xr.Dataset, p: QCParams, group: str, marker: dict[st
            for k, (ys, xs) in tiles.items()}
     total = da.stack([da.from_delayed(r[0], (lay1.n,), np.float64) for r in res.values()]).sum(axis=0,
                                                                                              split_every=8)
-    kept = dask.persist(total, *[r[1] for r in res.values()])
+    # one graph, not optimised per collection type: the array optimisation would fuse the tile tasks into the
+    # partials' chain under new keys, and every tile would run twice (once for the partials, once for its strips)
+    kept = dask.persist(total, *[r[1] for r in res.values()], optimize_graph=False)
     edges = dict(zip(res, kept[1:], strict=True))
     pu, pw, s11p = lay1.unpack(np.asarray(kept[0].compute()))
     loops = closure.finalize_partials(pu) if pu is not None else None

@@ -98,6 +98,27 @@ def test_tiles_halved_to_fit_the_budget(tmp_path, caplog, monkeypatch) -> None:
     _assert_same_group(qa, qb)
 
 
+def test_each_tile_read_once_per_pass(tmp_path, monkeypatch) -> None:
+    """Pass 1's partials and strips come from one task per tile (a graph optimised per collection type ran
+    every tile twice), pass 2 one per tile."""
+    _, ds = synthetic_cube(7, shape=(64, 64))
+    url = str(tmp_path / "c.zarr")
+    _write(ds, url, 32, True)
+    calls: list[tuple[str, tuple]] = []
+    for name in ("tile_pass1", "tile_pass2"):
+        real = getattr(tile_run, name)
+
+        def counted(*args, _real=real, _name=name, **kw):  # type: ignore[no-untyped-def]
+            calls.append((_name, tuple(args[1])))
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(tile_run, name, counted)
+    with dask.config.set(scheduler="synchronous"):
+        dask_ops.run_qc(url, QCParams(block=16))
+    assert sorted(calls) == sorted([(f"tile_pass{k}", (y0, y0 + 32)) for k in (1, 2) for y0 in (0, 32)
+                                    for _ in range(2)]), calls
+
+
 def test_plan_says_why_not() -> None:
     assert "not a multiple" in tiles.plan_tiles((10, 100, 100), (48, 48), 32, 2, has_unw=True, coh_itemsize=1)
     assert "exceeds" in tiles.plan_tiles((10_000, 512, 512), (512, 512), 512, 2, has_unw=True, coh_itemsize=1)
