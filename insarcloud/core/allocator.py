@@ -19,10 +19,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The thresholds while a task runs: glibc's own ceiling of its dynamic mmap threshold on 64-bit (32 MiB), so a
 #: tile's large arrays stay mappings and its temporaries are reused from the heap.
@@ -95,4 +98,15 @@ def task_heap(threshold: int = TASK_THRESHOLD) -> Iterator[bool]:
                 libc.malloc_trim(0)
 
 
-__all__ = ["TASK_THRESHOLD", "task_heap"]
+def heap_task(fn: F) -> F:
+    """``fn`` run inside :func:`task_heap` (a Dask task function; ``map_blocks`` still sees its ``block_info``
+    keyword through ``functools.wraps``)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with task_heap():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+__all__ = ["TASK_THRESHOLD", "heap_task", "task_heap"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from insarcloud.core.allocator import heap_task
 from insarcloud.errors import ProductError, StorageUnavailableError
 from insarcloud.io.licsar import (
     check_grid,
@@ -207,6 +208,7 @@ def _ingest_products(cube_url: str, so: dict[str, Any] | None, src_so: dict[str,
     return out
 
 
+@heap_task  # docs/scale.md "Worker processes and glibc's allocator": per task, not per worker
 def _ingest_batch(calls: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """:func:`_ingest_products` for several pairs in one Dask task (one record per pair, in order).
 

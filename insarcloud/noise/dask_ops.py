@@ -18,6 +18,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from insarcloud.core.allocator import heap_task
 from insarcloud.errors import CubeError
 from insarcloud.io import open_cube, write_stage_output
 
@@ -97,6 +98,7 @@ def _class_blocks(block: np.ndarray, side: int, block_info: dict | None) -> Iter
                    (y0 + i, x0 + j, (y0 + i) // side, (x0 + j) // side, nby, nbx))
 
 
+@heap_task  # docs/scale.md "Worker processes and glibc's allocator": per task, not per worker
 def noise_block(block: np.ndarray, vel: np.ndarray, *, days: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                 classes: ClassKind, class_size: int, opts: dict, side: int, stride: int = 1,
                 fit: BorrowFit = BORROW_DEFAULT, sampled_only: bool = False,
@@ -161,6 +163,7 @@ def _estimate_classes(block: np.ndarray, vel: np.ndarray, out: np.ndarray, loc: 
             _put(out, idx, nx, estimate_class(Y[:, idx], days, xy[idx], **opts), base + k, base + k)
 
 
+@heap_task
 def borrow_block(block: np.ndarray, vel: np.ndarray, first: np.ndarray, rec: np.ndarray, *, days: np.ndarray,
                  lat: np.ndarray, lon: np.ndarray, opts: dict, side: int, stride: int, fit: BorrowFit,
                  block_info: dict | None = None) -> np.ndarray:
