@@ -60,9 +60,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import export_tree  # noqa: E402
-
-from insarcloud.core.options import DEFAULT_INVERT_WEIGHTS  # noqa: E402
+from _common import export_tree  # noqa: E402 (it puts this tree's root first on sys.path: see _own_tree)
 
 HERE = Path(__file__).resolve().parent
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": 33554432}
@@ -193,6 +191,26 @@ class Meter:
         setattr(mod, name, wrapped)
 
 
+def _own_tree() -> str:
+    """In a child (and in the worker processes it spawns, which import this script again as their main module):
+    ``insarcloud`` from ``PYTHONPATH`` (the tree under test), not from the tree of this script, which ``_common``
+    puts first on ``sys.path`` (while it did, every "before" run imported the "after" tree); raises if that is not
+    what was imported."""
+    tree = os.path.abspath(os.environ["INVERT_DIST_TREE"])
+    mine = str(HERE.parent)
+    if tree != mine:
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != mine]
+    import insarcloud
+
+    if not insarcloud.__file__.startswith(tree + os.sep):
+        raise RuntimeError(f"imported {insarcloud.__file__}, not the tree under test {tree}")
+    return insarcloud.__file__
+
+
+if os.environ.get("INVERT_DIST_TREE"):
+    _own_tree()
+
+
 def child(args: argparse.Namespace) -> int:
     """One run of the stage (this process's PYTHONPATH is the code tree); prints one JSON line."""
     import dask
@@ -216,6 +234,9 @@ def child(args: argparse.Namespace) -> int:
         client = Client(cluster)
         client.run(lambda: __import__("insarcloud.invert.dask_ops"))  # imports are not the stage's cost
         res["worker_env"] = client.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+        trees = set(client.run(lambda: __import__("insarcloud").__file__).values())
+        if trees != {insarcloud.__file__}:
+            raise RuntimeError(f"workers imported {trees}, the driver {insarcloud.__file__}")
     meter = Meter()
     idle = None
     if client is not None:  # the cluster's own CPU while idle (event loops, heartbeats, the workers' profiler)
@@ -317,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cube", help="cube to copy (default: simulate --size x --size, --epochs)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--weights", default=DEFAULT_INVERT_WEIGHTS)
+    ap.add_argument("--weights", help="inversion weights (default: the stage's default, quality_closure)")
     ap.add_argument("--no-qc", action="store_true", help="simulated cube: no qc group (the reference counts unw)")
     ap.add_argument("--no-quality", action="store_true", help="simulated cube: no quality group")
     ap.add_argument("--keep-cube", type=Path, help="simulated cube: keep a copy here (reuse it with --cube)")
@@ -333,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tree", help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.weights is None and not args.child:
+        from insarcloud.core.options import DEFAULT_INVERT_WEIGHTS
+
+        args.weights = DEFAULT_INVERT_WEIGHTS
     if args.child:
         args.profile = os.environ.get("INVERT_DIST_PROFILE_DIR") if args.profile else None
         return child(args)
@@ -354,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                 for tree, path in trees.items():
                     cube = base / f"{tree}_{mode}_{rep}.zarr"
                     shutil.copytree(src, cube)
-                    env = {**os.environ, "PYTHONPATH": path, "INVERT_DIST_PROFILE_DIR": str(base)}
+                    env = {**os.environ, "PYTHONPATH": path, "INVERT_DIST_TREE": path,
+                           "INVERT_DIST_PROFILE_DIR": str(base)}
                     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--tree", tree, "--mode", mode,
                            "--cube", str(cube), "--weights", args.weights, "--idle-s", str(args.idle_s),
                            "--py-spy", args.py_spy] + (["--profile"] if args.profile else [])
