@@ -127,7 +127,8 @@ def network_operator(net: Network, kind: str) -> sp.csr_matrix:
     is small: building them per block cost a few percent of its time). The cache entry holds ``net`` itself,
     so its id cannot be reused by another network while the entry lives.
 
-    ``kind``: "inc" (date, pair) A^T, -1 at the primary, +1 at the secondary; "abs" the same with |.|;
+    ``kind``: "inc" (date, pair) A^T, -1 at the primary, +1 at the secondary; "abs" the same with |.|; "later"
+    (date, pair) int32, 1 at the later epoch of each pair;
     "design" (pair, date) A; "band" (date * (bw+1), pair) scatter of pair weights into the upper band
     storage of A^T W A (diagonal at [:, 0], see :func:`band_ldl_factor`).
     """
@@ -136,7 +137,10 @@ def network_operator(net: Network, kind: str) -> sp.csr_matrix:
         return hit[1]
     cols = np.arange(net.n_pair)
     p, s = net.primary_idx, net.secondary_idx
-    if kind in ("inc", "abs"):  # (date, pair) A^T: -1 at the primary, +1 at the secondary (|.| for abs)
+    if kind == "later":  # (date, pair) int32: 1 at the later epoch of each pair (counts pairs to earlier epochs)
+        op = sp.csr_matrix((np.ones(net.n_pair, np.int32), (np.maximum(p, s), cols)),
+                           shape=(net.n_date, net.n_pair))
+    elif kind in ("inc", "abs"):  # (date, pair) A^T: -1 at the primary, +1 at the secondary (|.| for abs)
         sign = -1.0 if kind == "inc" else 1.0
         op = sp.csr_matrix((np.r_[sign * np.ones(net.n_pair), np.ones(net.n_pair)], (np.r_[p, s], np.r_[cols, cols])),
                            shape=(net.n_date, net.n_pair))

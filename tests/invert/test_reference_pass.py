@@ -183,3 +183,31 @@ def test_pairs_without_data_at_the_reference_are_named(tmp_path):
     assert plan.reference.n_valid == len(sim.pairs) - 3
     assert plan.pairs_dropped_by_reference == [sim.pairs[i] for i in (3, 5, 7)]
     assert out.attrs["pairs_dropped_by_reference"] == 3
+
+
+@pytest.mark.parametrize("cube", ["simulated", "real_crop"])
+def test_coherence_by_table_is_open_cubes_coherence_bit_for_bit(tmp_path, cube):
+    """The stage reads the uint8-packed coherence through a table of its decoded codes
+    (``dask_ops.coherence_by_table``): every value, NaN (the fill code) included, is the bits of ``open_cube``'s
+    CF decoding; on every pair and on a subset of pairs (a cube whose later pairs are not ingested)."""
+    from insarcloud.invert.dask_ops import coherence_by_table
+
+    url = _simulated(tmp_path) if cube == "simulated" else _real_crop(tmp_path)
+    with dask.config.set(scheduler="synchronous"):
+        root = io.open_cube(url, chunks={"pair": -1})
+        fast = coherence_by_table(root, url)
+        assert fast["coh"].data.name != root["coh"].data.name  # the table path was taken
+        want = root["coh"].values
+        assert np.isnan(want).any() and np.unique(want).size > 100
+        got = fast["coh"].values
+        assert got.dtype == np.float32 and fast["coh"].data.chunks == root["coh"].data.chunks
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        sub = root.isel(pair=slice(1, None, 2))
+        np.testing.assert_array_equal(coherence_by_table(sub, url)["coh"].values.view(np.uint32),
+                                      sub["coh"].values.view(np.uint32))
+        # coherence stored as float32 (no packing): nothing to gain, the dataset is returned as it is
+        plain = root.load()
+        plain_url = str(tmp_path / "plain.zarr")
+        plain.to_zarr(plain_url, mode="w", zarr_format=3, consolidated=False)
+        again = io.open_cube(plain_url, chunks={"pair": -1})
+        assert coherence_by_table(again, plain_url) is again
