@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# after PYTHONPATH, not before it: a --compare child's PYTHONPATH names the tree under test (inserted first, it made
+# every "before" child and the workers it spawned import this tree: docs/invert.md)
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 try:  # the CPU meters need it (the "bench" extra); write_json does not
     import psutil

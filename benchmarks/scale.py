@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # after PYTHONPATH (the tree under test), as _common
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
