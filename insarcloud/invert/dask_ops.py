@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from insarcloud.core.allocator import heap_task
 from insarcloud.core.options import DEFAULT_INVERT_WEIGHTS
 from insarcloud.errors import ConfigError, CubeError
 from insarcloud.invert.closure import CLOSURE_HALO, CLOSURE_THRESHOLD, CLOSURE_WINDOW, closure_weights, loop_triplets
@@ -56,6 +57,7 @@ def task_side(native: int, n_pairs: int, mem_mb: int = TASK_MEM_MB) -> int:
     return side
 
 
+@heap_task  # docs/scale.md "Worker processes and glibc's allocator": per task, not per worker
 def _block_kernel(unw: np.ndarray, wts: np.ndarray | None, *, net: Any, gamma: float,
                   wavelength_m: float) -> np.ndarray:
     """(pair, y, x) block and its final weights (or None) -> (2*date + N_MAPS, y, x) float32 stack."""
@@ -429,6 +431,7 @@ def _apply_gacos(unw: xr.DataArray, gacos_ds: xr.Dataset, prim: np.ndarray, sec:
     return out, info
 
 
+@heap_task
 def _kernel_none(unw: np.ndarray, **kw: Any) -> np.ndarray:
     return _block_kernel(unw, None, **kw)
 
