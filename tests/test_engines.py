@@ -186,7 +186,9 @@ def test_task_heap_in_a_dask_worker_and_restored_after() -> None:
     with engines.dask_client(n_workers=1, memory_limit="768MiB") as client:
         changed, inside, after, trim = client.submit(_faults_inside_and_after_task_heap, pure=False).result()
     assert changed and trim == 65536, (changed, trim)
-    assert inside < 8, f"{inside} page faults per 2 MiB array inside task_heap"
+    # 512 pages per array without it; the worker's other threads fault a few pages too (11 per array measured in
+    # a full-suite run, < 1 alone)
+    assert inside < 64, f"{inside} page faults per 2 MiB array inside task_heap"
     assert after > 400, f"{after} page faults per 2 MiB array after task_heap: Dask's setting not restored"
     from insarcloud.core.allocator import _start_environ
 
