@@ -55,10 +55,12 @@ def tile_source(url: str, storage_options: dict[str, Any] | None, ds: xr.Dataset
     idx = [stored[str(v)] for v in ds["pair"].values]
     enc = raw["coh"].encoding
     coh_attrs = {k: enc[k] for k in ("scale_factor", "add_offset", "_FillValue") if k in enc}
-    if np.dtype(enc.get("dtype", raw["coh"].dtype)).kind == "f":
+    stored_dtype = np.dtype(enc.get("dtype", raw["coh"].dtype))
+    if stored_dtype.kind == "f":
         coh_attrs = {}  # float storage: xarray's decoding is the identity (NaN fill)
     return TileSource(url, storage_options, None if idx == list(range(len(stored))) else tuple(idx),
-                      _has_unw(ds), "landmask" in ds.data_vars and ds["landmask"].dims == ("y", "x"), coh_attrs)
+                      _has_unw(ds), "landmask" in ds.data_vars and ds["landmask"].dims == ("y", "x"), coh_attrs,
+                      stored_dtype.str)
 
 
 def stored_chunks(ds: xr.Dataset) -> tuple[int, int]:
@@ -86,8 +88,8 @@ def run_tiled(url: str, ds: xr.Dataset, p: QCParams, group: str, marker: dict[st
     b = p.block or choose_block(n_pairs, trip.n_triplets, ny, nx, p.block_mem_mb)
     h = p.window // 2
     src = tile_source(url, storage_options, ds)
-    coh_item = np.dtype(open_zarr_group(url, None, storage_options)["coh"].dtype).itemsize
-    plan = plan_tiles((n_pairs, ny, nx), stored_chunks(ds), b, h, has_unw=has_unw, coh_itemsize=coh_item)
+    plan = plan_tiles((n_pairs, ny, nx), stored_chunks(ds), b, h, has_unw=has_unw,
+                      coh_itemsize=np.dtype(src.coh_dtype).itemsize)
     if isinstance(plan, str):
         log.info("qc: by blocks, not by stored tile: %s", plan)
         return False

@@ -73,15 +73,13 @@ def _halo_tile(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], frame:
                                                                       int, int]:
     """The tile read into the centre of (P, ty + halo, tx + halo) phase and coherence arrays whose borders are
     the neighbours' strips (none beyond the frame); returns them, unw and the top and left border widths."""
-    from insarcloud.io.cube import open_zarr_group
 
     ny, nx = frame
     ty, tx = ys[1] - ys[0], xs[1] - xs[0]
     top, bot = (h if ys[0] > 0 else 0), (h if ys[1] < ny else 0)
     left, right = (h if xs[0] > 0 else 0), (h if xs[1] < nx else 0)
     shape = (n_pairs, ty + top + bot, tx + left + right)
-    coh_dtype = open_zarr_group(src.url, None, src.storage_options)["coh"].dtype
-    ph, co = np.empty(shape, np.float32), np.empty(shape, coh_dtype)
+    ph, co = np.empty(shape, np.float32), np.empty(shape, src.coh_dtype)
     cy, cx = slice(top, top + ty), slice(left, left + tx)
     t = read_tile(src, ys, xs, n_pairs=n_pairs, phase_out=ph[:, cy, cx], coh_out=co[:, cy, cx])
     for arr, kind in ((ph, "phase"), (co, "coh")):

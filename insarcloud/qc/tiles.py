@@ -50,6 +50,7 @@ class TileSource:
     has_unw: bool
     has_landmask: bool
     coh_attrs: dict[str, Any] = field(default_factory=dict)
+    coh_dtype: str = "uint8"  # as stored (the tile keeps the codes)
 
 
 class TilePlan(NamedTuple):
@@ -160,7 +161,7 @@ def read_tile(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], *, n_pa
     g = open_zarr_group(src.url, None, src.storage_options)
     shape = (n_pairs, ys[1] - ys[0], xs[1] - xs[0])
     phase = np.empty(shape, np.float32) if phase_out is None else phase_out
-    coh = np.empty(shape, g["coh"].dtype) if coh_out is None else coh_out
+    coh = np.empty(shape, src.coh_dtype) if coh_out is None else coh_out
     _read_into(g["phase"], phase, src.pairs, ys, xs)
     _read_into(g["coh"], coh, src.pairs, ys, xs)
     unw = None
