@@ -235,9 +235,17 @@ def cube_encoding(ds: xr.Dataset, chunk: int = CHUNK, *, shard_chunks: int | Non
 
 
 def open_zarr_group(url: str, group: str | None = None, storage_options: dict[str, Any] | None = None,
-                    mode: str = "r") -> zarr.Group:
-    """Open a Zarr group without consolidated metadata (always the current truth)."""
+                    mode: str = "r", *, chunk_io: bool = False) -> zarr.Group:
+    """Open a Zarr group without consolidated metadata (always the current truth).
+
+    ``chunk_io``: for a task that moves thousands of chunks, an S3 URL goes through obstore where its options
+    translate (:mod:`insarcloud.io.chunk_store`), else through fsspec like every other open."""
+    from insarcloud.io.chunk_store import chunk_store
+
+    store = chunk_store(url, storage_options, read_only=mode == "r") if chunk_io else None
     try:
+        if store is not None:
+            return zarr.open_group(store, path=group or "", mode=mode, use_consolidated=False)
         return zarr.open_group(
             url,
             path=group or "",

@@ -126,7 +126,7 @@ def _pass2(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], nb: dict[s
     h = window // 2
     ny, nx = frame
     ph, co, unw, top, left = _halo_tile(src, ys, xs, frame, nb, n_pairs, h)
-    g = open_zarr_group(out.url, out.group, out.storage_options, mode="r+")
+    g = open_zarr_group(out.url, out.group, out.storage_options, mode="r+", chunk_io=True)
     arrays = {v.name: g[v.name] for v in out.variables}
     counts = np.zeros((3, n_pairs), np.int64)
     for sy, sx in sub_blocks(ys, xs, b):

@@ -158,7 +158,7 @@ def read_tile(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], *, n_pa
     from insarcloud import io
     from insarcloud.io.cube import open_zarr_group
 
-    g = open_zarr_group(src.url, None, src.storage_options)
+    g = open_zarr_group(src.url, None, src.storage_options, chunk_io=True)
     shape = (n_pairs, ys[1] - ys[0], xs[1] - xs[0])
     phase = np.empty(shape, np.float32) if phase_out is None else phase_out
     coh = np.empty(shape, src.coh_dtype) if coh_out is None else coh_out

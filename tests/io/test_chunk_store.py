@@ -1,0 +1,112 @@
+"""Chunk requests through obstore (insarcloud.io.chunk_store): what translates from the project's storage options,
+and the same bytes as fsspec on a real S3 endpoint (moto's server), QC's tile tasks included."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import dask
+import numpy as np
+import pytest
+import s3fs
+import xarray as xr
+import zarr
+
+from insarcloud.io.chunk_store import chunk_store, obstore_config
+from insarcloud.io.cube import cube_encoding, open_zarr_group
+from insarcloud.qc import dask_ops
+from insarcloud.qc.config import QCParams
+
+from ..qc.conftest import synthetic_cube
+from ..qc.test_tiles import _assert_same_group
+
+
+def test_config_from_the_projects_options(monkeypatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    cfg = obstore_config("s3://bkt/frames/f1/cube.zarr", {"key": "k", "secret": "s"})
+    assert cfg is not None
+    assert cfg["bucket"] == "bkt" and cfg["prefix"] == "frames/f1/cube.zarr"
+    assert cfg["endpoint"] == "http://127.0.0.1:9000" and cfg["client_options"] == {"allow_http": True}
+    assert cfg["access_key_id"] == "k" and cfg["secret_access_key"] == "s" and cfg["region"] == "eu-west-2"
+    assert cfg["retry_config"]["max_retries"] >= 1
+    # an HTTPS endpoint from the options, a region from client_kwargs, anonymous reads
+    cfg = obstore_config("s3://bkt", {"client_kwargs": {"endpoint_url": "https://minio.example",
+                                                        "region_name": "us-west-2"}, "anon": True})
+    assert cfg is not None and cfg["prefix"] is None and cfg["client_options"] == {"allow_http": False}
+    assert cfg["region"] == "us-west-2" and cfg["skip_signature"] is True and "access_key_id" not in cfg
+
+
+@pytest.mark.parametrize(("url", "so"), [
+    ("/data/cube.zarr", None),
+    ("file:///data/cube.zarr", None),
+    ("gs://bkt/cube.zarr", None),
+    ("s3://bkt/cube.zarr", {"profile": "research"}),  # an AWS profile: botocore's config files, not obstore's
+    ("s3://bkt/cube.zarr", {"client_kwargs": {"verify": False}}),
+])
+def test_options_without_an_equivalent_keep_fsspec(url: str, so: dict | None) -> None:
+    assert obstore_config(url, so) is None and chunk_store(url, so) is None
+
+
+@pytest.mark.slow
+def test_same_bytes_as_fsspec_both_ways(bucket: str, storage_options: dict) -> None:
+    """An array written through s3fs reads back bit for bit through obstore, and the other way round; the group
+    opened with ``chunk_io`` is an obstore store, and a read-only open refuses writes."""
+    url = f"{bucket}/cube.zarr"
+    g = zarr.open_group(url, mode="w", storage_options=storage_options, zarr_format=3)
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 40, 30)).astype(np.float32)
+    g.create_array("a", shape=a.shape, chunks=(1, 16, 16), dtype="float32")[:] = a
+
+    fast = open_zarr_group(url, None, storage_options, mode="r+", chunk_io=True)
+    assert type(fast.store).__name__ == "ObjectStore"
+    np.testing.assert_array_equal(fast["a"][:], a)
+    b = rng.integers(0, 255, (40, 30), dtype=np.uint8)
+    fast.create_array("b", shape=b.shape, chunks=(16, 16), dtype="uint8")[:] = b
+    np.testing.assert_array_equal(open_zarr_group(url, None, storage_options)["b"][:], b)
+
+    ro = open_zarr_group(url, None, storage_options, chunk_io=True)
+    with pytest.raises(ValueError, match="read-only"):
+        ro["a"][0, :2, :2] = 0
+
+
+@pytest.mark.slow
+def test_qc_on_s3_equals_qc_on_disk(tmp_path, bucket: str, storage_options: dict, caplog, monkeypatch) -> None:
+    """The tile tasks read and write through obstore on S3: the group equals the same cube's on local disk."""
+    from insarcloud.io import chunk_store as cs
+
+    made: list[str] = []
+    orig = cs.chunk_store
+
+    def recorded(*args, **kw):  # type: ignore[no-untyped-def]
+        store = orig(*args, **kw)
+        made.append(type(store).__name__)
+        return store
+
+    monkeypatch.setattr(cs, "chunk_store", recorded)
+    shape = (70, 70)
+    _s, ds = synthetic_cube(4, shape=shape)
+    lm = np.ones(shape, np.float32)
+    lm[:20, :15] = 0
+    ds["landmask"] = (("y", "x"), lm)
+    enc = cube_encoding(ds, 32, coh_uint8=True)
+    disk = str(tmp_path / "cube.zarr")
+    ds.to_zarr(disk, mode="w", zarr_format=3, consolidated=False, encoding=enc)
+    url = f"{bucket}/cube.zarr"
+    fs = s3fs.S3FileSystem(**storage_options)
+    fs.put(disk, url.removeprefix("s3://"), recursive=True)
+    local = tmp_path / "copy.zarr"
+    shutil.copytree(disk, local)
+    p = QCParams(block=16)
+    with dask.config.set(scheduler="synchronous"), caplog.at_level(logging.INFO, logger="insarcloud.qc"):
+        g_s3 = dask_ops.run_qc(url, p, storage_options)
+        assert "qc by stored tile" in caplog.text, caplog.text
+        g_disk = dask_ops.run_qc(str(local), p)
+    q_s3 = xr.open_zarr(url, group=g_s3, consolidated=False, storage_options=storage_options).load()
+    q_disk = xr.open_zarr(str(local), group=g_disk, consolidated=False).load()
+    _assert_same_group(q_s3, q_disk)
+    # both passes of every tile on S3 through obstore (reads of the cube, pass 2's writes); none on disk
+    assert made.count("ObjectStore") >= 3 and "NoneType" in made, made
