@@ -35,8 +35,7 @@ def obstore_config(url: str, storage_options: dict[str, Any] | None = None) -> d
 
     Credentials not in the options come from the same environment chain botocore reads (``AWS_*`` variables,
     web identity in a pod); obstore reads it itself. Requests are path-style (what MinIO and moto serve; AWS
-    accepts both), plain HTTP only for an ``http://`` endpoint, and retried by obstore within the project's
-    retry budget (:func:`io.storage.retry_budget`).
+    accepts both), plain HTTP only for an ``http://`` endpoint, never retried by obstore (below).
     """
     if protocol_of(url) not in ("s3", "s3a"):
         return None
@@ -65,8 +64,10 @@ def obstore_config(url: str, storage_options: dict[str, Any] | None = None) -> d
         kw["secret_access_key"] = so["secret"]
     if so.get("token") is not None:
         kw["session_token"] = so["token"]
-    tries, seconds = retry_budget()
-    kw["retry_config"] = {"max_retries": tries - 1, "retry_timeout": datetime.timedelta(seconds=seconds)}
+    # One retry policy for every store: obstore does not retry, ``io.with_retries`` around each call does (its
+    # budget, its observers, a StorageUnavailableError naming the endpoint), judging obstore's errors by
+    # ``io.storage.is_transient``.
+    kw["retry_config"] = {"max_retries": 0, "retry_timeout": datetime.timedelta(seconds=retry_budget()[1])}
     return {"bucket": bucket, "prefix": prefix or None, **kw}
 
 

@@ -4,6 +4,10 @@ The same code talks to AWS S3, an on-premises S3 (MinIO, Ceph), moto's server on
 files and ``https://`` directory listings (LiCSAR's own web tree). The endpoint is configuration:
 ``AWS_ENDPOINT_URL`` (the variable botocore itself honours) or ``storage_options={"endpoint_url": ...}``.
 Credentials come from the usual AWS chain (environment, profile, IRSA) and are never logged.
+
+One exception, for CPU: tasks that move thousands of chunks (QC's tile tasks) take their Zarr store from
+:mod:`insarcloud.io.chunk_store` (obstore) when these options translate to it exactly; retries and errors stay
+this module's (:func:`with_retries`, :func:`is_transient`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -37,6 +42,14 @@ _CURL_MARKERS = ("couldn't connect", "could not connect", "connection refused", 
                  "empty reply from server", "recv failure", "send failure", "ssl connect error",
                  "http response code: 500", "http response code: 502", "http response code: 503",
                  "http response code: 504", "http response code: 429", "curl error", "server disconnected")
+
+
+# obstore (io.chunk_store) raises one GenericError type for everything; its text carries the object_store
+# crate's HttpError kind (a refused or reset connection, a timeout) or the HTTP status (measured: a refused
+# endpoint reads "HTTP error: error sending request ... kind: Connect").
+_OBSTORE_TRANSIENT = re.compile(r"kind: (Connect|Request|Timeout|Interrupted)\b|status: (5\d\d|429)\b|"
+                                r"error sending request|Service Unavailable|SlowDown|connection (closed|reset)",
+                                re.IGNORECASE)
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
@@ -87,6 +100,8 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(e, OSError) and any(c in str(e) for c in _RETRY_CODES):
             return True
         if type(e).__module__.startswith("rasterio") and is_transient_message(str(e)):
+            return True
+        if type(e).__module__.startswith("obstore") and _OBSTORE_TRANSIENT.search(str(e)):
             return True
     return False
 

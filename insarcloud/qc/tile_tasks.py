@@ -122,11 +122,14 @@ def _pass2(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], nb: dict[s
            out: OutputSpec) -> np.ndarray:
     from insarcloud import io
     from insarcloud.io.cube import open_zarr_group
+    from insarcloud.io.storage import endpoint_for
 
     h = window // 2
     ny, nx = frame
     ph, co, unw, top, left = _halo_tile(src, ys, xs, frame, nb, n_pairs, h)
-    g = open_zarr_group(out.url, out.group, out.storage_options, mode="r+", chunk_io=True)
+    ep = endpoint_for(out.url, out.storage_options)
+    g = io.with_retries(open_zarr_group, out.url, out.group, out.storage_options, mode="r+", chunk_io=True,
+                        endpoint=ep)
     arrays = {v.name: g[v.name] for v in out.variables}
     counts = np.zeros((3, n_pairs), np.int64)
     for sy, sx in sub_blocks(ys, xs, b):
@@ -145,7 +148,7 @@ def _pass2(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], nb: dict[s
             a, z = layout.rows[v.rows]
             val = (pack[a:z] if v.per_pair else pack[a]).astype(v.dtype).astype(v.stored)
             idx = (slice(None), gy, gx) if v.per_pair else (gy, gx)
-            io.with_retries(arrays[v.name].__setitem__, idx, val)
+            io.with_retries(arrays[v.name].__setitem__, idx, val, endpoint=ep)
             if v.name == "label":
                 counts += dask_ops.label_counts_block(val)[:, :, 0, 0]
     return counts

@@ -32,7 +32,7 @@ def test_config_from_the_projects_options(monkeypatch) -> None:
     assert cfg["bucket"] == "bkt" and cfg["prefix"] == "frames/f1/cube.zarr"
     assert cfg["endpoint"] == "http://127.0.0.1:9000" and cfg["client_options"] == {"allow_http": True}
     assert cfg["access_key_id"] == "k" and cfg["secret_access_key"] == "s" and cfg["region"] == "eu-west-2"
-    assert cfg["retry_config"]["max_retries"] >= 1
+    assert cfg["retry_config"]["max_retries"] == 0  # io.with_retries retries, for every store alike
     # an HTTPS endpoint from the options, a region from client_kwargs, anonymous reads
     cfg = obstore_config("s3://bkt", {"client_kwargs": {"endpoint_url": "https://minio.example",
                                                         "region_name": "us-west-2"}, "anon": True})
@@ -110,3 +110,43 @@ def test_qc_on_s3_equals_qc_on_disk(tmp_path, bucket: str, storage_options: dict
     _assert_same_group(q_s3, q_disk)
     # both passes of every tile on S3 through obstore (reads of the cube, pass 2's writes); none on disk
     assert made.count("ObjectStore") >= 3 and "NoneType" in made, made
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_refused_endpoint_is_retried_then_named(monkeypatch) -> None:
+    """obstore does not retry; the project's retry helper does, with its budget, and then names the endpoint
+    (as for s3fs: tests/io/test_ingest_storage.py)."""
+    from insarcloud.errors import StorageUnavailableError
+    from insarcloud.io import storage
+    from insarcloud.qc.tiles import TileSource, read_tile
+
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("INSARCLOUD_STORAGE_RETRIES", "2")
+    monkeypatch.setenv("INSARCLOUD_STORAGE_RETRY_SECONDS", "30")
+    seen: list[str] = []
+    monkeypatch.setattr(storage, "RETRY_OBSERVERS", [lambda attempt, exc: seen.append(type(exc).__module__)])
+    src = TileSource("s3://bkt/cube.zarr", {"endpoint_url": endpoint, "key": "k", "secret": "s"}, None,
+                     has_unw=False, has_landmask=False)
+    with pytest.raises(StorageUnavailableError, match=f"storage unreachable: {endpoint} after 2 tries"):
+        read_tile(src, (0, 16), (0, 16), n_pairs=2)
+    assert seen == ["obstore.exceptions"]  # one retry between the two tries, of obstore's error
+
+
+@pytest.mark.slow
+def test_missing_object_is_not_transient(bucket: str, storage_options: dict) -> None:
+    """A 404 through obstore fails at once (not retried as an outage)."""
+    import obstore
+
+    from insarcloud.io.storage import is_transient
+
+    store = chunk_store(f"{bucket}/cube.zarr", storage_options)
+    with pytest.raises(FileNotFoundError) as info:
+        obstore.get(store.store, "no/such/key")
+    assert not is_transient(info.value)
