@@ -162,7 +162,9 @@ def test_local_cluster_workers_get_the_limit_and_the_malloc_thresholds_asked_for
         env = client.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
         raised = client.submit(_page_faults_per_array, pure=False).result()
     assert list(env.values()) == [str(engines.MALLOC_THRESHOLD)]
-    assert raised < 8, f"{raised} page faults per 2 MiB array in a worker task"
+    # reused: far below the 512 of a fresh mapping; not ~0, for the worker's other threads (heartbeats, the
+    # event loop) fault pages of their own meanwhile: 11.3 per array measured in a full-suite run (session 13)
+    assert raised < 64, f"{raised} page faults per 2 MiB array in a worker task"
 
 
 def _faults_inside_and_after_task_heap() -> tuple[bool, float, float, float]:
