@@ -14,7 +14,7 @@ import numpy as np
 from insarcloud.core.allocator import task_heap
 from insarcloud.qc import dask_ops, labels
 from insarcloud.qc.network import Triplets
-from insarcloud.qc.tiles import Edges, TileSource, decode_coh, read_tile, sub_blocks
+from insarcloud.qc.tiles import Edges, TileSource, decode_coh, open_for_chunks, read_tile, sub_blocks
 
 
 def tile_edges(phase: np.ndarray, coh: np.ndarray, h: int) -> Edges:
@@ -121,15 +121,11 @@ def _pass2(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], nb: dict[s
            offset_k: np.ndarray | None, thresholds: labels.RuleThresholds, layout: dask_ops.Layout,
            out: OutputSpec) -> np.ndarray:
     from insarcloud import io
-    from insarcloud.io.cube import open_zarr_group
-    from insarcloud.io.storage import endpoint_for
 
     h = window // 2
     ny, nx = frame
     ph, co, unw, top, left = _halo_tile(src, ys, xs, frame, nb, n_pairs, h)
-    ep = endpoint_for(out.url, out.storage_options)
-    g = io.with_retries(open_zarr_group, out.url, out.group, out.storage_options, mode="r+", chunk_io=True,
-                        endpoint=ep)
+    g, ep = open_for_chunks(out.url, out.group, out.storage_options, mode="r+")
     arrays = {v.name: g[v.name] for v in out.variables}
     counts = np.zeros((3, n_pairs), np.int64)
     for sy, sx in sub_blocks(ys, xs, b):

@@ -150,17 +150,26 @@ def _read_into(arr: Any, out: np.ndarray, pairs: tuple[int, ...] | None, ys: tup
         io.with_retries(arr.get_orthogonal_selection, sel, out=buf, endpoint=endpoint)
 
 
+def open_for_chunks(url: str, group: str | None, storage_options: dict[str, Any] | None,
+                    mode: str = "r") -> tuple[Any, str]:
+    """A tile task's Zarr group (obstore where the options translate: ``io.chunk_store``), opened under the retry
+    helper, and the endpoint name every later chunk call's retries report."""
+    from insarcloud import io
+    from insarcloud.io.cube import open_zarr_group
+    from insarcloud.io.storage import endpoint_for
+
+    ep = endpoint_for(url, storage_options)
+    return io.with_retries(open_zarr_group, url, group, storage_options, mode=mode, chunk_io=True, endpoint=ep), ep
+
+
 def read_tile(src: TileSource, ys: tuple[int, int], xs: tuple[int, int], *, n_pairs: int,
               phase_out: np.ndarray | None = None, coh_out: np.ndarray | None = None) -> Tile:
     """Every checked pair of the cube over rows ``ys`` and columns ``xs``, water masked (see :class:`Tile`).
 
     ``phase_out``/``coh_out``: arrays (e.g. the centre of a halo'd tile) to read into instead of new ones."""
     from insarcloud import io
-    from insarcloud.io.cube import open_zarr_group
-    from insarcloud.io.storage import endpoint_for
 
-    ep = endpoint_for(src.url, src.storage_options)
-    g = io.with_retries(open_zarr_group, src.url, None, src.storage_options, chunk_io=True, endpoint=ep)
+    g, ep = open_for_chunks(src.url, None, src.storage_options)
     shape = (n_pairs, ys[1] - ys[0], xs[1] - xs[0])
     phase = np.empty(shape, np.float32) if phase_out is None else phase_out
     coh = np.empty(shape, src.coh_dtype) if coh_out is None else coh_out
@@ -198,5 +207,5 @@ def sub_blocks(ys: tuple[int, int], xs: tuple[int, int], b: int) -> list[tuple[s
     return out
 
 
-__all__ = ["READ_PAIRS", "TILE_MEM_MB", "Edges", "Tile", "TilePlan", "TileSource", "decode_coh", "plan_tiles",
-           "read_tile", "sub_blocks"]
+__all__ = ["READ_PAIRS", "TILE_MEM_MB", "Edges", "Tile", "TilePlan", "TileSource", "decode_coh",
+           "open_for_chunks", "plan_tiles", "read_tile", "sub_blocks"]
