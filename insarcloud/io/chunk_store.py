@@ -29,13 +29,15 @@ _KNOWN = frozenset({"endpoint_url", "key", "secret", "token", "anon", "client_kw
 _KNOWN_CLIENT_KWARGS = frozenset({"endpoint_url", "region_name"})
 
 
-def obstore_config(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def obstore_config(url: str, storage_options: dict[str, Any] | None = None, *,
+                   retry: bool = False) -> dict[str, Any] | None:
     """The ``obstore.store.S3Store`` arguments (bucket, prefix and keywords) for an ``s3://`` URL and the
     options :func:`io.storage.storage_options_for` resolves for it, or ``None`` where they do not translate.
 
     Credentials not in the options come from the same environment chain botocore reads (``AWS_*`` variables,
     web identity in a pod); obstore reads it itself. Requests are path-style (what MinIO and moto serve; AWS
-    accepts both), plain HTTP only for an ``http://`` endpoint, never retried by obstore (below).
+    accepts both), plain HTTP only for an ``http://`` endpoint. ``retry``: obstore retries transient errors
+    itself, within the project's budget (below); else never.
     """
     if protocol_of(url) not in ("s3", "s3a"):
         return None
@@ -64,16 +66,35 @@ def obstore_config(url: str, storage_options: dict[str, Any] | None = None) -> d
         kw["secret_access_key"] = so["secret"]
     if so.get("token") is not None:
         kw["session_token"] = so["token"]
-    # One retry policy for every store: obstore does not retry, ``io.with_retries`` around each call does (its
-    # budget, its observers, a StorageUnavailableError naming the endpoint), judging obstore's errors by
-    # ``io.storage.is_transient``.
-    kw["retry_config"] = {"max_retries": 0, "retry_timeout": datetime.timedelta(seconds=retry_budget()[1])}
+    kw["retry_config"] = _retry_config(retry)
     return {"bucket": bucket, "prefix": prefix or None, **kw}
 
 
-def chunk_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = True) -> Any | None:
-    """A zarr ``ObjectStore`` on obstore for ``url`` (see :func:`obstore_config`), or ``None`` (use fsspec)."""
-    cfg = obstore_config(url, storage_options)
+def _retry_config(retry: bool) -> dict[str, Any]:
+    """obstore's retries. Where the caller wraps every call in ``io.with_retries`` (the tile tasks, ingest's
+    writes: its budget, its observers, a StorageUnavailableError naming the endpoint, obstore's errors judged by
+    ``io.storage.is_transient``) obstore does not retry, so that there is one policy. Where nothing wraps the
+    calls (chunk reads inside a Dask graph built by ``xarray.open_zarr``: s3fs retried those itself) obstore
+    retries with the same budget as ``with_retries``: ``io.storage.retry_budget``'s tries and seconds, backoff
+    from 0.2 s doubling to at most 8 s. The object_store crate's ``RetryExt`` retries transport errors (a refused or
+    reset connection, a timeout) and server errors, never a 404 or 403 (tests/io/test_chunk_store.py: a refused
+    endpoint retried, a 404 answered at once)."""
+    tries, seconds = retry_budget()
+    timeout = datetime.timedelta(seconds=seconds)
+    if not retry:
+        return {"max_retries": 0, "retry_timeout": timeout}
+    return {"max_retries": tries - 1, "retry_timeout": timeout,
+            "backoff": {"init_backoff": datetime.timedelta(seconds=0.2), "max_backoff": datetime.timedelta(seconds=8),
+                        "base": 2.0}}
+
+
+def chunk_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = True,
+                retry: bool = False) -> Any | None:
+    """A zarr ``ObjectStore`` on obstore for ``url`` (see :func:`obstore_config`), or ``None`` (use fsspec).
+
+    ``retry``: obstore retries transient errors itself (for stores whose calls no ``io.with_retries`` wraps);
+    the store pickles (a Dask graph carries it to the workers)."""
+    cfg = obstore_config(url, storage_options, retry=retry)
     if cfg is None:
         return None
     try:
@@ -85,4 +106,14 @@ def chunk_store(url: str, storage_options: dict[str, Any] | None = None, *, read
     return ObjectStore(S3Store(bucket, **cfg), read_only=read_only)
 
 
-__all__ = ["chunk_store", "obstore_config"]
+def store_endpoint(store: Any) -> str | None:
+    """The endpoint behind a zarr store made here (``ObjectStore``, or a ``WrapperStore`` around one), for the
+    messages of ``io.with_retries``; ``None`` for any other store. Never credentials."""
+    inner = getattr(getattr(store, "_store", store), "store", None)
+    config = getattr(inner, "config", None)
+    if not isinstance(config, dict):
+        return None
+    return str(config.get("endpoint") or "AWS S3")
+
+
+__all__ = ["chunk_store", "obstore_config", "store_endpoint"]

@@ -32,8 +32,8 @@ from affine import Affine
 
 from insarcloud.core.pairs import pair_name as pair_name  # re-exported by insarcloud.io
 from insarcloud.core.pairs import pair_timestamps as parse_pair  # re-exported by insarcloud.io
-from insarcloud.errors import CubeError, StageOutputError
-from insarcloud.io.storage import storage_options_for
+from insarcloud.errors import CubeError, StageOutputError, StorageUnavailableError
+from insarcloud.io.storage import endpoint_for, is_transient, storage_options_for
 
 log = logging.getLogger(__name__)
 
@@ -292,16 +292,30 @@ def open_cube(url: str, storage_options: dict[str, Any] | None = None, *, group:
     windows (a quality actor) that would otherwise build and keep a graph of every stored chunk of the frame
     (it grew with the frame: tests/pipelines/test_flat_memory.py). Coherence is then as stored after CF
     decoding (uint8-packed reads as float64): cast the blocks read, a whole-variable cast would load it.
+
+    On S3 the chunks are read through obstore where the options translate (``io.chunk_store``: ~half the CPU
+    per request of s3fs, docs/scale.md "Chunk requests through obstore"), retrying within the project's budget
+    itself, since no ``io.with_retries`` wraps a read inside the Dask graph; else through fsspec.
     """
+    from insarcloud.io.chunk_store import chunk_store
+
+    store = chunk_store(url, storage_options, read_only=True, retry=True)
     try:
         ds = xr.open_zarr(
-            url, group=group, consolidated=False, decode_coords="all",
+            url if store is None else store, group=group, consolidated=False, decode_coords="all",
             chunks=None if not dask else (chunks if chunks is not None else {}),
-            storage_options=storage_options_for(url, storage_options) if "://" in url else None,
+            storage_options=storage_options_for(url, storage_options) if "://" in url and store is None else None,
         )
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError) as exc:
         where = f"group {group!r} of " if group else ""
         raise CubeError(f"cannot open {where}cube {url}: {exc}") from exc
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # after the store's own retries (s3fs', or obstore's with the project's budget): the endpoint's fault
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise StorageUnavailableError(
+            f"storage unreachable: {endpoint_for(url, storage_options)} while opening {url}: {first}") from exc
     if dask and group is None and "coh" in ds and ds["coh"].dtype != np.float32:
         # uint8-packed coherence (CF scale_factor 1/255) decodes to float64; the contract is float32.
         ds["coh"] = ds["coh"].astype(np.float32)

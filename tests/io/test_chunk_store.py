@@ -32,7 +32,7 @@ def test_config_from_the_projects_options(monkeypatch) -> None:
     assert cfg["bucket"] == "bkt" and cfg["prefix"] == "frames/f1/cube.zarr"
     assert cfg["endpoint"] == "http://127.0.0.1:9000" and cfg["client_options"] == {"allow_http": True}
     assert cfg["access_key_id"] == "k" and cfg["secret_access_key"] == "s" and cfg["region"] == "eu-west-2"
-    assert cfg["retry_config"]["max_retries"] == 0  # io.with_retries retries, for every store alike
+    assert cfg["retry_config"]["max_retries"] == 0  # by default the caller's io.with_retries retries
     # an HTTPS endpoint from the options, a region from client_kwargs, anonymous reads
     cfg = obstore_config("s3://bkt", {"client_kwargs": {"endpoint_url": "https://minio.example",
                                                         "region_name": "us-west-2"}, "anon": True})
@@ -150,3 +150,77 @@ def test_missing_object_is_not_transient(bucket: str, storage_options: dict) -> 
     with pytest.raises(FileNotFoundError) as info:
         obstore.get(store.store, "no/such/key")
     assert not is_transient(info.value)
+
+
+def test_stage_reads_retry_within_the_projects_budget(monkeypatch) -> None:
+    """A store whose calls no ``with_retries`` wraps (reads inside a Dask graph) retries in obstore, with the
+    project's tries and seconds; the wrapped ones do not retry twice."""
+    monkeypatch.setenv("INSARCLOUD_STORAGE_RETRIES", "5")
+    monkeypatch.setenv("INSARCLOUD_STORAGE_RETRY_SECONDS", "12")
+    own = obstore_config("s3://bkt/cube.zarr", {"endpoint_url": "http://127.0.0.1:9"}, retry=True)
+    assert own is not None and own["retry_config"]["max_retries"] == 4
+    assert own["retry_config"]["retry_timeout"].total_seconds() == 12
+    wrapped = obstore_config("s3://bkt/cube.zarr", {"endpoint_url": "http://127.0.0.1:9"})
+    assert wrapped is not None and wrapped["retry_config"]["max_retries"] == 0
+
+
+@pytest.mark.slow
+def test_open_cube_reads_through_obstore(bucket: str, storage_options: dict, monkeypatch) -> None:
+    """``open_cube`` on S3 reads through obstore: the same values as the same cube on fsspec, the store travels
+    pickled in the Dask graph (as to a worker), and a refused endpoint is retried with the project's budget and
+    then named by its URL."""
+    import pickle
+
+    import dask.array as da
+
+    from insarcloud.io import chunk_store as cs
+    from insarcloud.io.cube import open_cube
+
+    made: list[str] = []
+    orig = cs.chunk_store
+    monkeypatch.setattr(cs, "chunk_store", lambda *a, **kw: made.append(type(s := orig(*a, **kw)).__name__) or s)
+    _s, ds = synthetic_cube(3, shape=(40, 40))
+    url = f"{bucket}/cube.zarr"
+    ds.to_zarr(url, mode="w", zarr_format=3, consolidated=False, storage_options=storage_options,
+               encoding=cube_encoding(ds, 16, coh_uint8=True))
+    fast = open_cube(url, storage_options)
+    slow = xr.open_zarr(url, consolidated=False, storage_options=storage_options)
+    assert made == ["ObjectStore"]
+    with dask.config.set(scheduler="synchronous"):
+        again = pickle.loads(pickle.dumps(fast["phase"].data))
+        assert isinstance(again, da.Array)
+        np.testing.assert_array_equal(again.compute(), slow["phase"].values)
+        np.testing.assert_array_equal(fast["coh"].values, slow["coh"].values.astype(np.float32))
+
+
+def test_open_cube_on_a_refused_endpoint_names_it_after_its_retries(monkeypatch) -> None:
+    import obstore
+
+    from insarcloud.errors import StorageUnavailableError
+    from insarcloud.io.cube import open_cube
+
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("INSARCLOUD_STORAGE_RETRIES", "3")
+    so = {"endpoint_url": endpoint, "key": "k", "secret": "s"}
+    with pytest.raises(StorageUnavailableError, match=f"storage unreachable: {endpoint} .*s3://bkt/cube.zarr") as info:
+        open_cube("s3://bkt/cube.zarr", so)
+    assert isinstance(info.value.__cause__, obstore.exceptions.GenericError)
+    assert "after 2 retries" in str(info.value), info.value  # INSARCLOUD_STORAGE_RETRIES tries, in obstore
+
+
+@pytest.mark.slow
+def test_ingest_writes_through_obstore(bucket: str, storage_options: dict, s3_endpoint: str) -> None:
+    """Ingest's cube arrays write whole objects through obstore on S3 (its writes are wrapped in
+    ``with_retries``, whose message names the endpoint), and the bytes read back through s3fs."""
+    import json
+
+    from insarcloud.io.ingest_tasks import _cube_array, _setitem, _store_name
+
+    url = f"{bucket}/cube.zarr"
+    g = zarr.open_group(url, mode="w", storage_options=storage_options, zarr_format=3)
+    g.create_array("a", shape=(2, 32, 32), chunks=(1, 16, 16), shards=(1, 32, 32), dtype="float32")
+    arr = _cube_array(url, json.dumps(storage_options), "a", "run-1")
+    assert type(arr.store._store).__name__ == "ObjectStore" and _store_name(arr) == s3_endpoint
+    block = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    _setitem(arr, (1, slice(0, 32), slice(None)), block)
+    np.testing.assert_array_equal(zarr.open_group(url, mode="r", storage_options=storage_options)["a"][1], block)
