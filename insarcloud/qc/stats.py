@@ -205,7 +205,7 @@ def window_stats(phase: np.ndarray, coh: np.ndarray, window: int = 5, *,
     if phase.shape != coh.shape or phase.ndim < 2:
         raise InputArrayError(f"phase {phase.shape} and coh {coh.shape} must be equal (..., y, x) shapes")
     ok = np.isfinite(phase)
-    p0 = np.where(ok, phase, np.float32(0)).astype(np.float32)
+    p0 = np.where(ok, phase, np.float32(0)).astype(np.float32, copy=False)
     n = _box_sum(ok.astype(np.float64), window, crop)
     # cos/sin in float32 (the phase is float32), sums in float64
     t32 = np.cos(p0)
@@ -216,7 +216,8 @@ def window_stats(phase: np.ndarray, coh: np.ndarray, window: int = 5, *,
     ss = _box_sum(t32.astype(np.float64), window, crop)
     del t32, p0
     cok = np.isfinite(coh)
-    nc = _box_sum(cok.astype(np.float64), window, crop)
+    # LiCSAR's coherence and phase have the same no-data pixels almost everywhere: the same count, not recounted
+    nc = n if np.array_equal(cok, ok) else _box_sum(cok.astype(np.float64), window, crop)
     scoh = _box_sum(np.where(cok, coh, 0.0).astype(np.float64), window, crop)
     if crop is not None:
         ok = ok[..., crop[0], crop[1]]
