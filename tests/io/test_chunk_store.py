@@ -51,6 +51,22 @@ def test_options_without_an_equivalent_keep_fsspec(url: str, so: dict | None) ->
     assert obstore_config(url, so) is None and chunk_store(url, so) is None
 
 
+def _record_stores(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The type name of every store ``io.chunk_store.chunk_store`` returns from now on (``NoneType``: fsspec)."""
+    from insarcloud.io import chunk_store as cs
+
+    made: list[str] = []
+    orig = cs.chunk_store
+
+    def recorded(*args, **kw):  # type: ignore[no-untyped-def]
+        store = orig(*args, **kw)
+        made.append(type(store).__name__)
+        return store
+
+    monkeypatch.setattr(cs, "chunk_store", recorded)
+    return made
+
+
 @pytest.mark.slow
 def test_same_bytes_as_fsspec_both_ways(bucket: str, storage_options: dict) -> None:
     """An array written through s3fs reads back bit for bit through obstore, and the other way round; the group
@@ -76,17 +92,7 @@ def test_same_bytes_as_fsspec_both_ways(bucket: str, storage_options: dict) -> N
 @pytest.mark.slow
 def test_qc_on_s3_equals_qc_on_disk(tmp_path, bucket: str, storage_options: dict, caplog, monkeypatch) -> None:
     """The tile tasks read and write through obstore on S3: the group equals the same cube's on local disk."""
-    from insarcloud.io import chunk_store as cs
-
-    made: list[str] = []
-    orig = cs.chunk_store
-
-    def recorded(*args, **kw):  # type: ignore[no-untyped-def]
-        store = orig(*args, **kw)
-        made.append(type(store).__name__)
-        return store
-
-    monkeypatch.setattr(cs, "chunk_store", recorded)
+    made = _record_stores(monkeypatch)
     shape = (70, 70)
     _s, ds = synthetic_cube(4, shape=shape)
     lm = np.ones(shape, np.float32)
@@ -173,12 +179,9 @@ def test_open_cube_reads_through_obstore(bucket: str, storage_options: dict, mon
 
     import dask.array as da
 
-    from insarcloud.io import chunk_store as cs
     from insarcloud.io.cube import open_cube
 
-    made: list[str] = []
-    orig = cs.chunk_store
-    monkeypatch.setattr(cs, "chunk_store", lambda *a, **kw: made.append(type(s := orig(*a, **kw)).__name__) or s)
+    made = _record_stores(monkeypatch)
     _s, ds = synthetic_cube(3, shape=(40, 40))
     url = f"{bucket}/cube.zarr"
     ds.to_zarr(url, mode="w", zarr_format=3, consolidated=False, storage_options=storage_options,
