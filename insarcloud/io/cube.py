@@ -313,7 +313,8 @@ def open_cube(url: str, storage_options: dict[str, Any] | None = None, *, group:
         if not is_transient(exc):
             raise
         # after the store's own retries (s3fs', or obstore's with the project's budget): the endpoint's fault
-        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        text = str(exc)
+        first = text.splitlines()[0][:300] if text else type(exc).__name__
         raise StorageUnavailableError(
             f"storage unreachable: {endpoint_for(url, storage_options)} while opening {url}: {first}") from exc
     if dask and group is None and "coh" in ds and ds["coh"].dtype != np.float32:
